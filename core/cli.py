@@ -229,6 +229,134 @@ def _cmd_import(args: argparse.Namespace) -> None:
     print(f"imported set '{name}'")
 
 
+def _settings(args: argparse.Namespace, ws: Workspace):
+    from core.evaluation import EvalSettings
+
+    overrides = {
+        "scoring": args.scoring,
+        "known_variant": args.known_variant,
+        "split": args.split,
+        "loss_rows": args.loss_rows,
+        "known_filter": not args.skip_known,
+    }
+    if args.questions is not None:
+        overrides["question_limit"] = args.questions or None
+    return EvalSettings.for_device(ws.device, **overrides)
+
+
+def _chosen_features(args: argparse.Namespace, ws: Workspace) -> tuple[list[int], list[float]]:
+    """Features and their c from --set (its multipliers times --c) or --features."""
+    if bool(args.set) == bool(args.features):
+        raise UserError("Give exactly one of --set NAME or --features 1,2,3.")
+    if args.set:
+        feature_set = _label_store(ws).get_set(args.set)
+        return list(feature_set.features), [args.c * m for m in feature_set.multipliers]
+    try:
+        features = [int(part) for part in args.features.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UserError(f"--features must be comma-separated integers: {args.features!r}") from exc
+    return features, [args.c] * len(features)
+
+
+def _progress_printer():
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%")
+
+    def report(stage: str, fraction: float) -> None:
+        bar.set_description(stage)
+        bar.n = round(100 * fraction)
+        bar.refresh()
+
+    return report
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from core.evaluation import Evaluator, make_intervention
+
+    ws = Workspace.open(args.workspace)
+    features, values = _chosen_features(args, ws)
+    iv = make_intervention(ws, features, values, args.method, 1.0, not args.edit_bos)
+    evaluator = Evaluator(ws, _settings(args, ws))
+    result = evaluator.evaluate(iv, _progress_printer())
+    if args.set and args.save:
+        summary = {k: v for k, v in result.items() if k != "questions"}
+        _label_store(ws).add_results(args.set, summary)
+    m = result["metrics"]
+    print(f"{ws.name}: {len(features)} features, {args.method}, c = {args.c:g}")
+    for name, value in m.items():
+        if not isinstance(value, dict):
+            print(f"  {name}: {'-' if value is None else round(value, 4)}")
+    for warning in result["warnings"]:
+        print(f"note: {warning}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from core.evaluation import Evaluator
+    from core.sweeps import sweep
+
+    ws = Workspace.open(args.workspace)
+    evaluator = Evaluator(ws, _settings(args, ws))
+
+    def report(done: int, total: int, point: dict) -> None:
+        wmdp, loss = point.get("wmdp_all_accuracy"), point.get("loss_added")
+        print(
+            f"[{done}/{total}] thr {point['threshold']} n {point['n']} c {point['c']}: "
+            f"WMDP (all) {wmdp}, loss added {loss}"
+        )
+
+    result = sweep(
+        evaluator,
+        _floats(args.thresholds),
+        [int(x) for x in _floats(args.n)],
+        _floats(args.c),
+        args.variant,
+        args.method,
+        not args.edit_bos,
+        report,
+    )
+    print(f"SAEBench score: {result['saebench_score']:.3f}")
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UserError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _cmd_known(args: argparse.Namespace) -> None:
+    from core.evaluation import FORGET, SIDE, Evaluator
+    from core.known import VARIANTS
+
+    ws = Workspace.open(args.workspace)
+    evaluator = Evaluator(ws, _settings(args, ws))
+    report = _progress_printer()
+    for role in (FORGET, SIDE):
+        known = evaluator.known(role, report)
+        print(f"\n{role}: {len(known.questions)} questions scored in 24 orderings")
+        for variant in VARIANTS:
+            if variant == "correct-iff-question" and known.right_without_question is None:
+                continue
+            print(f"  {variant}: {len(known.indices(variant))} known")
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from core.evaluation import make_intervention
+    from core.generation import generate
+
+    ws = Workspace.open(args.workspace)
+    features, values = _chosen_features(args, ws)
+    iv = make_intervention(ws, features, values, args.method, 1.0, not args.edit_bos)
+    print(f"clean:   {args.prompt}{generate(ws, args.prompt, None, args.tokens)}")
+    print(f"clamped: {args.prompt}{generate(ws, args.prompt, iv, args.tokens)}")
+
+
 def _command(group, name: str, func, help_text: str) -> argparse.ArgumentParser:
     cmd = group.add_parser(name, help=help_text, description=help_text)
     cmd.set_defaults(func=func)
@@ -305,7 +433,49 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in (stats, select):
         cmd.add_argument("--forget-rows", type=int, help="rows of the forget cache to count")
         cmd.add_argument("--retain-rows", type=int, help="rows of the retain cache to count")
+    _add_evaluation_commands(sub)
     return parser
+
+
+def _add_evaluation_commands(sub) -> None:
+    from core.evaluation import SPLITS
+    from core.interventions import METHODS
+    from core.known import VARIANTS
+    from core.mcq import SCORINGS
+
+    evaluate = _command(sub, "eval", _cmd_eval, "Score WMDP-bio and side effects under a clamp.")
+    sweep = _command(sub, "sweep", _cmd_sweep, "Evaluate thresholds x n x c (memoised points).")
+    known = _command(sub, "known", _cmd_known, "Find the known questions (24 orderings each).")
+    gen = _command(sub, "generate", _cmd_generate, "Greedy text, clean vs intervened.")
+    for cmd in (evaluate, gen):
+        cmd.add_argument("--set", help="a saved feature set (its multipliers scale --c)")
+        cmd.add_argument("--features", help="comma-separated feature ids")
+        cmd.add_argument("--c", type=float, default=20.0, help="clamp size c (or scale m)")
+    for cmd in (evaluate, sweep, gen):
+        cmd.add_argument("--method", choices=list(METHODS), default="clamp")
+        cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too (authors)")
+    for cmd in (evaluate, sweep, known):
+        cmd.add_argument("--scoring", choices=list(SCORINGS), default="letter")
+        cmd.add_argument("--known-variant", choices=list(VARIANTS), default="correct")
+        cmd.add_argument("--split", choices=list(SPLITS), default="all", help="known half used")
+        cmd.add_argument(
+            "--questions",
+            type=int,
+            help="questions per set, a seeded sample (0 = all; default 100 on a CPU, all on a GPU)",
+        )
+        cmd.add_argument("--loss-rows", type=int, default=16, help="rows of text per loss set")
+        cmd.add_argument(
+            "--skip-known", action="store_true", help="do not run the 24-ordering filter"
+        )
+    evaluate.add_argument("--save", action="store_true", help="store the result in --set")
+    evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
+    sweep.add_argument("--thresholds", default="0.01", help="retain thresholds, e.g. 0.001,0.01")
+    sweep.add_argument("--n", default="10,20", help="numbers of features, e.g. 10,20,50")
+    sweep.add_argument("--c", default="20,50", help="clamp sizes, e.g. 20,50,100")
+    sweep.add_argument("--variant", choices=["saebench", "authors"], default="saebench")
+    sweep.add_argument("--out", required=True, help="JSON file for the points")
+    gen.add_argument("--prompt", default="The mitochondria is the", help="text to continue")
+    gen.add_argument("--tokens", type=int, default=24, help="new tokens (at most 64)")
 
 
 def main(argv: list[str] | None = None) -> int:

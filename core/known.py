@@ -1,0 +1,223 @@
+"""Known questions (METHOD §6): those the unmodified model answers right in all 24 orderings.
+
+The 24 orderings of one question share every token up to the first choice, and orderings
+with the same first choices share more: each node of their token trie runs once, on top of
+its parent's keys and values (TransformerLens KV cache), instead of 24 full prompts.
+Results are cached on disk per (model, dtype, device, chat, scoring, question set); the
+variants and the 50/50 train/test split are computed from the cached counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.data import Question
+from core.mcq import PERMUTATIONS, Scorer, final_resid, pad_right
+
+VARIANTS = {
+    "correct": "right in all 24 orderings",
+    "correct-iff-question": "right in all 24 orderings, and not right in all 24 without the "
+    "question text",
+    "correct-no-tricks": "right in all 24 orderings, no 'All of the above' or 'A and B' choices",
+}
+TRICKS = ("all of the above", "none of the above", "a and b", "both a and b", "a, b")
+CACHE_VERSION = 1
+
+
+def question_set_hash(questions: Sequence[Question]) -> str:
+    blob = json.dumps([[q.question, list(q.choices), q.answer, q.subject] for q in questions])
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def has_tricks(question: Question) -> bool:
+    return any(choice.strip().lower().startswith(TRICKS) for choice in question.choices)
+
+
+def _shared_length(sequences: Sequence[Sequence[int]], members: list[int], start: int) -> int:
+    """Where the members' tokens first differ at or after `start` (or the shortest ends)."""
+    end = min(len(sequences[m]) for m in members)
+    first = sequences[members[0]]
+    for position in range(start, end):
+        if any(sequences[m][position] != first[position] for m in members):
+            return position
+    return end
+
+
+def _gather_cache(cache, rows: torch.Tensor):
+    """A new KV cache holding the given batch rows of `cache`."""
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    entries = [
+        TransformerLensKeyValueCacheEntry(e.past_keys[rows], e.past_values[rows])
+        for e in cache.entries
+    ]
+    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask[rows])
+
+
+class TrieTooLong(Exception):
+    """The padded trie would exceed the model's local attention window."""
+
+
+@torch.no_grad()
+def trie_resid(model, sequences: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
+    """Final residuals [n, longest, d_model] of sequences that share prefixes. Every node of
+    their token trie runs once: a level's nodes run as one right-padded batch on top of their
+    parents' KV cache (pads are masked, so positions and attention match the plain run)."""
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    longest = max(len(s) for s in sequences)
+    out = torch.zeros(len(sequences), longest, model.cfg.d_model, device=model.cfg.device)
+    nodes = [(list(range(len(sequences))), 0, 0)]  # (members, start, parent row)
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, 1)
+    window = getattr(model.cfg, "window_size", None) or None
+    while nodes:
+        ends = [
+            len(sequences[m[0]]) if len(m) == 1 else _shared_length(sequences, m, start)
+            for m, start, _ in nodes
+        ]
+        segments = [
+            sequences[m[0]][start:end] for (m, start, _), end in zip(nodes, ends, strict=True)
+        ]
+        tokens, mask = pad_right(segments, pad)
+        if window and cache.previous_attention_mask.shape[1] + tokens.shape[1] > window:
+            raise TrieTooLong  # local attention counts pads as distance
+        cache = _gather_cache(cache, torch.tensor([parent for _, _, parent in nodes]))
+        resid = final_resid(model, tokens, mask, past_kv_cache=cache)
+        children = []
+        for row, ((members, start, _), end) in enumerate(zip(nodes, ends, strict=True)):
+            out[members, start:end] = resid[row, : end - start]
+            branches: dict[int, list[int]] = {}
+            for m in members:
+                if len(sequences[m]) > end:
+                    branches.setdefault(sequences[m][end], []).append(m)
+            children += [(branch, end, row) for branch in branches.values()]
+        nodes = children
+    return out
+
+
+QUESTIONS_PER_TRIE = 1  # mixing questions pads every level to the longest: slower
+
+
+def length_groups(scorer: Scorer, questions: Sequence[Question]) -> list[list[int]]:
+    """Question indices in groups of similar prompt and choice lengths (less padding)."""
+
+    def size(q: Question) -> tuple[int, int]:
+        longest = max(len(scorer.choice_tokens(c)) for c in q.choices)
+        return longest, len(scorer.encode(q))
+
+    order = sorted(range(len(questions)), key=lambda i: size(questions[i]))
+    return [order[i : i + QUESTIONS_PER_TRIE] for i in range(0, len(order), QUESTIONS_PER_TRIE)]
+
+
+@torch.no_grad()
+def permutation_correct(
+    scorer: Scorer,
+    questions: Sequence[Question],
+    with_question: bool = True,
+    reuse_prefix: bool = True,
+) -> np.ndarray:
+    """[n, 24] whether each ordering of each question's choices is answered right, with the
+    scorer's scoring. `reuse_prefix=False` scores every prompt in full (batched by length)."""
+    answers = np.array([[o.index(q.answer) for o in PERMUTATIONS] for q in questions])
+    sequences, starts = [], []
+    for question in questions:
+        tails = [scorer.choice_tokens(choice) for choice in question.choices]
+        for order in PERMUTATIONS:
+            context = scorer.encode(question, order, with_question)
+            if scorer.scoring == "letter":
+                sequences.append(context)
+            else:
+                sequences += [context + tails[j] for j in order]
+                starts += [len(context)] * 4
+    starts_or_none = starts or None
+    try:
+        if not reuse_prefix:
+            raise TrieTooLong
+        resid = trie_resid(scorer.model, sequences, scorer.pad)
+        scores = scorer.scores_from_resid(resid, sequences, starts_or_none)
+    except TrieTooLong:
+        scores = scorer.score_sequences(sequences, starts_or_none)
+    if starts:
+        choices = [[q.choices[j] for j in order] for q in questions for order in PERMUTATIONS]
+        scores = scorer.choice_probs(scores.reshape(-1, 4), choices)
+    return scores.reshape(len(questions), len(PERMUTATIONS), 4).argmax(axis=2) == answers
+
+
+@dataclass
+class KnownSet:
+    """Per question of a set: how many of the 24 orderings were right, with and without the
+    question text, and the indices each variant keeps."""
+
+    questions: list[Question]
+    right: np.ndarray  # [n] orderings right, of 24
+    right_without_question: np.ndarray | None
+    provenance: dict
+
+    def indices(self, variant: str = "correct") -> np.ndarray:
+        keep = self.right == len(PERMUTATIONS)
+        if variant == "correct-iff-question":
+            if self.right_without_question is None:
+                raise ValueError("Build the set with the no-question pass for this variant.")
+            keep &= self.right_without_question < len(PERMUTATIONS)
+        elif variant == "correct-no-tricks":
+            keep &= ~np.array([has_tricks(q) for q in self.questions], dtype=bool)
+        elif variant != "correct":
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}")
+        return np.flatnonzero(keep)
+
+    def split(self, variant: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A 50/50 (train, test) split of a variant's questions, stable for a seed."""
+        kept = self.indices(variant)
+        order = np.random.default_rng(seed).permutation(len(kept))
+        half = (len(kept) + 1) // 2
+        return np.sort(kept[order[:half]]), np.sort(kept[order[half:]])
+
+
+def build_known(
+    scorer: Scorer,
+    questions: list[Question],
+    cache_path,
+    key_record: dict,
+    without_question: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> KnownSet:
+    """Score every question in all 24 orderings (and without the question text when asked),
+    reading and writing the on-disk cache at `cache_path`."""
+    record = {**key_record, "questions": question_set_hash(questions), "version": CACHE_VERSION}
+    stored = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    if stored.get("key") != record:
+        stored = {"key": record}
+    passes = [("with_question", True)] + ([("without_question", False)] * without_question)
+    total = len(questions) * len(passes)
+    done = 0
+    for name, with_question in passes:
+        if name not in stored:
+            counts = np.zeros(len(questions), dtype=np.int64)
+            for group in length_groups(scorer, questions):
+                picked = [questions[i] for i in group]
+                counts[group] = permutation_correct(scorer, picked, with_question).sum(axis=1)
+                done += len(group)
+                if progress:
+                    progress(done, total)
+            counts = counts.tolist()
+            stored[name] = counts
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache_path.with_suffix(".partial")
+            partial.write_text(json.dumps(stored))
+            partial.replace(cache_path)
+        else:
+            done += len(questions)
+    without = stored.get("without_question")
+    return KnownSet(
+        questions=questions,
+        right=np.array(stored["with_question"]),
+        right_without_question=None if without is None else np.array(without),
+        provenance=record,
+    )

@@ -1,0 +1,74 @@
+"""Sweeps over retain thresholds x number of features x clamp sizes (METHOD §4–§8).
+
+Each point is an `Evaluator.evaluate` run, memoised on disk, so a sweep that stops part way
+resumes where it stopped and a repeated sweep costs nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from core.evaluation import Evaluator, make_intervention, saebench_score
+from core.stats import select_features, workspace_stats
+
+# METHOD §8: the authors' stored results for gemma-2-2b-it with Gemma Scope 16k, thr 0.01.
+REFERENCE_POINTS = {
+    "gemma-2-2b-it-L3": [
+        {"n": 10, "c": 50, "wmdp": 0.584, "mmlu": 0.963, "loss_added": -0.0035},
+        {"n": 20, "c": 50, "wmdp": 0.475, "mmlu": 0.923, "loss_added": 0.021},
+        {"n": None, "c": None, "wmdp": 0.441, "mmlu": 1.000, "loss_added": 0.011, "rmu": True},
+    ],
+    "gemma-2-2b-it-L7": [
+        {"n": 10, "c": 50, "wmdp": 0.787, "mmlu": 0.997, "loss_added": -0.007},
+        {"n": 20, "c": 100, "wmdp": 0.421, "mmlu": 0.957, "loss_added": 0.019},
+    ],
+}
+POINT_METRICS = (
+    "wmdp_known_accuracy",
+    "wmdp_all_accuracy",
+    "mmlu_known_accuracy",
+    "mmlu_all_accuracy",
+    "loss_added",
+    "forget_loss_added",
+    "retain_loss_added",
+    "selectivity",
+)
+
+
+def sweep(
+    evaluator: Evaluator,
+    thresholds: list[float],
+    ns: list[int],
+    cs: list[float],
+    variant: str = "saebench",
+    method: str = "clamp",
+    skip_bos: bool = True,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Every (threshold, n, c) point's metrics, the SAEBench score and the provenance."""
+    ws = evaluator.ws
+    table, stats_record = workspace_stats(ws)
+    grid = list(itertools.product(thresholds, ns, cs))
+    points = []
+    for done, (threshold, n, c) in enumerate(grid, start=1):
+        features = select_features(table, threshold, n, variant)["feature"].tolist()
+        point = {"threshold": threshold, "n": n, "c": c, "features": features}
+        if features:
+            iv = make_intervention(ws, features, [c] * len(features), method, 1.0, skip_bos)
+            metrics = evaluator.evaluate(iv)["metrics"]
+            point |= {name: metrics.get(name) for name in POINT_METRICS}
+        else:
+            point["skipped"] = f"no feature has retain frequency < {threshold}"
+        points.append(point)
+        if progress:
+            progress(done, len(grid), point)
+    return {
+        "kind": "unlearning-lens/sweep",
+        "version": 1,
+        "provenance": evaluator.provenance() | {"statistics": stats_record},
+        "grid": {"thresholds": thresholds, "n": ns, "c": cs, "variant": variant, "method": method},
+        "points": points,
+        "saebench_score": saebench_score(points),
+        "reference": REFERENCE_POINTS.get(ws.name, []),
+    }
