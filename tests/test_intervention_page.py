@@ -1,0 +1,48 @@
+"""AppTest of the Live intervention page on the small real workspace: a short run shows the
+baseline vs intervened table and the per-question drill-down; bad ids say so."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.paths import REPO_ROOT
+
+pytestmark = pytest.mark.model
+
+APP = str(REPO_ROOT / "app.py")
+PAGE = "pages/intervention.py"
+
+
+@pytest.fixture
+def app(small_app_env, monkeypatch) -> AppTest:
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(APP, default_timeout=600).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _number(at: AppTest, label: str):
+    return next(n for n in at.number_input if n.label == label)
+
+
+def test_short_run_shows_accuracy_and_loss_tables(app):
+    _number(app, "n").set_value(3).run()
+    _number(app, "Questions per set (0 = all)").set_value(2)
+    _number(app, "Loss rows per text").set_value(1)
+    next(s for s in app.slider if s.label == "Global multiplier").set_value(1.5)
+    next(b for b in app.button if b.label == "Run").click().run()
+    assert not app.exception, app.exception
+    table = app.table[0].value
+    assert "WMDP-bio, all questions" in table.index
+    assert table.loc["WMDP-bio, all questions", "n"] == 2
+    assert any("known-question filter has not run" in w.value for w in app.warning)
+    assert any("blocks.9.hook_resid_post" in c.value for c in app.caption)
+    assert app.dataframe, "the per-question drill-down is shown"
+
+
+def test_out_of_range_ids_are_reported(app):
+    app.radio[0].set_value("Ids typed in").run()
+    next(t for t in app.text_input if t.label == "Feature ids").input("5, 99999").run()
+    assert any("Out of range" in e.value and "99999" in e.value for e in app.error)
+    assert any("1 features: 5" in c.value for c in app.caption)
