@@ -1,4 +1,7 @@
-"""Unlearning Lens: the entry point only builds navigation and the workspace sidebar."""
+"""Unlearning Lens: the entry point only builds navigation and the workspace sidebar.
+
+Pages have URL paths unlike their file names: a URL naming a file in pages/ would otherwise
+run that file alone (Streamlit's pages-folder routing), without this sidebar."""
 
 import streamlit as st
 
@@ -14,13 +17,24 @@ workspace_sidebar()
 navigation = st.navigation(
     [
         st.Page("pages/workspace.py", title="Workspace", icon=":material/home:", default=True),
-        st.Page("pages/feature_search.py", title="Feature search", icon=":material/search:"),
+        st.Page(
+            "pages/feature_search.py",
+            title="Feature search",
+            icon=":material/search:",
+            url_path="search",
+        ),
         st.Page(
             "pages/activation_examples.py",
             title="Activation examples",
             icon=":material/format_ink_highlighter:",
+            url_path="examples",
         ),
-        st.Page("pages/intervention.py", title="Live intervention", icon=":material/tune:"),
+        st.Page(
+            "pages/intervention.py",
+            title="Live intervention",
+            icon=":material/tune:",
+            url_path="intervene",
+        ),
     ]
 )
 navigation.run()

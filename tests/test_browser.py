@@ -55,6 +55,22 @@ def serve(extra_env: dict[str, str]):
         process.wait(timeout=20)
 
 
+def open_page(browser, url: str) -> None:
+    """Open a deep link. A new session first shows Streamlit's "Page not found" notice for a
+    page that app.py registers (st.navigation runs after routing); close it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    try:
+        dialog = WebDriverWait(browser, 60).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '[role="dialog"]') or None
+        )[0]
+        dialog.find_element(By.CSS_SELECTOR, 'button[aria-label="Close"]').click()
+    except Exception:  # no notice shown: nothing to close
+        pass
+
+
 @pytest.fixture(scope="module")
 def server():
     with serve({}) as url:
@@ -126,7 +142,7 @@ def test_label_a_feature_reload_and_see_it(small_app_env, browser):
         )
 
     with serve(small_app_env) as url:
-        browser.get(f"{url}/feature_search")
+        open_page(browser, f"{url}/search")
         feature = field("Feature id")
         feature.send_keys(Keys.CONTROL, "a")
         feature.send_keys("123")
@@ -158,7 +174,7 @@ def test_deep_link_shows_highlighted_tokens(small_app_env, browser, monkeypatch)
     cache = ActivationCache.for_workspace(Workspace.open("offline-gemma3-270m"), "forget_corpus")
     feature = int(np.argmax(np.diff(cache.csc()[0])))
     with serve(small_app_env) as url:
-        browser.get(f"{url}/activation_examples?feature={feature}")
+        open_page(browser, f"{url}/examples?feature={feature}")
         tokens = WebDriverWait(browser, 120).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "span.ul-tok") or None
         )
@@ -166,3 +182,54 @@ def test_deep_link_shows_highlighted_tokens(small_app_env, browser, monkeypatch)
         assert shaded, "no token is highlighted"
         assert any("outline" in t.get_attribute("style") for t in tokens)
         assert f"Label feature {feature}" in browser.page_source
+
+
+def test_move_a_slider_run_and_see_the_accuracy_table(small_app_env, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def field(label: str):
+        return WebDriverWait(browser, 120).until(
+            lambda driver: driver.find_element(By.CSS_SELECTOR, f'[aria-label="{label}"]')
+        )
+
+    def set_number(label: str, value: int) -> None:
+        element = field(label)
+        element.send_keys(Keys.CONTROL, "a")
+        element.send_keys(str(value), Keys.TAB)
+
+    with serve(small_app_env) as url:
+        open_page(browser, f"{url}/intervene")
+        set_number("n", 2)
+        WebDriverWait(browser, 60).until(lambda d: "2 features:" in d.page_source)
+        set_number("Questions per set (0 = all)", 2)
+        set_number("Loss rows per text", 1)
+        thumb = WebDriverWait(browser, 60).until(  # the first per-feature slider
+            lambda d: next(
+                (
+                    s
+                    for s in d.find_elements(By.CSS_SELECTOR, 'input[type="range"]')
+                    if (s.get_attribute("aria-label") or "").startswith("feature ")
+                ),
+                None,
+            )
+        )
+        before = thumb.get_attribute("value")
+        browser.execute_script("arguments[0].focus();", thumb)
+        ActionChains(browser).send_keys(Keys.RIGHT, Keys.RIGHT).perform()
+        WebDriverWait(browser, 10).until(lambda d: thumb.get_attribute("value") != before)
+        run = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Run")
+        run.click()
+        table = WebDriverWait(browser, 300).until(
+            lambda d: next(
+                (
+                    t
+                    for t in d.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"]')
+                    if "WMDP-bio, all questions" in t.text
+                ),
+                None,
+            )
+        )
+        assert "MMLU side effect" in table.text and "CE loss on forget text" in table.text
