@@ -133,7 +133,7 @@ def test_bad_interventions_say_what_is_wrong(offline_ws):
 @torch.no_grad()
 def test_batched_scores_equal_a_direct_unbatched_computation(offline_ws):
     scorer = Scorer(offline_ws.model, offline_ws.tokenizer, chat=False)
-    questions = offline_ws.questions("forget_questions")[:5]
+    questions = offline_ws.questions("forget_questions")[:3]
     scores = scorer.score(questions)
     for question, probs in zip(questions, scores.probs, strict=True):
         ids = scorer.encode(question)
@@ -146,7 +146,7 @@ def test_batched_scores_equal_a_direct_unbatched_computation(offline_ws):
 
 def test_prefix_reuse_filter_equals_the_plain_filter(offline_ws):
     questions = offline_ws.questions("forget_questions")[:2]
-    for scoring, picked in (("letter", questions), ("likelihood", questions[:1])):
+    for scoring, picked in (("letter", questions), ("likelihood", questions[1:])):
         scorer = Scorer(offline_ws.model, offline_ws.tokenizer, False, scoring)
         reused = permutation_correct(scorer, picked, reuse_prefix=True)
         plain = permutation_correct(scorer, picked, reuse_prefix=False)
