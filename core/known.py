@@ -102,20 +102,6 @@ def trie_resid(model, sequences: Sequence[Sequence[int]], pad: int) -> torch.Ten
     return out
 
 
-QUESTIONS_PER_TRIE = 1  # mixing questions pads every level to the longest: slower
-
-
-def length_groups(scorer: Scorer, questions: Sequence[Question]) -> list[list[int]]:
-    """Question indices in groups of similar prompt and choice lengths (less padding)."""
-
-    def size(q: Question) -> tuple[int, int]:
-        longest = max(len(scorer.choice_tokens(c)) for c in q.choices)
-        return longest, len(scorer.encode(q))
-
-    order = sorted(range(len(questions)), key=lambda i: size(questions[i]))
-    return [order[i : i + QUESTIONS_PER_TRIE] for i in range(0, len(order), QUESTIONS_PER_TRIE)]
-
-
 @torch.no_grad()
 def permutation_correct(
     scorer: Scorer,
@@ -199,14 +185,12 @@ def build_known(
     done = 0
     for name, with_question in passes:
         if name not in stored:
-            counts = np.zeros(len(questions), dtype=np.int64)
-            for group in length_groups(scorer, questions):
-                picked = [questions[i] for i in group]
-                counts[group] = permutation_correct(scorer, picked, with_question).sum(axis=1)
-                done += len(group)
+            counts = []  # one question per trie: mixing questions pads every level
+            for question in questions:
+                counts.append(int(permutation_correct(scorer, [question], with_question).sum()))
+                done += 1
                 if progress:
                     progress(done, total)
-            counts = counts.tolist()
             stored[name] = counts
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             partial = cache_path.with_suffix(".partial")

@@ -306,7 +306,7 @@ with st.expander("Sweep thresholds × n × c"):
         st.session_state.sweep = sweep(
             evaluator,
             *parsed,
-            method=method if method != "mean" else "clamp",
+            method=method,
             skip_bos=skip_bos,
             progress=lambda d, t, p: bar.progress(d / t, text=f"point {d} of {t}"),
         )
