@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from core import data
 from core.data import Question
 from core.errors import UserError
 from core.interventions import Intervention, applied
@@ -131,28 +130,29 @@ class Evaluator:
             "chat_template": cfg.chat_template,
         }
 
+    def _known_record(self, role: str) -> dict:
+        return {**self.model_record(), "scoring": self.scoring, "role": role}
+
+    def known_path(self, role: str) -> Path:
+        return self.ws.folder / "known" / f"{role}-{_hash(self._known_record(role))}.json"
+
     def known(self, role: str, progress: Progress | None = None) -> KnownSet:
         """The known-question record of a set (24 orderings, clean model; cached on disk)."""
-        record = {**self.model_record(), "scoring": self.scoring, "role": role}
-        path = self.known_path(role)
         report = None if progress is None else (lambda d, t: progress(f"known {role}", d / t))
         return build_known(
             self.scorer,
             self.questions(role),
-            path,
-            record,
+            self.known_path(role),
+            self._known_record(role),
             without_question=self.settings.known_variant == "correct-iff-question",
             progress=report,
         )
 
-    def known_path(self, role: str) -> Path:
-        record = {**self.model_record(), "scoring": self.scoring, "role": role}
-        return self.ws.folder / "known" / f"{role}-{_hash(record)}.json"
-
     def has_known(self, role: str) -> bool:
-        if not self.known_path(role).exists():
+        path = self.known_path(role)
+        if not path.exists():
             return False
-        stored = json.loads(self.known_path(role).read_text())
+        stored = json.loads(path.read_text())
         want = "without_question" if self.settings.known_variant == "correct-iff-question" else None
         return "with_question" in stored and (want is None or want in stored)
 
@@ -171,12 +171,14 @@ class Evaluator:
     def loss_rows(self) -> dict[str, np.ndarray]:
         """The same packed rows every run: held-out documents of each text role."""
         rows = {}
-        budgets = self.ws.config.budgets
         for name, (role, _) in LOSS_SETS.items():
-            docs = self.ws.documents(role)
-            _, heldout = data.split_heldout(docs, budgets.heldout_fraction, budgets.seed)
+            _, heldout = self.ws.documents_split(role)
             rows[name] = build_token_rows(
-                heldout or docs, self.ws.tokenizer, self.settings.loss_context, None, budgets.seed
+                heldout or self.ws.documents(role),
+                self.ws.tokenizer,
+                self.settings.loss_context,
+                None,
+                self.ws.config.budgets.seed,
             )[: self.settings.loss_rows]
         return rows
 
@@ -191,10 +193,13 @@ class Evaluator:
                 report = None if progress is None else (lambda d, t, r=role: progress(r, d / t))
                 scores = self.scorer.score(self.questions(role), report)
                 out["scores"][role] = scores.probs.tolist()
-            for name in LOSS_SETS:
+            measured: dict[bytes, list[float]] = {}  # the same rows (one text, two roles) once
+            for name, rows in self.loss_rows.items():
                 if progress:
                     progress(f"loss on {LOSS_SETS[name][1]}", 0.0)
-                out["losses"][name] = row_losses(ws.model, self.loss_rows[name]).tolist()
+                if rows.tobytes() not in measured:
+                    measured[rows.tobytes()] = row_losses(ws.model, rows).tolist()
+                out["losses"][name] = measured[rows.tobytes()]
         return out
 
     def _key(self) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -91,9 +91,6 @@ class Intervention:
         if self.method == "random":
             return tuple((f + 1) % d_sae for f in self.features)
         return self.features
-
-    def with_multiplier(self, multiplier: float) -> Intervention:
-        return replace(self, multiplier=multiplier)
 
     def record(self) -> dict:
         """A JSON-able description, stored with every result."""
