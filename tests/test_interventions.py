@@ -12,7 +12,6 @@ from core.evaluation import EvalSettings, Evaluator, make_intervention
 from core.interventions import Intervention, applied, edit, selected_activations
 from core.known import PERMUTATIONS, build_known, permutation_correct
 from core.mcq import Scorer, encode_prompt
-from core.stats import select_features, workspace_stats
 from core.workspace import Workspace
 
 pytestmark = pytest.mark.model
@@ -30,6 +29,19 @@ def _active_features(ws, x: torch.Tensor, n: int = 3) -> list[int]:
     """Features that fire somewhere after BOS on x, most often first."""
     counts = (ws.sae.encode(x)[0, 1:] > 0).sum(dim=0)
     return torch.argsort(counts, descending=True)[:n].tolist()
+
+
+@torch.no_grad()
+def _biology_features(ws, n: int) -> list[int]:
+    """Features firing far more often on forget than on retain documents (no caches needed)."""
+    frequency = {}
+    for role in ("forget_corpus", "retain_corpus"):
+        docs = [d for d in ws.documents(role) if len(d) > 400][:12]
+        tokens = torch.tensor([ws.tokenizer.encode(d)[:64] for d in docs])
+        frequency[role] = (ws.sae.encode(ws.residual(tokens))[:, 1:] > 0).float().mean((0, 1))
+    return torch.argsort(frequency["forget_corpus"] - frequency["retain_corpus"], descending=True)[
+        :n
+    ].tolist()
 
 
 @torch.no_grad()
@@ -174,8 +186,7 @@ def test_known_cache_is_keyed_by_dtype(offline_ws, tmp_path):
 
 
 def test_evaluate_reports_side_effects_and_is_memoised(offline_ws):
-    table, _ = workspace_stats(offline_ws)
-    features = select_features(table, 0.01, 10)["feature"].tolist()
+    features = _biology_features(offline_ws, 10)
     settings = EvalSettings(question_limit=3, loss_rows=3, loss_context=64, known_filter=False)
     evaluator = Evaluator(offline_ws, settings)
     iv = make_intervention(offline_ws, features, [20.0] * len(features))
