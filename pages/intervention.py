@@ -132,19 +132,14 @@ except UserError as exc:
     st.error(str(exc))
     st.stop()
 
-if run:
+result = evaluator.cached(iv)  # a run with exactly these settings, if one was made
+if run and result is None:
     bar = st.progress(0.0, text="Starting (the model loads first)…")
     try:
         result = evaluator.evaluate(iv, lambda stage, f: bar.progress(min(f, 1.0), text=stage))
     except UserError as exc:
-        bar.empty()
         st.error(str(exc))
-        st.stop()
     bar.empty()
-    st.session_state.eval_result = result
-result = st.session_state.get("eval_result")
-if result is None:
-    result = evaluator.cached(iv)
 
 
 def _pct(value):
