@@ -9,23 +9,11 @@ from core import UserError
 from core.activation_cache import ActivationCache
 from core.examples import FeatureActivations, features_on_text, logit_effects, token_strings
 from core.render import render_tokens
-from pages.common import (
-    current_workspace,
-    label_form,
-    label_store,
-    recent_labels,
-    require_caches,
-    statistics,
-)
+from pages.common import label_form, recent_labels, workspace_with_statistics
 
 st.title("Activation examples")
-ws = current_workspace()
-if ws is None:
-    st.stop()
-require_caches(ws)
-table, provenance = statistics(ws)
+ws, table, provenance, store = workspace_with_statistics()
 d_sae = len(table)
-store = label_store(ws, d_sae)
 
 requested = st.query_params.get("feature", st.session_state.get("feature", 0))
 try:

@@ -76,6 +76,17 @@ def current_workspace() -> Workspace | None:
         return None
 
 
+def workspace_with_statistics():
+    """(workspace, feature table, its provenance, label store) for a page that reads the
+    caches; stops the page when there is no workspace or the caches are not built."""
+    ws = current_workspace()
+    if ws is None:
+        st.stop()
+    require_caches(ws)
+    table, provenance = statistics(ws)
+    return ws, table, provenance, label_store(ws, len(table))
+
+
 def require_caches(ws: Workspace) -> None:
     """Stop the page with a build button (and progress bar) if the caches are not built."""
     from core.activation_cache import caches_for, default_rows

@@ -12,23 +12,10 @@ from core.export import export_set, import_set, labels_csv, neuronpedia_payload,
 from core.feature_search import filter_view, label_edits, membership_edits, search_view
 from core.labels import DEFAULT_TAGS, compare_sets
 from core.stats import VARIANTS, select_features
-from pages.common import (
-    current_workspace,
-    label_form,
-    label_store,
-    recent_labels,
-    require_caches,
-    statistics,
-)
+from pages.common import label_form, recent_labels, workspace_with_statistics
 
 st.title("Feature search")
-ws = current_workspace()
-if ws is None:
-    st.stop()
-
-require_caches(ws)
-table, provenance = statistics(ws)
-store = label_store(ws, len(table))
+ws, table, provenance, store = workspace_with_statistics()
 
 controls = st.columns([2, 1, 1, 2])
 variant = controls[0].radio(

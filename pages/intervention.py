@@ -15,16 +15,11 @@ from core.known import VARIANTS
 from core.mcq import LETTERS, SCORINGS
 from core.stats import select_features
 from core.sweeps import sweep
-from pages.common import current_workspace, label_store, require_caches, statistics
+from pages.common import workspace_with_statistics
 
 st.title("Live intervention")
-ws = current_workspace()
-if ws is None:
-    st.stop()
-require_caches(ws)
-table, stats_provenance = statistics(ws)
+ws, table, _, store = workspace_with_statistics()
 d_sae = len(table)
-store = label_store(ws, d_sae)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

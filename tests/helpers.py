@@ -66,3 +66,17 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def open_app_page(env: dict[str, str], monkeypatch, page: str, timeout: int = 180):
+    """An AppTest of the app, with `env` set, switched to `page` and checked for errors."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.paths import REPO_ROOT
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=timeout).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

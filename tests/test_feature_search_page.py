@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from core.labels import LabelStore
 from core.paths import REPO_ROOT
 from core.workspace import Workspace
+from tests.helpers import open_app_page
 
 pytestmark = pytest.mark.model
 
@@ -16,12 +17,7 @@ PAGE = "pages/feature_search.py"
 
 @pytest.fixture
 def app(small_app_env, monkeypatch) -> AppTest:
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(small_app_env, monkeypatch, PAGE)
 
 
 def store() -> LabelStore:

@@ -4,22 +4,16 @@ baseline vs intervened table and the per-question drill-down; bad ids say so."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.paths import REPO_ROOT
+from tests.helpers import open_app_page
 
 pytestmark = pytest.mark.model
 
-APP = str(REPO_ROOT / "app.py")
 PAGE = "pages/intervention.py"
 
 
 @pytest.fixture
 def app(small_app_env, monkeypatch) -> AppTest:
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    at = AppTest.from_file(APP, default_timeout=600).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(small_app_env, monkeypatch, PAGE, timeout=600)
 
 
 def _number(at: AppTest, label: str):
