@@ -58,7 +58,7 @@ class FeatureActivations:
     def _row_maxima(self) -> tuple[np.ndarray, np.ndarray]:
         ctx = self.cache.spec.context_length
         rows = self.tokens // ctx  # non-decreasing: tokens are ascending
-        starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
+        starts = np.flatnonzero(np.concatenate([[len(rows) > 0], rows[1:] != rows[:-1]]))
         maxima = np.maximum.reduceat(self.values, starts) if len(starts) else self.values[:0]
         counts = np.diff(np.append(starts, len(rows)))
         at_max = np.flatnonzero(self.values == np.repeat(maxima, counts))
