@@ -3,8 +3,9 @@
     python benchmarks/mcq.py [--workspace offline-gemma3-270m] [--questions 16] [--threads 2]
 
 On the first N forget questions, in one run: the known-question filter (all 24 orderings of
-each question) (a) with prefix reuse (token trie + KV cache), (b) the 24 prompts scored
-batched without reuse, (c) the 24 prompts scored independently, one forward pass each;
+each question, in chunks of questions as build_known runs them) (a) with prefix reuse (token
+trees: each shared token once per row), (b) the 24 prompts scored batched without reuse,
+(c) the 24 prompts scored independently, one forward pass each;
 seconds per question, the speed-up of (a) over (b) and (c) (target ≥ 3× over independent
 prompts) and whether the predictions are identical. Then MCQ throughput (letter scoring,
 original order, questions/s) against a bare batched forward of the same prompts in the same
@@ -27,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data import Question
 from core.environment import configure_environment
-from core.known import permutation_correct, trie_resid
+from core.known import QUESTIONS_PER_CALL, permutation_correct
 from core.mcq import PERMUTATIONS, Scorer, batches, final_resid, pad_right
+from core.prefix_tree import TreeRows, tree_resid
 from core.workspace import Workspace
 
 
@@ -54,56 +56,63 @@ def independent(scorer: Scorer, question: Question) -> tuple[np.ndarray, np.ndar
     return probs.argmax(axis=1) == answers, probs
 
 
-def trie_probs(scorer: Scorer, question: Question) -> np.ndarray:
-    """[24, 4] letter probabilities of the trie path (untimed, to compare predictions)."""
-    sequences = orderings(scorer, question)
-    resid = trie_resid(scorer.model, sequences, scorer.pad)
-    return scorer.scores_from_resid(resid, sequences)
+def tree_probs(scorer: Scorer, questions: list[Question]) -> np.ndarray:
+    """[n, 24, 4] letter probabilities of the tree path (untimed, to compare predictions)."""
+    sequences = [seq for q in questions for seq in orderings(scorer, q)]
+    resid = tree_resid(scorer.model, sequences, scorer.pad)
+    return scorer.scores_from_resid(resid, sequences).reshape(len(questions), 24, 4)
 
 
-def trie_tokens(sequences: list[list[int]]) -> int:
-    """Real tokens the trie runs: one per distinct prefix."""
-    return len({tuple(seq[: i + 1]) for seq in sequences for i in range(len(seq))})
+def token_counts(sequences: list[list[int]]) -> tuple[int, int, int]:
+    """(distinct prefixes of the trie, tokens in the tree rows, the rows' padded batches)."""
+    distinct = len({tuple(seq[: i + 1]) for seq in sequences for i in range(len(seq))})
+    lengths = [len(row) for row in TreeRows.build(sequences).tokens]
+    padded = sum(len(group) * lengths[group[0]] for group in batches(lengths))
+    return distinct, sum(lengths), padded
 
 
 @torch.no_grad()
 def known_filter(scorer: Scorer, questions: list[Question]) -> dict:
-    first = questions[0]  # warm-up of each path
-    permutation_correct(scorer, [first], reuse_prefix=True)
-    permutation_correct(scorer, [first], reuse_prefix=False)
-    independent(scorer, first)
+    """The three paths on chunks of questions as build_known passes them, interleaved chunk by
+    chunk so that load drifts hit all alike."""
+    chunks = [
+        questions[i : i + QUESTIONS_PER_CALL] for i in range(0, len(questions), QUESTIONS_PER_CALL)
+    ]
+    permutation_correct(scorer, chunks[0], reuse_prefix=True)  # warm-up of each path
+    permutation_correct(scorer, chunks[0], reuse_prefix=False)
+    independent(scorer, questions[0])
     seconds = {"a": 0.0, "b": 0.0, "c": 0.0}
     identical = {"a=b": True, "a=c": True, "letters a=c": True}
     max_diff = 0.0
-    full_tokens = shared_tokens = 0
+    tokens = np.zeros(4)  # full prompts, distinct in the trie, in tree rows, padded rows
     right = known = 0
-    for question in questions:  # the three paths interleaved, so load drifts hit all alike
-        a, took = timed(lambda q=question: permutation_correct(scorer, [q], reuse_prefix=True))
+    for chunk in chunks:
+        a, took = timed(lambda q=chunk: permutation_correct(scorer, q, reuse_prefix=True))
         seconds["a"] += took
-        b, took = timed(lambda q=question: permutation_correct(scorer, [q], reuse_prefix=False))
+        b, took = timed(lambda q=chunk: permutation_correct(scorer, q, reuse_prefix=False))
         seconds["b"] += took
-        (c, c_probs), took = timed(lambda q=question: independent(scorer, q))
+        c_pairs, took = timed(lambda q=chunk: [independent(scorer, question) for question in q])
         seconds["c"] += took
-        identical["a=b"] &= bool(np.array_equal(a[0], b[0]))
-        identical["a=c"] &= bool(np.array_equal(a[0], c))
-        a_probs = trie_probs(scorer, question)
+        c = np.array([pair[0] for pair in c_pairs])
+        c_probs = np.array([pair[1] for pair in c_pairs])
+        identical["a=b"] &= bool(np.array_equal(a, b))
+        identical["a=c"] &= bool(np.array_equal(a, c))
+        a_probs = tree_probs(scorer, chunk)
         identical["letters a=c"] &= bool(
-            np.array_equal(a_probs.argmax(axis=1), c_probs.argmax(axis=1))
+            np.array_equal(a_probs.argmax(axis=2), c_probs.argmax(axis=2))
         )
         max_diff = max(max_diff, float(np.abs(a_probs - c_probs).max()))
-        sequences = orderings(scorer, question)
-        full_tokens += sum(len(s) for s in sequences)
-        shared_tokens += trie_tokens(sequences)
+        sequences = [seq for question in chunk for seq in orderings(scorer, question)]
+        tokens += [sum(len(s) for s in sequences), *token_counts(sequences)]
         right += int(c.sum())
-        known += int(c.all())
+        known += int(c.all(axis=1).sum())
     n = len(questions)
     return {
         "n": n,
         "per_question": {k: v / n for k, v in seconds.items()},
         "identical": identical,
         "max_prob_diff": max_diff,
-        "tokens_per_question": full_tokens / n,
-        "trie_tokens_per_question": shared_tokens / n,
+        "tokens_per_question": tokens / n,
         "right": right,
         "known": known,
     }
@@ -169,16 +178,17 @@ def main() -> None:
 
     known = known_filter(scorer, questions)
     per = known["per_question"]
+    full, distinct, rows, padded = known["tokens_per_question"]
     print(
-        f"\nknown-question filter, 24 orderings per question ({known['tokens_per_question']:,.0f}"
-        f" prompt tokens; {known['trie_tokens_per_question']:,.0f} distinct in the trie), "
-        f"{known['right']} of {known['n'] * 24} orderings right, {known['known']} of "
-        f"{known['n']} questions known:"
+        f"\nknown-question filter, 24 orderings per question, {QUESTIONS_PER_CALL} questions per "
+        f"call; tokens per question: {full:,.0f} in the prompts, {distinct:,.0f} distinct in "
+        f"their trie, {rows:,.0f} in tree rows ({padded:,.0f} padded); {known['right']} of "
+        f"{known['n'] * 24} orderings right, {known['known']} of {known['n']} questions known:"
     )
     print("| path | s / question | (a) speed-up |")
     print("|---|---|---|")
     labels = {
-        "a": "(a) prefix reuse (trie + KV cache)",
+        "a": "(a) prefix reuse (token trees)",
         "b": "(b) 24 prompts batched, no reuse",
         "c": "(c) 24 prompts independently, one forward each",
     }

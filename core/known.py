@@ -1,8 +1,8 @@
 """Known questions (METHOD §6): those the unmodified model answers right in all 24 orderings.
 
 The 24 orderings of one question share every token up to the first choice, and orderings
-with the same first choices share more: each node of their token trie runs once, on top of
-its parent's keys and values (TransformerLens KV cache), instead of 24 full prompts.
+with the same first choices share more: their token trie runs as trees (core.prefix_tree),
+each shared token once per row, instead of 24 full prompts.
 Results are cached on disk per (model, dtype, device, chat, scoring, question set); the
 variants and the 50/50 train/test split are computed from the cached counts.
 """
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from core.data import Question
-from core.mcq import PERMUTATIONS, Scorer, final_resid, pad_right
+from core.mcq import PERMUTATIONS, Scorer
+from core.prefix_tree import TreeUnavailable, tree_resid
 
 VARIANTS = {
     "correct": "right in all 24 orderings",
@@ -28,6 +29,7 @@ VARIANTS = {
 }
 TRICKS = ("all of the above", "none of the above", "a and b", "both a and b", "a, b")
 CACHE_VERSION = 1
+QUESTIONS_PER_CALL = 8  # their trees' rows batch together
 
 
 def question_set_hash(questions: Sequence[Question]) -> str:
@@ -37,69 +39,6 @@ def question_set_hash(questions: Sequence[Question]) -> str:
 
 def has_tricks(question: Question) -> bool:
     return any(choice.strip().lower().startswith(TRICKS) for choice in question.choices)
-
-
-def _shared_length(sequences: Sequence[Sequence[int]], members: list[int], start: int) -> int:
-    """Where the members' tokens first differ at or after `start` (or the shortest ends)."""
-    end = min(len(sequences[m]) for m in members)
-    first = sequences[members[0]]
-    for position in range(start, end):
-        if any(sequences[m][position] != first[position] for m in members):
-            return position
-    return end
-
-
-def _gather_cache(cache, rows: torch.Tensor):
-    """A new KV cache holding the given batch rows of `cache`."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    entries = [
-        TransformerLensKeyValueCacheEntry(e.past_keys[rows], e.past_values[rows])
-        for e in cache.entries
-    ]
-    return TransformerLensKeyValueCache(entries, cache.previous_attention_mask[rows])
-
-
-class TrieTooLong(Exception):
-    """The padded trie would exceed the model's local attention window."""
-
-
-@torch.no_grad()
-def trie_resid(model, sequences: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
-    """Final residuals [n, longest, d_model] of sequences that share prefixes. Every node of
-    their token trie runs once: a level's nodes run as one right-padded batch on top of their
-    parents' KV cache (pads are masked, so positions and attention match the plain run)."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
-    longest = max(len(s) for s in sequences)
-    out = torch.zeros(len(sequences), longest, model.cfg.d_model, device=model.cfg.device)
-    nodes = [(list(range(len(sequences))), 0, 0)]  # (members, start, parent row)
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, 1)
-    window = getattr(model.cfg, "window_size", None) or None
-    while nodes:
-        ends = [
-            len(sequences[m[0]]) if len(m) == 1 else _shared_length(sequences, m, start)
-            for m, start, _ in nodes
-        ]
-        segments = [
-            sequences[m[0]][start:end] for (m, start, _), end in zip(nodes, ends, strict=True)
-        ]
-        tokens, mask = pad_right(segments, pad)
-        if window and cache.previous_attention_mask.shape[1] + tokens.shape[1] > window:
-            raise TrieTooLong  # local attention counts pads as distance
-        cache = _gather_cache(cache, torch.tensor([parent for _, _, parent in nodes]))
-        resid = final_resid(model, tokens, mask, past_kv_cache=cache)
-        children = []
-        for row, ((members, start, _), end) in enumerate(zip(nodes, ends, strict=True)):
-            out[members, start:end] = resid[row, : end - start]
-            branches: dict[int, list[int]] = {}
-            for m in members:
-                if len(sequences[m]) > end:
-                    branches.setdefault(sequences[m][end], []).append(m)
-            children += [(branch, end, row) for branch in branches.values()]
-        nodes = children
-    return out
 
 
 @torch.no_grad()
@@ -125,10 +64,10 @@ def permutation_correct(
     starts_or_none = starts or None
     try:
         if not reuse_prefix:
-            raise TrieTooLong
-        resid = trie_resid(scorer.model, sequences, scorer.pad)
+            raise TreeUnavailable
+        resid = tree_resid(scorer.model, sequences, scorer.pad)
         scores = scorer.scores_from_resid(resid, sequences, starts_or_none)
-    except TrieTooLong:
+    except TreeUnavailable:
         scores = scorer.score_sequences(sequences, starts_or_none)
     if starts:
         choices = [[q.choices[j] for j in order] for q in questions for order in PERMUTATIONS]
@@ -185,10 +124,11 @@ def build_known(
     done = 0
     for name, with_question in passes:
         if name not in stored:
-            counts = []  # one question per trie: mixing questions pads every level
-            for question in questions:
-                counts.append(int(permutation_correct(scorer, [question], with_question).sum()))
-                done += 1
+            counts: list[int] = []
+            for first in range(0, len(questions), QUESTIONS_PER_CALL):
+                chunk = questions[first : first + QUESTIONS_PER_CALL]
+                counts += permutation_correct(scorer, chunk, with_question).sum(axis=1).tolist()
+                done += len(chunk)
                 if progress:
                     progress(done, total)
             stored[name] = counts
