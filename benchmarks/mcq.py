@@ -64,11 +64,16 @@ def tree_probs(scorer: Scorer, questions: list[Question]) -> np.ndarray:
 
 
 def token_counts(sequences: list[list[int]]) -> tuple[int, int, int]:
-    """(distinct prefixes of the trie, tokens in the tree rows, the rows' padded batches)."""
+    """(distinct prefixes of the trie, tokens the tree path runs (stems and bodies), the same
+    with the batches' padding)."""
     distinct = len({tuple(seq[: i + 1]) for seq in sequences for i in range(len(seq))})
-    lengths = [len(row) for row in TreeRows.build(sequences).tokens]
-    padded = sum(len(group) * lengths[group[0]] for group in batches(lengths))
-    return distinct, sum(lengths), padded
+    layout = TreeRows.build(sequences)
+    stems = [len(stem) for stem in layout.stems]
+    bodies = [len(body) for body in layout.tokens]
+    padded = sum(len(g) * stems[g[0]] for g in batches(stems) if stems[g[0]])
+    totals = [stems[s] + b for s, b in zip(layout.stem_of, bodies, strict=True)]
+    padded += sum(len(g) * max(bodies[r] for r in g) for g in batches(totals))
+    return distinct, sum(stems) + sum(bodies), padded
 
 
 @torch.no_grad()
@@ -182,7 +187,7 @@ def main() -> None:
     print(
         f"\nknown-question filter, 24 orderings per question, {QUESTIONS_PER_CALL} questions per "
         f"call; tokens per question: {full:,.0f} in the prompts, {distinct:,.0f} distinct in "
-        f"their trie, {rows:,.0f} in tree rows ({padded:,.0f} padded); {known['right']} of "
+        f"their trie, {rows:,.0f} run as trees ({padded:,.0f} with padding); {known['right']} of "
         f"{known['n'] * 24} orderings right, {known['known']} of {known['n']} questions known:"
     )
     print("| path | s / question | (a) speed-up |")
