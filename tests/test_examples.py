@@ -100,3 +100,19 @@ def test_page_opens_a_feature_by_deep_link(small_app_env, monkeypatch):
     at.query_params["feature"] = "99999"
     at.run()
     assert any("out of range" in e.value for e in at.error)
+
+
+def test_a_feature_that_never_fires_on_one_corpus_has_no_examples(small):
+    forget = ActivationCache.for_workspace(small, "forget_corpus")
+    retain = ActivationCache.for_workspace(small, "retain_corpus")
+    forget_counts, retain_counts = (np.diff(c.csc()[0]) for c in (forget, retain))
+    feature = int(np.flatnonzero((forget_counts == 0) & (retain_counts > 0))[0])
+    read = FeatureActivations.read(forget, feature)
+    assert not read.fires and read.top() == [] and read.by_interval() == []
+    assert [len(a) for a in read.row_maxima()] == [0, 0]
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=180)
+    at.query_params["feature"] = str(feature)
+    at.run()
+    at.switch_page("pages/activation_examples.py").run()
+    assert not at.exception, at.exception
+    assert any("never fires on the cached forget" in i.value for i in at.info)
