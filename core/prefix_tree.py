@@ -24,11 +24,13 @@ import torch
 from core.mcq import MAX_BATCH_TOKENS, batches, final_resid, pad_right
 
 ROW_LIMIT = 512
+UNMOVABLE_POSITIONS = ("use_yarn_rope", "use_dynamic_ntk_rope", "use_logn_attn")  # cfg flags
 
 
 class TreeUnavailable(Exception):
-    """A sequence is longer than a row may be, or the model's positions are not rotary: run
-    the sequences plainly."""
+    """A sequence is longer than a row may be, or the model's positions cannot be moved
+    (absolute embeddings, or rotary tables that are scaled or depend on length): run the
+    sequences plainly."""
 
 
 @dataclass
@@ -237,9 +239,12 @@ def tree_resid(
 ) -> torch.Tensor:
     """Final residuals [n, longest, d_model] of `sequences`, each shared prefix run once.
     Raises TreeUnavailable when that cannot be done (callers run them plainly)."""
-    if model.cfg.positional_embedding_type != "rotary":
-        raise TreeUnavailable  # only rotary positions can be moved inside attention
-    window = model.cfg.window_size if getattr(model.cfg, "use_local_attn", False) else None
+    cfg = model.cfg
+    if cfg.positional_embedding_type != "rotary" or any(
+        getattr(cfg, flag, False) for flag in UNMOVABLE_POSITIONS
+    ):
+        raise TreeUnavailable  # positions move inside attention only for plain rotary tables
+    window = cfg.window_size if getattr(cfg, "use_local_attn", False) else None
     layout = TreeRows.build(sequences, min(row_limit, window or row_limit))
     device = model.cfg.device
     out = torch.zeros(len(sequences), max(len(s) for s in sequences), model.cfg.d_model)
