@@ -346,6 +346,36 @@ def _cmd_known(args: argparse.Namespace) -> None:
             print(f"  {variant}: {len(known.indices(variant))} known")
 
 
+def _cmd_attribute(args: argparse.Namespace) -> None:
+    from core.attribution import TOP_K, Attributor
+    from core.evaluation import FORGET, Evaluator
+
+    ws = Workspace.open(args.workspace)
+    attributor = Attributor(Evaluator(ws, _settings(args, ws)), FORGET)
+    report = _progress_printer()
+    found = attributor.attribute(lambda done, total: report("attribution", done / total))
+    top = found.top(args.n)
+    print(
+        f"\n{ws.name}: gradient attribution on {found.provenance['questions_used']} {FORGET} "
+        f"({found.provenance['metric']})"
+    )
+    print(f" rank  feature  mean_attribution  questions_in_top_{TOP_K}")
+    for rank, feature in enumerate(top, 1):
+        print(f"{rank:5d}  {feature:7d}  {found.mean[feature]:16.4f}  {found.hits[feature]:8d}")
+    selection = {
+        "features": top,
+        "mode": "gradient attribution",
+        "mean_attribution": [float(found.mean[j]) for j in top],
+        "provenance": found.provenance,
+    }
+    if args.save_set:
+        _label_store(ws).save_set(args.save_set, top, selection=selection)
+        print(f"saved set '{args.save_set}'")
+    if args.out:
+        Path(args.out).write_text(json.dumps(selection, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
 def _cmd_generate(args: argparse.Namespace) -> None:
     from core.evaluation import make_intervention
     from core.generation import generate
@@ -447,6 +477,9 @@ def _add_evaluation_commands(sub) -> None:
     sweep = _command(sub, "sweep", _cmd_sweep, "Evaluate thresholds x n x c (memoised points).")
     known = _command(sub, "known", _cmd_known, "Find the known questions (24 orderings each).")
     gen = _command(sub, "generate", _cmd_generate, "Greedy text, clean vs intervened.")
+    attribute = _command(
+        sub, "attribute", _cmd_attribute, "Rank features by gradient attribution to answers."
+    )
     for cmd in (evaluate, gen):
         cmd.add_argument("--set", help="a saved feature set (its multipliers scale --c)")
         cmd.add_argument("--features", help="comma-separated feature ids")
@@ -454,7 +487,7 @@ def _add_evaluation_commands(sub) -> None:
     for cmd in (evaluate, sweep, gen):
         cmd.add_argument("--method", choices=list(METHODS), default="clamp")
         cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too (authors)")
-    for cmd in (evaluate, sweep, known):
+    for cmd in (evaluate, sweep, known, attribute):
         cmd.add_argument("--scoring", choices=list(SCORINGS), default="letter")
         cmd.add_argument("--known-variant", choices=list(VARIANTS), default="correct")
         cmd.add_argument("--split", choices=list(SPLITS), default="all", help="known half used")
@@ -474,6 +507,9 @@ def _add_evaluation_commands(sub) -> None:
     sweep.add_argument("--c", default="20,50", help="clamp sizes, e.g. 20,50,100")
     sweep.add_argument("--variant", choices=["saebench", "authors"], default="saebench")
     sweep.add_argument("--out", required=True, help="JSON file for the points")
+    attribute.add_argument("--n", type=int, default=20, help="features to list (and save)")
+    attribute.add_argument("--save-set", help="save the top n as a feature set of this name")
+    attribute.add_argument("--out", help="write the ranking with its provenance as JSON")
     gen.add_argument("--prompt", default="The mitochondria is the", help="text to continue")
     gen.add_argument("--tokens", type=int, default=24, help="new tokens (at most 64)")
 

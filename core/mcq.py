@@ -76,7 +76,6 @@ def letter_token_ids(tokenizer) -> torch.Tensor:
     return torch.tensor(table)
 
 
-@torch.no_grad()
 def final_logits(model, resid: torch.Tensor) -> torch.Tensor:
     """Logits from the last block's output, as the model's own forward computes them (without
     the copy of the 262k-wide unembedding that TransformerLens makes on every call)."""

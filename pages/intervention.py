@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
+from core.attribution import TOP_K, Attributor
 from core.evaluation import FORGET, SIDE, EvalSettings, Evaluator, make_intervention
 from core.generation import generate
 from core.interventions import METHODS
@@ -39,7 +40,13 @@ def _parse_ids(text: str) -> list[int]:
 st.subheader("Features")
 source = st.radio(
     "Take features from",
-    ["Top-n selection", "A saved set", "The search page's selection", "Ids typed in"],
+    [
+        "Top-n selection",
+        "Gradient attribution",
+        "A saved set",
+        "The search page's selection",
+        "Ids typed in",
+    ],
     horizontal=True,
 )
 multipliers: dict[int, float] = {}
@@ -50,6 +57,44 @@ if source == "Top-n selection":
     n = int(pick[1].number_input("n", 1, d_sae, 10))
     variant = pick[2].selectbox("Frequency variant", ["saebench", "authors"])
     features = select_features(table, threshold, n, variant)["feature"].tolist()
+elif source == "Gradient attribution":
+    pick = st.columns(2)
+    count = int(pick[0].number_input("Questions to attribute", 1, 5000, 20, 10))
+    n = int(pick[1].number_input("n", 1, d_sae, 10, key="attribution_n"))
+    plain = EvalSettings.for_device(ws.device, known_filter=False)
+    attributor = Attributor(_evaluator(ws.name, ws.config.provenance_hash(), plain), limit=count)
+    found = attributor.cached()
+    if found is None and st.button("Attribute", help="One forward and backward pass per question"):
+        bar = st.progress(0.0, text="Attributing (the model loads first)…")
+        found = attributor.attribute(
+            lambda done, total: bar.progress(done / total, text=f"{done} of {total} questions")
+        )
+        bar.empty()
+    if found is None:
+        st.info(
+            "Gradient attribution (the paper's per-question mode): each feature's activation "
+            "× its decoder direction · the gradient of the right letter's logit minus the "
+            "mean wrong letter's, summed over the prompt. Press Attribute to compute it."
+        )
+        st.stop()
+    features = found.top(n)
+    record, where = found.provenance, ws.provenance()
+    st.caption(
+        f"{record['questions_used']} forget questions; {record['metric']}; {where['model']} "
+        f"({record['dtype']}, {record['device']}), SAE {where['sae']} at {record['hook']}"
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "feature": features,
+                "mean attribution": found.mean[features],
+                f"questions with it in their top {TOP_K}": found.hits[features],
+                "forget freq": table["forget_freq_saebench"].to_numpy()[features],
+                "retain freq": table["retain_freq_saebench"].to_numpy()[features],
+            }
+        ),
+        hide_index=True,
+    )
 elif source == "A saved set":
     names = store.set_names()
     if not names:

@@ -40,3 +40,16 @@ def test_out_of_range_ids_are_reported(app):
     next(t for t in app.text_input if t.label == "Feature ids").input("5, 99999").run()
     assert any("Out of range" in e.value and "99999" in e.value for e in app.error)
     assert any("1 features: 5" in c.value for c in app.caption)
+
+
+def test_gradient_attribution_picks_the_features(app):
+    app.radio[0].set_value("Gradient attribution").run()
+    assert any("Press Attribute" in i.value for i in app.info)
+    _number(app, "Questions to attribute").set_value(2).run()
+    next(b for b in app.button if b.label == "Attribute").click().run()
+    assert not app.exception, app.exception
+    ranking = app.dataframe[0].value
+    assert 0 < len(ranking) <= 10 and (ranking["mean attribution"] > 0).all()
+    assert any("2 all sampled" in c.value for c in app.caption)
+    chosen = ", ".join(map(str, ranking["feature"].tolist()[:3]))
+    assert any(f"features: {chosen}" in c.value for c in app.caption)
