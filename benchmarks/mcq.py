@@ -4,8 +4,8 @@
 
 On the first N forget questions, in one run: the known-question filter (all 24 orderings of
 each question, in chunks of questions as build_known runs them) (a) with prefix reuse (token
-trees: each shared token once per row), (b) the 24 prompts scored batched without reuse,
-(c) the 24 prompts scored independently, one forward pass each;
+trees: stems once as a KV cache, bodies with tree attention), (b) the 24 prompts scored
+batched without reuse, (c) the 24 prompts scored independently, one forward pass each;
 seconds per question, the speed-up of (a) over (b) and (c) (target ≥ 3× over independent
 prompts) and whether the predictions are identical. Then MCQ throughput (letter scoring,
 original order, questions/s) against a bare batched forward of the same prompts in the same

@@ -8,8 +8,8 @@ cache) and a body: one or more subtrees below the stem's end, each token once, a
 before descendants. In the body's forward pass a token attends only to its stem and its
 ancestors and is rotated to its depth (its position in its own sequence), so every
 sequence's residuals are those of its plain run while each shared token is computed once.
-Stems are left-aligned against their bodies, so a row's token distances bound true distances
-and rows stay within the model's local-attention window.
+Each stem sits right before its body, so distances within a row bound true distances and a
+row fits the model's local-attention window.
 """
 
 from __future__ import annotations

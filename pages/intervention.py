@@ -66,9 +66,13 @@ elif source == "Gradient attribution":
     found = attributor.cached()
     if found is None and st.button("Attribute", help="One forward and backward pass per question"):
         bar = st.progress(0.0, text="Attributing (the model loads first)…")
-        found = attributor.attribute(
-            lambda done, total: bar.progress(done / total, text=f"{done} of {total} questions")
-        )
+        try:
+            found = attributor.attribute(
+                lambda done, total: bar.progress(done / total, text=f"{done} of {total} questions")
+            )
+        except UserError as exc:
+            st.error(str(exc))
+            st.stop()
         bar.empty()
     if found is None:
         st.info(
