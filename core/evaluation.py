@@ -358,12 +358,14 @@ class Evaluator:
         partial.replace(path)
 
 
-def feature_means(ws: Workspace, features: list[int]) -> tuple[float, ...]:
+def feature_means(ws: Workspace, features: list[int], table=None) -> tuple[float, ...]:
     """Mean activation of each feature over the retain corpus's counted tokens (mean
-    ablation's target): mean where active × firing frequency (SAEBench variant)."""
+    ablation's target): mean where active × firing frequency (SAEBench variant). `table` is
+    the workspace's feature table when the caller holds it already."""
     from core.stats import workspace_stats
 
-    table, _ = workspace_stats(ws)
+    if table is None:
+        table, _ = workspace_stats(ws)
     row = table.set_index("feature").loc[features]
     means = row["retain_mean_saebench"] * row["retain_freq_saebench"]
     return tuple(float(m) for m in means)
@@ -388,12 +390,14 @@ def make_intervention(
     method: str = "clamp",
     multiplier: float = 1.0,
     skip_bos: bool = True,
+    table=None,
 ) -> Intervention:
-    """An intervention checked against the workspace's SAE (mean ablation gets its means)."""
+    """An intervention checked against the workspace's SAE (mean ablation gets its means,
+    from `table` when given: the workspace's feature table)."""
     means: tuple[float, ...] = ()
     if method == "mean":
         Intervention(tuple(features), tuple(values)).check(ws.sae_width())  # ids before lookup
-        means = feature_means(ws, features)
+        means = feature_means(ws, features, table)
     iv = Intervention(tuple(features), tuple(values), method, multiplier, skip_bos, means)
     iv.check(ws.sae_width())
     return iv

@@ -171,7 +171,7 @@ settings = EvalSettings(
 )
 evaluator = _evaluator(ws.name, ws.config.provenance_hash(), settings)
 try:
-    iv = make_intervention(ws, features, values, method, multiplier, skip_bos)
+    iv = make_intervention(ws, features, values, method, multiplier, skip_bos, table)
 except UserError as exc:
     st.error(str(exc))
     st.stop()
