@@ -90,6 +90,26 @@ def test_bos_option_and_random_control(offline_ws, resid):
     assert Intervention((4095, 7), method="random").targets(4096) == (0, 8)
 
 
+def test_mean_ablation_moves_the_feature_to_its_retain_mean(small_app_env, monkeypatch, resid):
+    from core.stats import workspace_stats
+
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    ws = Workspace.open("offline-gemma3-270m")
+    table, _ = workspace_stats(ws)
+    row = table.sort_values("retain_freq_saebench").iloc[-1]  # fires most on retain text
+    feature = int(row["feature"])
+    iv = make_intervention(ws, [feature], [1.0], "mean")
+    expected = row["retain_mean_saebench"] * row["retain_freq_saebench"]
+    assert iv.means[0] == pytest.approx(expected) and iv.means[0] > 0
+    assert make_intervention(ws, [feature], [1.0], "mean", table=table).means == iv.means
+    acts = ws.sae.encode(resid)[..., feature]
+    moved = (edit(ws.sae, resid, iv, [feature]) - resid)[0]
+    want = (iv.means[0] - acts[0, 1:, None]) * ws.sae.W_dec[feature]
+    assert torch.equal(moved[0], torch.zeros_like(moved[0]))  # BOS left alone
+    torch.testing.assert_close(moved[1:], want, rtol=1e-3, atol=1e-3)
+
+
 def test_hook_is_removed_after_an_exception(offline_ws):
     model, hook = offline_ws.model, offline_ws.hook
     tokens = model.to_tokens(TEXT)
