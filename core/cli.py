@@ -323,6 +323,29 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _cmd_screen(args: argparse.Namespace) -> None:
+    from core.evaluation import Evaluator
+    from core.sweeps import screen
+
+    ws = Workspace.open(args.workspace)
+    features, _ = _chosen_features(args, ws)
+    evaluator = Evaluator(ws, _settings(args, ws))
+
+    def report(done: int, total: int, point: dict) -> None:
+        what = f"feature {point['feature']}" if "feature" in point else f"first {point['k']}"
+        print(
+            f"[{done}/{total}] {what}: side drop {point.get('side_drop')}, "
+            f"WMDP all {point['wmdp_all_accuracy']}"
+        )
+
+    result = screen(
+        evaluator, features, args.c, args.tolerance, args.method, not args.edit_bos, report
+    )
+    print(f"kept {len(result['kept'])} of {len(features)}: {result['kept']}")
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
@@ -480,14 +503,17 @@ def _add_evaluation_commands(sub) -> None:
     attribute = _command(
         sub, "attribute", _cmd_attribute, "Rank features by gradient attribution to answers."
     )
-    for cmd in (evaluate, gen):
+    screen = _command(
+        sub, "screen", _cmd_screen, "Keep features without side effects alone, then add them up."
+    )
+    for cmd in (evaluate, gen, screen):
         cmd.add_argument("--set", help="a saved feature set (its multipliers scale --c)")
         cmd.add_argument("--features", help="comma-separated feature ids")
         cmd.add_argument("--c", type=float, default=20.0, help="clamp size c (or scale m)")
-    for cmd in (evaluate, sweep, gen):
+    for cmd in (evaluate, sweep, gen, screen):
         cmd.add_argument("--method", choices=list(METHODS), default="clamp")
         cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too (authors)")
-    for cmd in (evaluate, sweep, known, attribute):
+    for cmd in (evaluate, sweep, known, attribute, screen):
         cmd.add_argument("--scoring", choices=list(SCORINGS), default="letter")
         cmd.add_argument("--known-variant", choices=list(VARIANTS), default="correct")
         cmd.add_argument("--split", choices=list(SPLITS), default="all", help="known half used")
@@ -507,6 +533,10 @@ def _add_evaluation_commands(sub) -> None:
     sweep.add_argument("--c", default="20,50", help="clamp sizes, e.g. 20,50,100")
     sweep.add_argument("--variant", choices=["saebench", "authors"], default="saebench")
     sweep.add_argument("--out", required=True, help="JSON file for the points")
+    screen.add_argument(
+        "--tolerance", type=float, default=0.0, help="largest side-effect accuracy drop kept"
+    )
+    screen.add_argument("--out", required=True, help="JSON file for the screening")
     attribute.add_argument("--n", type=int, default=20, help="features to list (and save)")
     attribute.add_argument("--save-set", help="save the top n as a feature set of this name")
     attribute.add_argument("--out", help="write the ranking with its provenance as JSON")

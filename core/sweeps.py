@@ -1,4 +1,5 @@
-"""Sweeps over retain thresholds x number of features x clamp sizes (METHOD §4–§8).
+"""Sweeps over retain thresholds x number of features x clamp sizes (METHOD §4–§8), and the
+paper's screening of candidate features (METHOD §4, second mode).
 
 Each point is an `Evaluator.evaluate` run, memoised on disk, so a sweep that stops part way
 resumes where it stopped and a repeated sweep costs nothing.
@@ -71,4 +72,53 @@ def sweep(
         "points": points,
         "saebench_score": saebench_score(points),
         "reference": REFERENCE_POINTS.get(ws.name, []),
+    }
+
+
+def screen(
+    evaluator: Evaluator,
+    candidates: list[int],
+    c: float,
+    tolerance: float = 0.0,
+    method: str = "clamp",
+    skip_bos: bool = True,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Each candidate clamped alone, kept when the side-effect accuracy (MMLU-4 pooled, known
+    questions when there are any) drops by at most `tolerance`; then the kept ones added
+    cumulatively in the candidates' order (first k, k = 1, 2, ...)."""
+    ws = evaluator.ws
+    total = len(candidates)
+    singles: list[dict] = []
+    kept: list[int] = []
+    for done, feature in enumerate(candidates, start=1):
+        iv = make_intervention(ws, [feature], [c], method, 1.0, skip_bos)
+        metrics = evaluator.evaluate(iv)["metrics"]
+        side = "known" if metrics["mmlu_known_n"] else "all"
+        before, after = metrics[f"mmlu_{side}_baseline"], metrics[f"mmlu_{side}_accuracy"]
+        drop = None if before is None or after is None else before - after
+        single = {"feature": feature, "side_questions": side, "side_drop": drop}
+        single |= {name: metrics.get(name) for name in POINT_METRICS}
+        single["kept"] = drop is not None and drop <= tolerance
+        singles.append(single)
+        if single["kept"]:
+            kept.append(feature)
+        if progress:
+            progress(done, total, single)
+    cumulative = []
+    for k in range(1, len(kept) + 1):
+        iv = make_intervention(ws, kept[:k], [c] * k, method, 1.0, skip_bos)
+        metrics = evaluator.evaluate(iv)["metrics"]
+        point = {"k": k, "features": kept[:k]} | {name: metrics.get(name) for name in POINT_METRICS}
+        cumulative.append(point)
+        if progress:
+            progress(k, len(kept), point)
+    return {
+        "kind": "unlearning-lens/screen",
+        "version": 1,
+        "provenance": evaluator.provenance(),
+        "rule": {"c": c, "method": method, "tolerance": tolerance, "skip_bos": skip_bos},
+        "singles": singles,
+        "kept": kept,
+        "cumulative": cumulative,
     }

@@ -1,0 +1,57 @@
+"""Sweeps and the paper's screening on the small real workspace: every point is an evaluation,
+memoised on disk; the SAEBench score from its definition."""
+
+import pytest
+
+from core.evaluation import EvalSettings, Evaluator, saebench_score
+from core.stats import select_features, workspace_stats
+from core.sweeps import screen, sweep
+from core.workspace import Workspace
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def evaluator(small_app_env, monkeypatch) -> Evaluator:
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    ws = Workspace.open("offline-gemma3-270m")
+    settings = EvalSettings(question_limit=2, loss_rows=1, loss_context=32, known_filter=False)
+    return Evaluator(ws, settings)
+
+
+def test_saebench_score_is_one_minus_the_lowest_wmdp_with_side_effects_kept():
+    points = [
+        {"wmdp_known_accuracy": 0.4, "mmlu_known_accuracy": 0.98},  # side effects too big
+        {"wmdp_known_accuracy": 0.7, "mmlu_known_accuracy": 0.99},
+        {"wmdp_known_accuracy": 0.6, "mmlu_known_accuracy": 1.0},
+        {"wmdp_known_accuracy": None, "mmlu_known_accuracy": 1.0},
+    ]
+    assert saebench_score(points) == pytest.approx(0.4)
+    assert saebench_score(points[:1]) == 0.0
+
+
+def test_sweep_points_are_the_selection_and_are_memoised(evaluator):
+    result = sweep(evaluator, thresholds=[0.01, 0.0], ns=[2], cs=[20.0])
+    table, _ = workspace_stats(evaluator.ws)
+    point, empty = result["points"]
+    assert point["features"] == select_features(table, 0.01, 2)["feature"].tolist()
+    assert point["wmdp_all_accuracy"] is not None and point["forget_loss_added"] is not None
+    assert "no feature" in empty["skipped"]
+    runs = sorted(evaluator.folder.glob("run-*.json"))
+    again = sweep(evaluator, thresholds=[0.01], ns=[2], cs=[20.0])
+    assert again["points"][0]["forget_loss_added"] == point["forget_loss_added"]
+    assert sorted(evaluator.folder.glob("run-*.json")) == runs
+
+
+def test_screen_keeps_features_without_side_effects_and_adds_them_up(evaluator):
+    table, _ = workspace_stats(evaluator.ws)
+    candidates = select_features(table, 0.01, 3)["feature"].tolist()
+    result = screen(evaluator, candidates, c=20.0, tolerance=1.0)  # every drop is ≤ 1
+    assert [s["feature"] for s in result["singles"]] == candidates
+    assert result["kept"] == candidates
+    assert [p["features"] for p in result["cumulative"]] == [candidates[:k] for k in (1, 2, 3)]
+    first = result["cumulative"][0]
+    assert first["forget_loss_added"] == result["singles"][0]["forget_loss_added"]  # one run
+    strict = screen(evaluator, candidates, c=20.0, tolerance=-1.0)  # no drop is ≤ -1
+    assert strict["kept"] == [] and strict["cumulative"] == []
