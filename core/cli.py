@@ -332,11 +332,11 @@ def _cmd_screen(args: argparse.Namespace) -> None:
     evaluator = Evaluator(ws, _settings(args, ws))
 
     def report(done: int, total: int, point: dict) -> None:
-        what = f"feature {point['feature']}" if "feature" in point else f"first {point['k']}"
-        print(
-            f"[{done}/{total}] {what}: side drop {point.get('side_drop')}, "
-            f"WMDP all {point['wmdp_all_accuracy']}"
-        )
+        if "feature" in point:
+            what = f"feature {point['feature']} alone: MMLU drop {point['side_drop']}"
+        else:
+            what = f"first {point['k']} together: MMLU (all) {point['mmlu_all_accuracy']}"
+        print(f"[{done}/{total}] {what}, WMDP (all) {point['wmdp_all_accuracy']}")
 
     result = screen(
         evaluator, features, args.c, args.tolerance, args.method, not args.edit_bos, report

@@ -107,7 +107,12 @@ def load_tokenizer(cfg: ModelConfig):
 
 @lru_cache(maxsize=2)
 def load_model(cfg: ModelConfig) -> HookedSAETransformer:
-    """The model with TransformerLens hooks, in the configured dtype and device."""
+    """The model with TransformerLens hooks, in the configured dtype and device, for inference
+    only: its parameters take no gradients (attribution differentiates activations)."""
+    return _load_model(cfg).requires_grad_(False)
+
+
+def _load_model(cfg: ModelConfig) -> HookedSAETransformer:
     from sae_lens import HookedSAETransformer
 
     device = resolve_device(cfg.device)
