@@ -15,7 +15,7 @@ from core.interventions import METHODS
 from core.known import VARIANTS
 from core.mcq import LETTERS, SCORINGS
 from core.stats import select_features
-from core.sweeps import sweep
+from core.sweeps import screen, sweep
 from pages.common import workspace_with_statistics
 
 st.title("Live intervention")
@@ -324,6 +324,43 @@ with st.expander("Generation, clean vs intervened", expanded=False):
             sides[0].write(prompt + generate(ws, prompt, None, tokens))
             sides[1].markdown("**Intervened**")
             sides[1].write(prompt + generate(ws, prompt, iv, tokens))
+
+# -- screening --------------------------------------------------------------------------
+with st.expander("Screen these features one at a time, then add them up"):
+    st.caption(
+        "The paper's second selection mode: each feature clamped alone at c (the base value "
+        "above), kept when the MMLU-4 accuracy (known questions when there are any) drops by "
+        "at most the tolerance; the kept ones are then evaluated cumulatively, in this order, "
+        "with the method, BOS and scoring settings last applied with Run. Every run is memoised."
+    )
+    tolerance = st.number_input("Largest MMLU accuracy drop kept", -1.0, 1.0, 0.0, 0.01)
+    if st.button("Screen"):
+        bar = st.progress(0.0, text="Screening…")
+        try:
+            st.session_state.screen = screen(
+                evaluator,
+                features,
+                float(base),
+                float(tolerance),
+                method,
+                skip_bos,
+                lambda d, t, p: bar.progress(d / t, text=f"run {d} of {t}"),
+            )
+        except UserError as exc:
+            st.error(str(exc))
+        bar.empty()
+    screened = st.session_state.get("screen")
+    if screened:
+        st.write(f"Kept {len(screened['kept'])} of {len(screened['singles'])}: {screened['kept']}")
+        st.dataframe(pd.DataFrame(screened["singles"]), hide_index=True)
+        if screened["cumulative"]:
+            st.dataframe(pd.DataFrame(screened["cumulative"]).drop(columns="features"))
+        st.download_button(
+            "Download screening (JSON)",
+            json.dumps(screened, indent=2),
+            file_name=f"{ws.name}-screen.json",
+            mime="application/json",
+        )
 
 # -- sweeps -----------------------------------------------------------------------------
 with st.expander("Sweep thresholds × n × c"):

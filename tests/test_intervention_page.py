@@ -53,3 +53,17 @@ def test_gradient_attribution_picks_the_features(app):
     assert any("2 all sampled" in c.value for c in app.caption)
     chosen = ", ".join(map(str, ranking["feature"].tolist()[:3]))
     assert any(f"features: {chosen}" in c.value for c in app.caption)
+
+
+def test_screening_runs_each_feature_then_the_kept_together(app):
+    _number(app, "n").set_value(2).run()
+    _number(app, "Questions per set (0 = all)").set_value(2)
+    _number(app, "Loss rows per text").set_value(1)
+    next(b for b in app.button if b.label == "Run").click().run()  # the form's settings apply
+    _number(app, "Largest MMLU accuracy drop kept").set_value(1.0)
+    next(b for b in app.button if b.label == "Screen").click().run()
+    assert not app.exception, app.exception
+    assert any(m.value.startswith("Kept 2 of 2") for m in app.markdown)
+    singles, cumulative = app.dataframe[-2].value, app.dataframe[-1].value
+    assert len(singles) == 2 and singles["kept"].all()
+    assert cumulative["k"].tolist() == [1, 2]
