@@ -37,6 +37,16 @@ POINT_METRICS = (
 )
 
 
+def _metrics(evaluator: Evaluator, features: list[int], c: float, method: str, skip_bos: bool):
+    """The metrics of one memoised evaluation: every feature edited by `method` at c."""
+    iv = make_intervention(evaluator.ws, features, [c] * len(features), method, 1.0, skip_bos)
+    return evaluator.evaluate(iv)["metrics"]
+
+
+def _point(metrics: dict) -> dict:
+    return {name: metrics.get(name) for name in POINT_METRICS}
+
+
 def sweep(
     evaluator: Evaluator,
     thresholds: list[float],
@@ -56,9 +66,7 @@ def sweep(
         features = select_features(table, threshold, n, variant)["feature"].tolist()
         point = {"threshold": threshold, "n": n, "c": c, "features": features}
         if features:
-            iv = make_intervention(ws, features, [c] * len(features), method, 1.0, skip_bos)
-            metrics = evaluator.evaluate(iv)["metrics"]
-            point |= {name: metrics.get(name) for name in POINT_METRICS}
+            point |= _point(_metrics(evaluator, features, c, method, skip_bos))
         else:
             point["skipped"] = f"no feature has retain frequency < {threshold}"
         points.append(point)
@@ -87,18 +95,16 @@ def screen(
     """Each candidate clamped alone, kept when the side-effect accuracy (MMLU-4 pooled, known
     questions when there are any) drops by at most `tolerance`; then the kept ones added
     cumulatively in the candidates' order (first k, k = 1, 2, ...)."""
-    ws = evaluator.ws
     total = len(candidates)
     singles: list[dict] = []
     kept: list[int] = []
     for done, feature in enumerate(candidates, start=1):
-        iv = make_intervention(ws, [feature], [c], method, 1.0, skip_bos)
-        metrics = evaluator.evaluate(iv)["metrics"]
+        metrics = _metrics(evaluator, [feature], c, method, skip_bos)
         side = "known" if metrics["mmlu_known_n"] else "all"
         before, after = metrics[f"mmlu_{side}_baseline"], metrics[f"mmlu_{side}_accuracy"]
         drop = None if before is None or after is None else before - after
         single = {"feature": feature, "side_questions": side, "side_drop": drop}
-        single |= {name: metrics.get(name) for name in POINT_METRICS}
+        single |= _point(metrics)
         single["kept"] = drop is not None and drop <= tolerance
         singles.append(single)
         if single["kept"]:
@@ -107,9 +113,8 @@ def screen(
             progress(done, total, single)
     cumulative = []
     for k in range(1, len(kept) + 1):
-        iv = make_intervention(ws, kept[:k], [c] * k, method, 1.0, skip_bos)
-        metrics = evaluator.evaluate(iv)["metrics"]
-        point = {"k": k, "features": kept[:k]} | {name: metrics.get(name) for name in POINT_METRICS}
+        metrics = _metrics(evaluator, kept[:k], c, method, skip_bos)
+        point = {"k": k, "features": kept[:k]} | _point(metrics)
         cumulative.append(point)
         if progress:
             progress(k, len(kept), point)
