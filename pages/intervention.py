@@ -344,7 +344,9 @@ with st.expander("Screen these features one at a time, then add them up"):
                 float(tolerance),
                 method,
                 skip_bos,
-                lambda d, t, p: bar.progress(d / t, text=f"run {d} of {t}"),
+                lambda d, t, p: bar.progress(
+                    d / t, text=f"{'alone' if 'feature' in p else 'together'}: {d} of {t}"
+                ),
             )
         except UserError as exc:
             st.error(str(exc))
