@@ -226,7 +226,8 @@ def _stem_cache(model, kv, stems: list[int], width: int):
                 keys[row, width - len(stem_keys) :] = stem_keys
                 values[row, width - len(stem_values) :] = stem_values
         entries.append(TransformerLensKeyValueCacheEntry(keys, values))
-    return TransformerLensKeyValueCache(entries, torch.ones(len(stems), width, dtype=torch.long))
+    seen = torch.ones(len(stems), width, dtype=torch.long, device=model.cfg.device)
+    return TransformerLensKeyValueCache(entries, seen)
 
 
 @torch.no_grad()
