@@ -15,7 +15,6 @@ A changed input gives another folder, so a stale cache is never read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 
 from core import data
 from core.errors import UserError
+from core.records import record_key
 from core.workspace import Workspace
 
 FORMAT_VERSION = 1
@@ -63,8 +63,7 @@ class CacheSpec:
     format_version: int = FORMAT_VERSION
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return record_key(asdict(self))
 
 
 def cache_spec(ws: Workspace, role: str) -> CacheSpec:

@@ -14,7 +14,6 @@ answers. The paper then screened candidates one at a time for MMLU side effects 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch
 from core.data import Question
 from core.known import question_set_hash
 from core.mcq import MAX_BATCH_TOKENS, batches, final_logits, pad_right
+from core.records import record_key
 
 CACHE_VERSION = 1
 TOP_K = 20  # per question: a feature "hits" a question when in its top TOP_K
@@ -117,8 +117,11 @@ class Attributor:
 
     @property
     def path(self):
-        digest = hashlib.sha256(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()
-        return self.evaluator.ws.folder / "attribution" / f"{self.role}-{digest[:16]}.npz"
+        return (
+            self.evaluator.ws.folder
+            / "attribution"
+            / f"{self.role}-{record_key(self.record())}.npz"
+        )
 
     def cached(self) -> Attribution | None:
         return self._read() if self.path.exists() else None

@@ -15,6 +15,7 @@ from pathlib import Path
 from core.config import default_workspace, list_workspaces
 from core.environment import configure_environment
 from core.errors import UserError
+from core.records import write_json
 from core.workspace import Workspace
 
 
@@ -130,7 +131,7 @@ def _cmd_stats(args: argparse.Namespace) -> None:
         table.to_csv(out, index=False)
     else:
         table.to_parquet(out, index=False)
-    out.with_name(out.name + ".provenance.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out.with_name(out.name + ".provenance.json"), record, indent=2)
     print(f"wrote {len(table)} features to {out} (+ {out.name}.provenance.json)")
 
 
@@ -160,7 +161,7 @@ def _cmd_select(args: argparse.Namespace) -> None:
             "variant": v,
             "provenance": record,
         }
-        Path(args.out).write_text(json.dumps(selection, indent=2) + "\n")
+        write_json(Path(args.out), selection, indent=2)
         print(f"wrote {args.out}")
 
 
@@ -290,7 +291,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     for warning in result["warnings"]:
         print(f"note: {warning}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(args.out), result, indent=2)
         print(f"wrote {args.out}")
 
 
@@ -319,7 +320,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         report,
     )
     print(f"SAEBench score: {result['saebench_score']:.3f}")
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.out), result, indent=2)
     print(f"wrote {args.out}")
 
 
@@ -342,7 +343,7 @@ def _cmd_screen(args: argparse.Namespace) -> None:
         evaluator, features, args.c, args.tolerance, args.method, not args.edit_bos, report
     )
     print(f"kept {len(result['kept'])} of {len(features)}: {result['kept']}")
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.out), result, indent=2)
     print(f"wrote {args.out}")
 
 
@@ -395,7 +396,7 @@ def _cmd_attribute(args: argparse.Namespace) -> None:
         _label_store(ws).save_set(args.save_set, top, selection=selection)
         print(f"saved set '{args.save_set}'")
     if args.out:
-        Path(args.out).write_text(json.dumps(selection, indent=2) + "\n")
+        write_json(Path(args.out), selection, indent=2)
         print(f"wrote {args.out}")
 
 

@@ -7,8 +7,6 @@ METHOD §2, and the token budgets. Every artifact built from a workspace records
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import tomllib
@@ -18,6 +16,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.paths import configs_dir, resolve_data_dir, resolve_repo_path
+from core.records import record_key
 
 DEFAULT_WORKSPACE = "offline-gemma3-270m"
 WORKSPACE_ENV = "UNLEARNING_LENS_WORKSPACE"
@@ -186,8 +185,7 @@ class WorkspaceConfig:
         return record
 
     def provenance_hash(self) -> str:
-        blob = json.dumps(self.provenance(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return record_key(self.provenance())
 
 
 def list_workspaces() -> list[str]:

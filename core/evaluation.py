@@ -10,7 +10,6 @@ evaluated intervention is memoised on disk too, so sweeps and page reruns never 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from core.interventions import Intervention, applied
 from core.known import VARIANTS, KnownSet, build_known
 from core.loss import row_losses
 from core.mcq import SCORINGS, Scorer, Scores
-from core.tokens import build_token_rows
+from core.records import record_key, write_json
 from core.workspace import Workspace
 
 RESULT_KIND = "unlearning-lens/eval"
@@ -72,10 +71,6 @@ class EvalSettings:
             raise UserError("question limit must be at least 1")
         if self.loss_rows < 1 or self.loss_context < 8:
             raise UserError("loss rows must be ≥ 1 and loss context ≥ 8 tokens")
-
-
-def _hash(record) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _now() -> str:
@@ -134,7 +129,7 @@ class Evaluator:
         return {**self.model_record(), "scoring": self.scoring, "role": role}
 
     def known_path(self, role: str) -> Path:
-        return self.ws.folder / "known" / f"{role}-{_hash(self._known_record(role))}.json"
+        return self.ws.folder / "known" / f"{role}-{record_key(self._known_record(role))}.json"
 
     def known(self, role: str, progress: Progress | None = None) -> KnownSet:
         """The known-question record of a set (24 orderings, clean model; cached on disk)."""
@@ -173,9 +168,8 @@ class Evaluator:
         rows = {}
         for name, (role, _) in LOSS_SETS.items():
             _, heldout = self.ws.documents_split(role)
-            rows[name] = build_token_rows(
+            rows[name] = self.ws.token_rows(
                 heldout or self.ws.documents(role),
-                self.ws.tokenizer,
                 self.settings.loss_context,
                 None,
                 self.ws.config.budgets.seed,
@@ -212,16 +206,16 @@ class Evaluator:
 
     def baseline(self, progress: Progress | None = None) -> dict:
         """The clean model's scores and losses (computed once, kept on disk)."""
-        path = self.folder / f"baseline-{_hash(self._key())}.json"
+        path = self.folder / f"baseline-{record_key(self._key())}.json"
         if path.exists():
             return json.loads(path.read_text())
         result = self._run(None, progress)
-        self._write(path, result)
+        write_json(path, result)
         return result
 
     def result_path(self, iv: Intervention) -> Path:
         known = [self.has_known(role) for role in (FORGET, SIDE)]
-        return self.folder / f"run-{_hash([self._key(), iv.record(), known])}.json"
+        return self.folder / f"run-{record_key([self._key(), iv.record(), known])}.json"
 
     def cached(self, iv: Intervention) -> dict | None:
         path = self.result_path(iv)
@@ -243,7 +237,7 @@ class Evaluator:
             "intervention": iv.record(),
             **self._compare(clean, edited, known),
         }
-        self._write(self.result_path(iv), result)
+        write_json(self.result_path(iv), result)
         return result
 
     def provenance(self) -> dict:
@@ -350,12 +344,6 @@ class Evaluator:
                     "loss added on forget vs retain text instead."
                 )
         return {"metrics": metrics, "warnings": warnings, "questions": drill}
-
-    def _write(self, path: Path, record: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(record))
-        partial.replace(path)
 
 
 def feature_means(ws: Workspace, features: list[int], table=None) -> tuple[float, ...]:

@@ -8,7 +8,6 @@ Results are cached per workspace, keyed by everything that determines them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from core import data
+from core.records import record_key, write_json
 from core.sae_training import MASSIVE_NORM_FACTOR
 from core.workspace import Workspace
 
@@ -120,7 +120,7 @@ def _health_key(ws: Workspace, n_rows: int) -> str:
         "data": [data.fingerprint(ws.config, role) for role in HEALTH_ROLES],
         "sae_files": ws.sae_fingerprint(),
     }
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    return record_key(record)
 
 
 def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
@@ -138,10 +138,7 @@ def sae_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth]:
         measure_health(ws, heldout_rows(ws, role, n_rows), role, ws.describe_source(role))
         for role in HEALTH_ROLES
     ]
-    ws.folder.mkdir(parents=True, exist_ok=True)
     path = ws.folder / f"health-{_health_key(ws, n_rows)}.json"
     record = {"provenance": ws.provenance(), "results": [asdict(r) for r in results]}
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(path)
+    write_json(path, record, indent=2)
     return results

@@ -20,6 +20,7 @@ import torch
 from core.data import Question
 from core.mcq import PERMUTATIONS, Scorer
 from core.prefix_tree import TreeUnavailable, tree_resid
+from core.records import write_json
 
 VARIANTS = {
     "correct": "right in all 24 orderings",
@@ -132,10 +133,7 @@ def build_known(
                 if progress:
                     progress(done, total)
             stored[name] = counts
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache_path.with_suffix(".partial")
-            partial.write_text(json.dumps(stored))
-            partial.replace(cache_path)
+            write_json(cache_path, stored)
         else:
             done += len(questions)
     without = stored.get("without_question")

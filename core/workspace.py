@@ -24,6 +24,7 @@ from core.config import WorkspaceConfig, default_workspace, load_config
 from core.errors import DataSourceError
 from core.hub import hub_problem, is_cached
 from core.paths import workspace_dir
+from core.records import record_key
 from core.tokens import build_token_rows
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class Workspace:
             "forget": data.fingerprint(cfg, "forget_corpus"),
             "retain": data.fingerprint(cfg, "retain_corpus"),
         }
-        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+        return record_key(record)
 
     def provenance(self) -> dict[str, str]:
         """What the sidebar and every exported number say about where they came from."""
