@@ -34,6 +34,10 @@ MAX_SCALE = 100.0
 PARTIAL_ENCODE_ARCHITECTURES = {"standard", "jumprelu"}
 
 
+def bos_rule(skip_bos: bool) -> str:
+    return "position 0 left alone" if skip_bos else "position 0 edited too"
+
+
 @dataclass(frozen=True)
 class Intervention:
     """What to do to which latents. `values` is c (clamp, random) or m (scale) per feature;
@@ -98,7 +102,7 @@ class Intervention:
         record["features"], record["values"] = list(self.features), list(self.values)
         record["means"] = list(self.means)
         record["rule"] = METHODS.get(self.method, "")
-        record["bos"] = "position 0 left alone" if self.skip_bos else "position 0 edited too"
+        record["bos"] = bos_rule(self.skip_bos)
         return record
 
 

@@ -11,7 +11,7 @@ from core import UserError
 from core.attribution import TOP_K, Attributor
 from core.evaluation import FORGET, SIDE, EvalSettings, Evaluator, make_intervention
 from core.generation import generate
-from core.interventions import METHODS
+from core.interventions import METHODS, bos_rule
 from core.known import VARIANTS
 from core.mcq import LETTERS, SCORINGS
 from core.stats import select_features
@@ -26,6 +26,16 @@ d_sae = len(table)
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _evaluator(name: str, version: str, settings: EvalSettings) -> Evaluator:
     return Evaluator(ws, settings)
+
+
+def _provenance(prov: dict, method: str, skip_bos: bool) -> None:
+    """Where an evaluation's numbers come from, under its table."""
+    st.caption(
+        f"{prov['model']} · SAE {prov['sae']} · hook {prov['hook']} · {prov['dtype']} on "
+        f"{prov['device']} · {METHODS[method]}, {bos_rule(skip_bos)} · scoring: "
+        f"{prov['scoring_rule']} · known: {prov['known_rule']} · questions "
+        f"{prov['questions']} · {prov['loss_text']['general']}"
+    )
 
 
 def _parse_ids(text: str) -> list[int]:
@@ -241,13 +251,8 @@ if result is not None:
     ratio = m["selectivity"]
     head[3].metric("Selectivity (forget / retain)", "-" if ratio is None else f"{ratio:.1f}")
     st.table(_metrics_table(m).set_index("measure"))
-    prov = result["provenance"]
-    st.caption(
-        f"{prov['model']} · SAE {prov['sae']} · hook {prov['hook']} · {prov['dtype']} on "
-        f"{prov['device']} · {result['intervention']['rule']}, "
-        f"{result['intervention']['bos']} · scoring: {prov['scoring_rule']} · known: "
-        f"{prov['known_rule']} · questions {prov['questions']} · {prov['loss_text']['general']}"
-    )
+    edits = result["intervention"]
+    _provenance(result["provenance"], edits["method"], edits["skip_bos"])
 
     st.markdown("**Per question**")
     drill = pd.DataFrame(result["questions"])
@@ -354,6 +359,8 @@ with st.expander("Screen these features one at a time, then add them up"):
     screened = st.session_state.get("screen")
     if screened:
         st.write(f"Kept {len(screened['kept'])} of {len(screened['singles'])}: {screened['kept']}")
+        rule = screened["rule"]
+        _provenance(screened["provenance"], rule["method"], rule["skip_bos"])
         st.dataframe(pd.DataFrame(screened["singles"]), hide_index=True)
         if screened["cumulative"]:
             st.dataframe(pd.DataFrame(screened["cumulative"]).drop(columns="features"))
@@ -393,6 +400,8 @@ with st.expander("Sweep thresholds × n × c"):
     if result_sweep:
         points = pd.DataFrame([p for p in result_sweep["points"] if "skipped" not in p])
         st.metric("SAEBench score", f"{result_sweep['saebench_score']:.3f}")
+        grid_rule = result_sweep["grid"]
+        _provenance(result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"])
         st.dataframe(points.drop(columns=["features"]), hide_index=True)
         known_side = points["mmlu_known_accuracy"].notna().any()
         x_key = "mmlu_known_accuracy" if known_side else "mmlu_all_accuracy"

@@ -67,3 +67,5 @@ def test_screening_runs_each_feature_then_the_kept_together(app):
     singles, cumulative = app.dataframe[-2].value, app.dataframe[-1].value
     assert len(singles) == 2 and singles["kept"].all()
     assert cumulative["k"].tolist() == [1, 2]
+    hooks = [c for c in app.caption if "hook blocks.9.hook_resid_post" in c.value]
+    assert len(hooks) == 2, "the run and the screening each say where their numbers come from"
