@@ -102,7 +102,8 @@ def screen(
     """Each candidate clamped alone, kept when the side-effect accuracy (MMLU-4 pooled, known
     questions when there are any) drops by at most `tolerance`; then the kept ones added
     cumulatively in the candidates' order (first k, k = 1, 2, ...)."""
-    total = len(candidates)
+    make_intervention(evaluator.ws, candidates, [c] * len(candidates), method, 1.0, skip_bos)
+    total = len(candidates)  # all checked above: a bad id or c fails before any run
     singles: list[dict] = []
     kept: list[int] = []
     for done, feature in enumerate(candidates, start=1):

@@ -3,6 +3,7 @@ memoised on disk; the SAEBench score from its definition."""
 
 import pytest
 
+from core.errors import UserError
 from core.evaluation import EvalSettings, Evaluator, saebench_score
 from core.stats import select_features, workspace_stats
 from core.sweeps import screen, sweep
@@ -55,3 +56,10 @@ def test_screen_keeps_features_without_side_effects_and_adds_them_up(evaluator):
     assert first["forget_loss_added"] == result["singles"][0]["forget_loss_added"]  # one run
     strict = screen(evaluator, candidates, c=20.0, tolerance=-1.0)  # no drop is ≤ -1
     assert strict["kept"] == [] and strict["cumulative"] == []
+
+
+def test_screen_refuses_a_bad_candidate_before_running_any(evaluator):
+    before = sorted(evaluator.folder.glob("*.json"))
+    with pytest.raises(UserError, match="out of range"):
+        screen(evaluator, [1, 99_999], c=20.0)
+    assert sorted(evaluator.folder.glob("*.json")) == before
