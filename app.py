@@ -5,7 +5,7 @@ run that file alone (Streamlit's pages-folder routing), without this sidebar."""
 
 import streamlit as st
 
-from core.environment import configure_environment
+from core.workspace.environment import configure_environment
 
 configure_environment()
 

@@ -25,11 +25,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.activation_cache import ActivationCache, cache_spec
-from core.environment import configure_environment
-from core.examples import FeatureActivations
-from core.stats import corpus_stats, feature_table
-from core.workspace import Workspace
+from core.cache.build import build, ensure_tokens, finalize
+from core.cache.shards import write_shard
+from core.cache.spec import cache_spec
+from core.cache.store import ActivationCache
+from core.features.examples import FeatureActivations
+from core.features.stats import corpus_stats, feature_table
+from core.workspace.environment import configure_environment
+from core.workspace.workspace import Workspace
 
 
 def folder_size(folder: Path) -> int:
@@ -51,11 +54,11 @@ def build_speed(ws: Workspace, rows: int, threads: int, batch_size: int) -> dict
         os.environ["UNLEARNING_LENS_CACHE_DIR"] = root
         cache = ActivationCache.for_workspace(ws, "forget_corpus")
         cache.folder.mkdir(parents=True)
-        tokens = cache._ensure_tokens(ws, rows)
+        tokens = ensure_tokens(cache, ws, rows)
         bare_forward(ws, tokens[:batch_size], batch_size)  # warm-up
         bare = bare_forward(ws, tokens, batch_size)
         started = time.perf_counter()
-        cache.build(ws, rows, batch_size=batch_size)
+        build(cache, ws, rows, batch_size=batch_size)
         built = tokens.size / (time.perf_counter() - started)
         nnz = len(cache.csc()[1])
         csc_bytes = folder_size(cache.csc_dir)
@@ -88,7 +91,7 @@ def synthetic_cache(
     cache.folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     np.save(cache.tokens_path, rng.integers(3, 200_000, size=(rows, ctx), dtype=np.int32))
-    cache._write_manifest(rows, [0, 1, 2])
+    cache.write_manifest(rows, [0, 1, 2])
     shard_rows = 128
     weights = 1.0 / np.arange(1, d_sae + 1)  # a few frequent features, a long tail
     weights /= weights.sum()
@@ -96,14 +99,12 @@ def synthetic_cache(
         end = min(start + shard_rows, rows)
         tokens_here = (end - start) * ctx
         counts = rng.poisson(l0, size=tokens_here)
-        feature = rng.choice(d_sae, size=int(counts.sum()), p=weights).astype(np.uint16)
-        folder = cache.shards_dir / f"rows-{start:07d}-{end:07d}"
-        folder.mkdir(parents=True)
-        np.save(folder / "indptr.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-        np.save(folder / "feature.npy", feature)
-        np.save(folder / "value.npy", rng.exponential(5.0, size=len(feature)).astype(np.float16))
+        feature = rng.choice(d_sae, size=int(counts.sum()), p=weights)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        value = rng.exponential(5.0, size=len(feature))
+        write_shard(cache.shards_dir, start, end, (indptr, feature, value), d_sae)
     started = time.perf_counter()
-    cache.finalize()
+    finalize(cache)
     seconds = time.perf_counter() - started
     print(f"synthetic cache: finalize of {n_tokens:,} tokens took {seconds:.1f} s")
     return cache

@@ -26,12 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.data import Question
-from core.environment import configure_environment
-from core.known import QUESTIONS_PER_CALL, permutation_correct
-from core.mcq import PERMUTATIONS, Scorer, batches, final_resid, pad_right
-from core.prefix_tree import TreeRows, tree_resid
-from core.workspace import Workspace
+from core.evaluation.known import QUESTIONS_PER_CALL, permutation_correct
+from core.evaluation.mcq import PERMUTATIONS, Scorer
+from core.loading.data import Question
+from core.runtime.forward import batches, final_resid, pad_right
+from core.runtime.prefix_tree import TreeRows, tree_resid
+from core.workspace.environment import configure_environment
+from core.workspace.workspace import Workspace
 
 
 def load_average() -> str:

@@ -17,10 +17,22 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from core.errors import UserError
+from core.sae.encoding import linear_decoder, selected_activations
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from transformer_lens.hook_points import HookPoint
+
+    from core.loading.models import Model
+    from core.loading.saes import SAE
+    from core.workspace.workspace import Workspace
 
 METHODS = {
     "clamp": "a_j ← −c where a_j > 0 (c per feature, times the global multiplier)",
@@ -31,7 +43,6 @@ METHODS = {
 }
 MAX_CLAMP = 10_000.0
 MAX_SCALE = 100.0
-PARTIAL_ENCODE_ARCHITECTURES = {"standard", "jumprelu"}
 
 
 def bos_rule(skip_bos: bool) -> str:
@@ -50,7 +61,7 @@ class Intervention:
     skip_bos: bool = True
     means: tuple[float, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
         values = self.values or (1.0,) * len(self.features)
         object.__setattr__(self, "values", tuple(float(v) for v in values))
@@ -106,29 +117,9 @@ class Intervention:
         return record
 
 
-def _architecture(sae) -> str:
-    return sae.cfg.architecture()
-
-
-def _linear_decoder(sae) -> bool:
-    return getattr(sae.cfg, "normalize_activations", "none") == "none"
-
-
-def selected_activations(sae, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
-    """a[..., targets] for input x [..., d_in]: the selected encoder columns only where the
-    architecture allows it, else the full encode."""
-    if _architecture(sae) not in PARTIAL_ENCODE_ARCHITECTURES or not _linear_decoder(sae):
-        return sae.encode(x)[..., targets]
-    index = torch.as_tensor(targets, device=x.device)
-    sae_in = sae.process_sae_in(x)
-    hidden = sae_in @ sae.W_enc[:, index] + sae.b_enc[index]
-    acts = torch.relu(hidden)
-    if _architecture(sae) == "jumprelu":
-        acts = acts * (hidden > sae.threshold[index])
-    return acts
-
-
-def edit(sae, x: torch.Tensor, iv: Intervention, targets: list[int]) -> torch.Tensor:
+def edit(
+    sae: SAE, x: Float[Tensor, "*batch pos d_in"], iv: Intervention, targets: list[int]
+) -> Float[Tensor, "*batch pos d_in"]:
     """x with the intervention applied; positions where nothing changes keep x exactly."""
     acts = selected_activations(sae, x, targets)
     values = torch.tensor(iv.effective_values(), dtype=acts.dtype, device=acts.device)
@@ -146,7 +137,7 @@ def edit(sae, x: torch.Tensor, iv: Intervention, targets: list[int]) -> torch.Te
     touched = (change != 0).any(dim=-1, keepdim=True)
     if not touched.any():
         return x
-    if _linear_decoder(sae):
+    if linear_decoder(sae):
         delta = change @ sae.W_dec[targets]
     else:
         full = sae.encode(x)
@@ -157,7 +148,7 @@ def edit(sae, x: torch.Tensor, iv: Intervention, targets: list[int]) -> torch.Te
 
 
 @contextmanager
-def applied(model, sae, hook: str, iv: Intervention | None) -> Iterator[None]:
+def applied(model: Model, sae: SAE, hook: str, iv: Intervention | None) -> Iterator[None]:
     """Run the model with the intervention at `hook`; the hook is gone on exit, exception or
     not. `None` runs the clean model."""
     if iv is None:
@@ -166,8 +157,32 @@ def applied(model, sae, hook: str, iv: Intervention | None) -> Iterator[None]:
     iv.check(sae.cfg.d_sae)
     targets = list(iv.targets(sae.cfg.d_sae))
 
-    def hook_fn(x, hook):
+    def hook_fn(
+        x: Float[Tensor, "batch pos d_in"], hook: HookPoint
+    ) -> Float[Tensor, "batch pos d_in"]:
         return edit(sae, x, iv, targets)
 
     with model.hooks(fwd_hooks=[(hook, hook_fn)]):
         yield
+
+
+def make_intervention(
+    ws: Workspace,
+    features: list[int],
+    values: list[float],
+    method: str = "clamp",
+    multiplier: float = 1.0,
+    skip_bos: bool = True,
+    table: pd.DataFrame | None = None,
+) -> Intervention:
+    """An intervention checked against the workspace's SAE (mean ablation gets its means,
+    from `table` when given: the workspace's feature table)."""
+    means: tuple[float, ...] = ()
+    if method == "mean":
+        Intervention(tuple(features), tuple(values)).check(ws.sae_width())  # ids before lookup
+        from core.features.stats import feature_means
+
+        means = feature_means(ws, features, table)
+    iv = Intervention(tuple(features), tuple(values), method, multiplier, skip_bos, means)
+    iv.check(ws.sae_width())
+    return iv

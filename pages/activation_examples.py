@@ -6,9 +6,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
-from core.activation_cache import ActivationCache
-from core.examples import FeatureActivations, features_on_text, logit_effects, token_strings
-from core.render import render_tokens
+from core.cache.store import ActivationCache
+from core.features.examples import (
+    FeatureActivations,
+    features_on_text,
+    logit_effects,
+    token_strings,
+)
+from core.features.render import render_tokens
+from core.features.stats import bin_centers, feature_histogram
 from pages.common import label_form, recent_labels, workspace_with_statistics
 
 st.title("Activation examples")
@@ -86,11 +92,18 @@ else:
     with tabs[3]:
         figure = go.Figure()
         for name, color in (("forget", "#d1495b"), ("retain", "#2e7d5b")):
-            figure.add_histogram(x=reads[name].values, name=name, marker_color=color, opacity=0.6)
+            edges, counts = feature_histogram(caches[name], feature)
+            figure.add_bar(
+                x=bin_centers(edges), y=counts, name=name, marker_color=color, opacity=0.6
+            )
         figure.update_layout(
-            barmode="overlay", xaxis_title="activation", yaxis_type="log", height=320
+            barmode="overlay",
+            xaxis={"type": "log", "title": "activation (log-spaced bins)"},
+            yaxis={"type": "log", "title": "positions"},
+            height=320,
         )
         st.plotly_chart(figure)
+        st.caption("Positions SAEBench counts (BOS, EOS and PAD left out), all cached rows.")
 
 if st.toggle("Logit effects (loads the model)"):
     promote, suppress = logit_effects(ws, feature)

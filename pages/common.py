@@ -10,8 +10,9 @@ import hashlib
 import streamlit as st
 
 from core import UserError, Workspace, list_workspaces
-from core.config import default_workspace
-from core.paths import cache_dir, configs_dir
+from core.labels.store import DEFAULT_TAGS, LabelStore
+from core.workspace.config import default_workspace
+from core.workspace.paths import cache_dir, configs_dir
 
 WORKSPACE_KEY = "workspace"
 
@@ -84,17 +85,15 @@ def workspace_with_statistics():
         st.stop()
     require_caches(ws)
     table, provenance = statistics(ws)
-    return ws, table, provenance, label_store(ws, len(table))
+    return ws, table, provenance, LabelStore.for_workspace(ws)
 
 
 def require_caches(ws: Workspace) -> None:
     """Stop the page with a build button (and progress bar) if the caches are not built."""
-    from core.activation_cache import caches_for, default_rows
+    from core.cache.build import build_caches, pending_caches
 
     try:
-        pending = [
-            c for c in caches_for(ws, "all") if c.rows_final() < default_rows(ws, c.spec.role)
-        ]
+        pending = pending_caches(ws)
     except UserError as exc:
         st.error(str(exc))
         st.stop()
@@ -106,12 +105,11 @@ def require_caches(ws: Workspace) -> None:
     )
     if st.button("Build the caches now", type="primary"):
         bar = st.progress(0.0, text="Starting (the model loads first)…")
-        for cache in pending:
 
-            def report(done: int, total: int, role: str = cache.spec.role) -> None:
-                bar.progress(done / max(total, 1), text=f"{role}: {done:,} of {total:,} tokens")
+        def report(role: str, done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"{role}: {done:,} of {total:,} tokens")
 
-            cache.build(ws, default_rows(ws, cache.spec.role), progress=report)
+        build_caches(ws, pending, progress=report)
         st.rerun()
     st.caption(f"Or headless: `python -m core cache build --workspace {ws.name}`")
     st.stop()
@@ -119,14 +117,14 @@ def require_caches(ws: Workspace) -> None:
 
 @st.cache_data(show_spinner="Reading the caches…", max_entries=4)
 def _statistics(name: str, cache_keys: tuple[str, ...]):
-    from core.stats import workspace_stats
+    from core.features.stats import workspace_stats
 
     return workspace_stats(_open(name))
 
 
 def statistics(ws: Workspace):
     """(feature table, provenance) from the caches; recomputed only when a cache changes."""
-    from core.activation_cache import ActivationCache
+    from core.cache.store import ActivationCache
 
     keys = tuple(
         ActivationCache.for_workspace(ws, role).spec.key()
@@ -135,16 +133,8 @@ def statistics(ws: Workspace):
     return _statistics(ws.name, keys)
 
 
-def label_store(ws: Workspace, d_sae: int):
-    from core.labels import LabelStore
-
-    return LabelStore(ws.folder / "labels.sqlite", ws.config.sae.identity(), d_sae)
-
-
 def label_form(store, known_tags: list[str], feature: int | None = None) -> None:
     """A form that labels one feature (the given one, or one typed in)."""
-    from core.labels import DEFAULT_TAGS
-
     suffix = "" if feature is None else f"_{feature}"
     with st.form(f"label-form{suffix}", clear_on_submit=feature is None):
         st.markdown("**Label a feature**" if feature is None else f"**Label feature {feature}**")

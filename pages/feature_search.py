@@ -8,10 +8,20 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
-from core.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
-from core.feature_search import filter_view, label_edits, membership_edits, search_view
-from core.labels import DEFAULT_TAGS, compare_sets
-from core.stats import VARIANTS, select_features
+from core.features.search import (
+    filter_view,
+    floored,
+    frequency_floor,
+    label_edits,
+    log_ratio,
+    membership_edits,
+    search_view,
+)
+from core.features.selection import SelectionConfig, select_features, selection_record
+from core.features.stats import VARIANTS
+from core.labels.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
+from core.labels.sets import compare_sets
+from core.labels.store import DEFAULT_TAGS
 from pages.common import label_form, recent_labels, workspace_with_statistics
 
 st.title("Feature search")
@@ -25,7 +35,8 @@ threshold = controls[1].number_input(
     "Retain threshold", 0.0, 1.0, 0.01, step=0.001, format="%.4f", key="threshold"
 )
 top_n = int(controls[2].number_input("Top n", 1, len(table), 20, key="top_n"))
-selection = select_features(table, threshold, top_n, variant)
+config = SelectionConfig(threshold, top_n, variant)
+selection = select_features(table, config)
 selection_key = (variant, threshold, top_n)
 if st.session_state.get("selection_key") != selection_key:
     st.session_state.selection_key = selection_key
@@ -44,13 +55,14 @@ st.caption(
 )
 
 view = search_view(table, store.labels(), set(current), variant)
-floor = 0.5 / max(tokens["retain"], 1)
+floor = frequency_floor(tokens["retain"])
+forget_shown, retain_shown = floored(view, floor)
 chart, histogram = st.columns([3, 2])
 colors = np.where(view["in_set"], "#d1495b", "#7aa095")
 scatter = go.Figure(
     go.Scattergl(
-        x=np.maximum(view["retain_freq"], floor),
-        y=np.maximum(view["forget_freq"], floor),
+        x=retain_shown,
+        y=forget_shown,
         mode="markers",
         marker={"size": 5, "color": colors, "opacity": 0.7},
         customdata=view["feature"],
@@ -72,12 +84,12 @@ chosen = sorted({int(point["customdata"]) for point in picked.selection.get("poi
 if chosen and chart.button(f"Add the {len(chosen)} picked features to the current set"):
     st.session_state.current = list(dict.fromkeys([*current, *chosen]))
     st.rerun()
-ratio = np.log10(
-    np.clip(view["forget_freq"], floor, None) / np.clip(view["retain_freq"], floor, None)
-)
+ratio = log_ratio(view, floor)
 histogram_figure = go.Figure()
 histogram_figure.add_histogram(x=ratio, name="all features", marker_color="#7aa095")
-histogram_figure.add_histogram(x=ratio[view["in_set"]], name="current set", marker_color="#d1495b")
+histogram_figure.add_histogram(
+    x=ratio[view["in_set"].to_numpy()], name="current set", marker_color="#d1495b"
+)
 histogram_figure.update_layout(
     barmode="overlay",
     xaxis_title="log10(forget / retain frequency)",
@@ -145,13 +157,9 @@ with save.form("save-set"):
                 name,
                 current,
                 note=note,
-                selection={
-                    "threshold": threshold,
-                    "n": top_n,
-                    "variant": variant,
-                    "tokens": tokens,
-                    "added_by_hand": sorted(set(current) - set(selection["feature"])),
-                },
+                selection=selection_record(
+                    config, selection["feature"].tolist(), provenance, current
+                ),
             )
             st.success(f"Saved '{name}' ({len(current)} features).")
         except UserError as exc:

@@ -1,5 +1,5 @@
 """Live intervention: clamp features at the SAE's hook, score WMDP-bio and the side effects,
-compare generations, sweep settings. core.evaluation does the work; this page renders."""
+compare generations, sweep settings. core.evaluation.evaluator does the work; this page renders."""
 
 import json
 
@@ -8,14 +8,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
-from core.attribution import TOP_K, Attributor
-from core.evaluation import FORGET, SIDE, EvalSettings, Evaluator, make_intervention
-from core.generation import generate
-from core.interventions import METHODS, bos_rule
-from core.known import VARIANTS
-from core.mcq import LETTERS, SCORINGS
-from core.stats import select_features
-from core.sweeps import screen, sweep
+from core.evaluation.evaluator import Evaluator
+from core.evaluation.known import VARIANTS
+from core.evaluation.mcq import LETTERS, SCORINGS
+from core.evaluation.metrics import metric_rows, pareto_axes, provenance_line
+from core.evaluation.settings import FORGET, SIDE, EvalSettings
+from core.evaluation.sweeps import ScreenConfig, SweepConfig, screen, sweep
+from core.features import sources
+from core.features.attribution import TOP_K, AttributionConfig, Attributor
+from core.features.selection import SelectionConfig
+from core.features.sources import SOURCES
+from core.features.stats import VARIANTS as VARIANTS_COUNTED
+from core.interventions import METHODS, make_intervention
+from core.runtime.generation import generate
 from pages.common import workspace_with_statistics
 
 st.title("Live intervention")
@@ -28,104 +33,77 @@ def _evaluator(name: str, version: str, settings: EvalSettings) -> Evaluator:
     return Evaluator(ws, settings)
 
 
-def _provenance(prov: dict, method: str, skip_bos: bool) -> None:
-    """Where an evaluation's numbers come from, under its table."""
-    st.caption(
-        f"{prov['model']} · SAE {prov['sae']} · hook {prov['hook']} · {prov['dtype']} on "
-        f"{prov['device']} · {METHODS[method]}, {bos_rule(skip_bos)} · scoring: "
-        f"{prov['scoring_rule']} · known: {prov['known_rule']} · questions "
-        f"{prov['questions']} · {prov['loss_text']['general']}"
-    )
-
-
-def _parse_ids(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.replace(" ", ",").split(",") if part.strip()]
-    except ValueError:
-        st.error(f"Feature ids must be integers separated by commas: {text!r}")
-        return []
-
-
 # -- which features ---------------------------------------------------------------------
 st.subheader("Features")
-source = st.radio(
-    "Take features from",
-    [
-        "Top-n selection",
-        "Gradient attribution",
-        "A saved set",
-        "The search page's selection",
-        "Ids typed in",
-    ],
-    horizontal=True,
-)
-multipliers: dict[int, float] = {}
+source = st.radio("Take features from", list(SOURCES), format_func=SOURCES.get, horizontal=True)
 feature_set = None
-if source == "Top-n selection":
-    pick = st.columns(3)
-    threshold = pick[0].number_input("Retain threshold", 0.0, 1.0, 0.01, 0.001, format="%.4f")
-    n = int(pick[1].number_input("n", 1, d_sae, 10))
-    variant = pick[2].selectbox("Frequency variant", ["saebench", "authors"])
-    features = select_features(table, threshold, n, variant)["feature"].tolist()
-elif source == "Gradient attribution":
-    pick = st.columns(2)
-    count = int(pick[0].number_input("Questions to attribute", 1, 5000, 20, 10))
-    n = int(pick[1].number_input("n", 1, d_sae, 10, key="attribution_n"))
-    plain = EvalSettings.for_device(ws.device, known_filter=False)
-    attributor = Attributor(_evaluator(ws.name, ws.config.provenance_hash(), plain), limit=count)
-    found = attributor.cached()
-    if found is None and st.button("Attribute", help="One forward and backward pass per question"):
-        bar = st.progress(0.0, text="Attributing (the model loads first)…")
-        try:
+try:
+    if source == "selection":
+        pick = st.columns(3)
+        threshold = pick[0].number_input("Retain threshold", 0.0, 1.0, 0.01, 0.001, format="%.4f")
+        n = int(pick[1].number_input("n", 1, d_sae, 10))
+        variant = pick[2].selectbox("Frequency variant", list(VARIANTS_COUNTED))
+        chosen = sources.from_selection(table, SelectionConfig(threshold, n, variant))
+    elif source == "attribution":
+        pick = st.columns(2)
+        count = int(pick[0].number_input("Questions to attribute", 1, 5000, 20, 10))
+        n = int(pick[1].number_input("n", 1, d_sae, 10, key="attribution_n"))
+        plain = EvalSettings.for_device(ws.device, known_filter=False)
+        config = AttributionConfig(question_limit=count, n=n)
+        attributor = Attributor(_evaluator(ws.name, ws.config.provenance_hash(), plain), config)
+        found = attributor.cached()
+        if found is None and st.button(
+            "Attribute", help="One forward and backward pass per question"
+        ):
+            bar = st.progress(0.0, text="Attributing (the model loads first)…")
             found = attributor.attribute(
                 lambda done, total: bar.progress(done / total, text=f"{done} of {total} questions")
             )
-        except UserError as exc:
-            st.error(str(exc))
+            bar.empty()
+        if found is None:
+            st.info(
+                "Gradient attribution (the paper's per-question mode): each feature's activation "
+                "× its decoder direction · the gradient of the right letter's logit minus the "
+                "mean wrong letter's, summed over the prompt. Press Attribute to compute it."
+            )
             st.stop()
-        bar.empty()
-    if found is None:
-        st.info(
-            "Gradient attribution (the paper's per-question mode): each feature's activation "
-            "× its decoder direction · the gradient of the right letter's logit minus the "
-            "mean wrong letter's, summed over the prompt. Press Attribute to compute it."
+        chosen = sources.from_attribution(found, n)
+        top = list(chosen.features)
+        record, where = found.provenance, ws.provenance()
+        st.caption(
+            f"{record['questions_used']} forget questions; {record['metric']}; {where['model']} "
+            f"({record['dtype']}, {record['device']}), SAE {where['sae']} at {record['hook']}"
         )
-        st.stop()
-    features = found.top(n)
-    record, where = found.provenance, ws.provenance()
-    st.caption(
-        f"{record['questions_used']} forget questions; {record['metric']}; {where['model']} "
-        f"({record['dtype']}, {record['device']}), SAE {where['sae']} at {record['hook']}"
-    )
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "feature": features,
-                "mean attribution": found.mean[features],
-                f"questions with it in their top {TOP_K}": found.hits[features],
-                "forget freq": table["forget_freq_saebench"].to_numpy()[features],
-                "retain freq": table["retain_freq_saebench"].to_numpy()[features],
-            }
-        ),
-        hide_index=True,
-    )
-elif source == "A saved set":
-    names = store.set_names()
-    if not names:
-        st.info("No saved sets yet: save one on the Feature search page.")
-        st.stop()
-    feature_set = store.get_set(st.selectbox("Set", names))
-    features = list(feature_set.features)
-    multipliers = dict(zip(feature_set.features, feature_set.multipliers, strict=True))
-elif source == "The search page's selection":
-    features = list(st.session_state.get("current", []))
-else:
-    features = _parse_ids(st.text_input("Feature ids", placeholder="e.g. 12, 40, 311"))
-features = list(dict.fromkeys(features))
-out_of_range = [f for f in features if not 0 <= f < d_sae]
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "feature": top,
+                    "mean attribution": found.mean[top],
+                    f"questions with it in their top {TOP_K}": found.hits[top],
+                    "forget freq": table["forget_freq_saebench"].to_numpy()[top],
+                    "retain freq": table["retain_freq_saebench"].to_numpy()[top],
+                }
+            ),
+            hide_index=True,
+        )
+    elif source == "set":
+        names = store.set_names()
+        if not names:
+            st.info("No saved sets yet: save one on the Feature search page.")
+            st.stop()
+        feature_set = store.get_set(st.selectbox("Set", names))
+        chosen = sources.from_set(feature_set)
+    elif source == "search":
+        chosen = sources.from_list(st.session_state.get("current", []))
+    else:
+        chosen = sources.from_ids(st.text_input("Feature ids", placeholder="e.g. 12, 40, 311"))
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+chosen, out_of_range = chosen.within(d_sae)
 if out_of_range:
     st.error(f"Out of range for this SAE (0-{d_sae - 1}): {out_of_range[:10]}")
-    features = [f for f in features if 0 <= f < d_sae]
+features = list(chosen.features)
 if not features:
     st.warning("No features chosen yet.")
     st.stop()
@@ -145,23 +123,26 @@ with st.form("intervention"):
         "c is in SAE activation units; beside each slider, the feature's typical size on "
         "forget text (mean where active / max)."
     )
+    starts = chosen.values(base)  # base × each feature's multiplier
     values = []
     slider_columns = st.columns(2)
-    for i, feature in enumerate(features[:50]):
+    for i, (feature, start) in enumerate(zip(features[:50], starts, strict=False)):
         row = table.iloc[feature]
         label = (
             f"feature {feature} (mean {row['forget_mean_saebench']:.1f} / "
             f"max {row['forget_max_saebench']:.1f})"
         )
-        start = float(base) * multipliers.get(feature, 1.0)
         values.append(
             slider_columns[i % 2].slider(
                 label, 0.0, max(200.0, start), start, 1.0, key=f"c-{feature}-{start}"
             )
         )
     if len(features) > 50:
-        st.caption(f"{len(features) - 50} more features use c = {base:g} (sliders for 50).")
-        values += [float(base)] * (len(features) - 50)
+        st.caption(
+            f"{len(features) - 50} more features use c = {base:g} × their multiplier "
+            "(sliders for 50)."
+        )
+        values += starts[50:]
     st.markdown("**Scoring**")
     opts = st.columns(5)
     scoring = opts[0].selectbox("Scoring", list(SCORINGS), help="; ".join(SCORINGS.values()))
@@ -196,49 +177,6 @@ if run and result is None:
     bar.empty()
 
 
-def _pct(value):
-    return None if value is None else round(100 * value, 1)
-
-
-def _metrics_table(m: dict) -> pd.DataFrame:
-    rows = [
-        ("WMDP-bio, known questions", m["wmdp_known_n"], "wmdp_known", 100),
-        ("WMDP-bio, all questions", m["wmdp_all_n"], "wmdp_all", 100),
-        ("MMLU side effect (pooled), known", m["mmlu_known_n"], "mmlu_known", 100),
-        ("MMLU side effect (pooled), all", m["mmlu_all_n"], "mmlu_all", 100),
-    ]
-    records = [
-        {
-            "measure": name,
-            "n": n,
-            "baseline": _pct(m[f"{key}_baseline"]),
-            "intervened": _pct(m[f"{key}_accuracy"]),
-        }
-        for name, n, key, _ in rows
-    ]
-    for subject, sub in m["apart"].items():
-        records.append(
-            {
-                "measure": f"{subject.replace('_', ' ')} (apart), all",
-                "n": sub["all_n"],
-                "baseline": _pct(sub["all_baseline"]),
-                "intervened": _pct(sub["all_accuracy"]),
-            }
-        )
-    for name, label in (("general", "general text"), ("forget", "forget"), ("retain", "retain")):
-        records.append(
-            {
-                "measure": f"CE loss on {label} text (nats)",
-                "n": None,
-                "baseline": round(m[f"{name}_loss_clean"], 4),
-                "intervened": round(m[f"{name}_loss"], 4),
-            }
-        )
-    frame = pd.DataFrame(records)
-    frame["change"] = frame["intervened"] - frame["baseline"]
-    return frame
-
-
 if result is not None:
     st.subheader("Results")
     m = result["metrics"]
@@ -250,9 +188,9 @@ if result is not None:
     head[2].metric("Loss added on retain text", f"{m['retain_loss_added']:+.3f}")
     ratio = m["selectivity"]
     head[3].metric("Selectivity (forget / retain)", "-" if ratio is None else f"{ratio:.1f}")
-    st.table(_metrics_table(m).set_index("measure"))
+    st.table(pd.DataFrame(metric_rows(m)).set_index("measure"))
     edits = result["intervention"]
-    _provenance(result["provenance"], edits["method"], edits["skip_bos"])
+    st.caption(provenance_line(result["provenance"], edits["method"], edits["skip_bos"]))
 
     st.markdown("**Per question**")
     drill = pd.DataFrame(result["questions"])
@@ -342,13 +280,10 @@ with st.expander("Screen these features one at a time, then add them up"):
     if st.button("Screen"):
         bar = st.progress(0.0, text="Screening…")
         try:
+            config = ScreenConfig(tuple(features), float(base), float(tolerance), method, skip_bos)
             st.session_state.screen = screen(
                 evaluator,
-                features,
-                float(base),
-                float(tolerance),
-                method,
-                skip_bos,
+                config,
                 lambda d, t, p: bar.progress(
                     d / t, text=f"{'alone' if 'feature' in p else 'together'}: {d} of {t}"
                 ),
@@ -359,8 +294,8 @@ with st.expander("Screen these features one at a time, then add them up"):
     screened = st.session_state.get("screen")
     if screened:
         st.write(f"Kept {len(screened['kept'])} of {len(screened['singles'])}: {screened['kept']}")
-        rule = screened["rule"]
-        _provenance(screened["provenance"], rule["method"], rule["skip_bos"])
+        rule = screened["config"]
+        st.caption(provenance_line(screened["provenance"], rule["method"], rule["skip_bos"]))
         st.dataframe(pd.DataFrame(screened["singles"]), hide_index=True)
         if screened["cumulative"]:
             st.dataframe(pd.DataFrame(screened["cumulative"]).drop(columns="features"))
@@ -378,34 +313,28 @@ with st.expander("Sweep thresholds × n × c"):
     ns = grid[1].text_input("Numbers of features", "10,20")
     cs = grid[2].text_input("c values", "20,50")
     if st.button("Run sweep"):
-        try:
-            parsed = (
-                [float(x) for x in thresholds.split(",")],
-                [int(x) for x in ns.split(",")],
-                [float(x) for x in cs.split(",")],
-            )
-        except ValueError:
-            st.error("Thresholds, n and c must be comma-separated numbers.")
-            st.stop()
         bar = st.progress(0.0, text="Sweeping…")
-        st.session_state.sweep = sweep(
-            evaluator,
-            *parsed,
-            method=method,
-            skip_bos=skip_bos,
-            progress=lambda d, t, p: bar.progress(d / t, text=f"point {d} of {t}"),
-        )
+        try:
+            config = SweepConfig.from_text(thresholds, ns, cs, method=method, skip_bos=skip_bos)
+            st.session_state.sweep = sweep(
+                evaluator,
+                config,
+                lambda d, t, p: bar.progress(d / t, text=f"point {d} of {t}"),
+            )
+        except UserError as exc:
+            st.error(str(exc))
         bar.empty()
     result_sweep = st.session_state.get("sweep")
     if result_sweep:
         points = pd.DataFrame([p for p in result_sweep["points"] if "skipped" not in p])
         st.metric("SAEBench score", f"{result_sweep['saebench_score']:.3f}")
-        grid_rule = result_sweep["grid"]
-        _provenance(result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"])
+        grid_rule = result_sweep["config"]
+        line = provenance_line(
+            result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"]
+        )
+        st.caption(line)
         st.dataframe(points.drop(columns=["features"]), hide_index=True)
-        known_side = points["mmlu_known_accuracy"].notna().any()
-        x_key = "mmlu_known_accuracy" if known_side else "mmlu_all_accuracy"
-        y_key = "wmdp_known_accuracy" if known_side else "wmdp_all_accuracy"
+        x_key, y_key = pareto_axes(result_sweep["points"])
         for x, title in ((x_key, "side-effect MCQ accuracy"), ("loss_added", "loss added")):
             fig = go.Figure()
             fig.add_scatter(

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import UserError
-from core.health import cached_health, sae_health
+from core.sae.health import cached_health, sae_health
 from pages.common import current_workspace
 
 st.title("Workspace")

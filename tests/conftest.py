@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.environment import configure_environment
-from core.workspace import Workspace
+from core.workspace.environment import configure_environment
+from core.workspace.workspace import Workspace
 
 configure_environment()
 
@@ -19,10 +19,10 @@ def offline_ws() -> Workspace:
 @pytest.fixture
 def unreachable_hub(monkeypatch):
     """Point hub clients at a closed local port, so 'no network' holds on any machine."""
-    import core.hub
+    import core.workspace.hub
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(core.hub, "_last_probe", None)
+    monkeypatch.setattr(core.workspace.hub, "_last_probe", None)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def small_app_env(tmp_path_factory, offline_ws) -> dict[str, str]:
     (64-token rows, 32 per corpus) and its caches already built, in temporary folders."""
     import os
 
-    from core.activation_cache import caches_for, default_rows
+    from core.cache.build import build_caches
     from tests.helpers import small_workspace_config
 
     root = tmp_path_factory.mktemp("small-app")
@@ -47,8 +47,7 @@ def small_app_env(tmp_path_factory, offline_ws) -> dict[str, str]:
     os.environ.update(env)
     try:
         ws = Workspace.open("offline-gemma3-270m")
-        for cache in caches_for(ws, "all"):
-            cache.build(ws, default_rows(ws, cache.spec.role))
+        build_caches(ws)
     finally:
         for key, value in saved.items():
             if value is None:

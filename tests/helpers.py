@@ -4,7 +4,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from core.paths import PRESETS_DIR
+import torch
+
+from core.workspace.paths import PRESETS_DIR
 
 
 def preset(name: str = "offline-gemma3-270m") -> dict[str, Any]:
@@ -72,7 +74,7 @@ def open_app_page(env: dict[str, str], monkeypatch, page: str, timeout: int = 18
     """An AppTest of the app, with `env` set, switched to `page` and checked for errors."""
     from streamlit.testing.v1 import AppTest
 
-    from core.paths import REPO_ROOT
+    from core.workspace.paths import REPO_ROOT
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -80,3 +82,16 @@ def open_app_page(env: dict[str, str], monkeypatch, page: str, timeout: int = 18
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+@torch.no_grad()
+def biology_features(ws, n: int) -> list[int]:
+    """Features firing far more often on forget than on retain documents (no caches needed)."""
+    frequency = {}
+    for role in ("forget_corpus", "retain_corpus"):
+        docs = [d for d in ws.documents(role) if len(d) > 400][:12]
+        tokens = torch.tensor([ws.tokenizer.encode(d)[:64] for d in docs])
+        frequency[role] = (ws.sae.encode(ws.residual(tokens))[:, 1:] > 0).float().mean((0, 1))
+    return torch.argsort(frequency["forget_corpus"] - frequency["retain_corpus"], descending=True)[
+        :n
+    ].tolist()

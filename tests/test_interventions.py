@@ -1,18 +1,14 @@
-"""Interventions at the SAE's hook and multiple-choice scoring, on the real offline model, SAE
-and questions."""
+"""Interventions at the SAE's hook on the real offline model and SAE: what changes, where,
+and what is refused."""
 
-import json
-
-import numpy as np
 import pytest
 import torch
 
 from core.errors import UserError
-from core.evaluation import EvalSettings, Evaluator, make_intervention
-from core.interventions import Intervention, applied, edit, selected_activations
-from core.known import PERMUTATIONS, build_known, permutation_correct
-from core.mcq import Scorer, encode_prompt
-from core.workspace import Workspace
+from core.evaluation.mcq import encode_prompt
+from core.interventions import Intervention, applied, edit, make_intervention
+from core.sae.encoding import selected_activations
+from core.workspace.workspace import Workspace
 
 pytestmark = pytest.mark.model
 
@@ -29,19 +25,6 @@ def _active_features(ws, x: torch.Tensor, n: int = 3) -> list[int]:
     """Features that fire somewhere after BOS on x, most often first."""
     counts = (ws.sae.encode(x)[0, 1:] > 0).sum(dim=0)
     return torch.argsort(counts, descending=True)[:n].tolist()
-
-
-@torch.no_grad()
-def _biology_features(ws, n: int) -> list[int]:
-    """Features firing far more often on forget than on retain documents (no caches needed)."""
-    frequency = {}
-    for role in ("forget_corpus", "retain_corpus"):
-        docs = [d for d in ws.documents(role) if len(d) > 400][:12]
-        tokens = torch.tensor([ws.tokenizer.encode(d)[:64] for d in docs])
-        frequency[role] = (ws.sae.encode(ws.residual(tokens))[:, 1:] > 0).float().mean((0, 1))
-    return torch.argsort(frequency["forget_corpus"] - frequency["retain_corpus"], descending=True)[
-        :n
-    ].tolist()
 
 
 @torch.no_grad()
@@ -91,7 +74,7 @@ def test_bos_option_and_random_control(offline_ws, resid):
 
 
 def test_mean_ablation_moves_the_feature_to_its_retain_mean(small_app_env, monkeypatch, resid):
-    from core.stats import workspace_stats
+    from core.features.stats import workspace_stats
 
     for key, value in small_app_env.items():
         monkeypatch.setenv(key, value)
@@ -160,66 +143,3 @@ def test_bad_interventions_say_what_is_wrong(offline_ws):
         Intervention((1,), method="shout").check(4096)
     with pytest.raises(UserError, match="chat template"):
         encode_prompt(offline_ws.tokenizer, "Question?\nAnswer:", chat=True)
-
-
-@torch.no_grad()
-def test_batched_scores_equal_a_direct_unbatched_computation(offline_ws):
-    scorer = Scorer(offline_ws.model, offline_ws.tokenizer, chat=False)
-    questions = offline_ws.questions("forget_questions")[:3]
-    scores = scorer.score(questions)
-    for question, probs in zip(questions, scores.probs, strict=True):
-        ids = scorer.encode(question)
-        assert ids[0] == offline_ws.tokenizer.bos_token_id and ids.count(ids[0]) == 1
-        logits = offline_ws.model(torch.tensor([ids]))[0, -1]
-        direct = torch.softmax(logits.float(), dim=-1)[scorer.letter_ids].amax(dim=-1)
-        assert np.allclose(direct.numpy(), probs, atol=1e-5)
-    assert scores.predictions.tolist() == scores.probs.argmax(axis=1).tolist()
-
-
-def test_prefix_reuse_filter_equals_the_plain_filter(offline_ws):
-    questions = offline_ws.questions("forget_questions")[:2]
-    for scoring, picked in (("letter", questions), ("likelihood", questions[1:])):
-        scorer = Scorer(offline_ws.model, offline_ws.tokenizer, False, scoring)
-        reused = permutation_correct(scorer, picked, reuse_prefix=True)
-        plain = permutation_correct(scorer, picked, reuse_prefix=False)
-        assert reused.shape == (len(picked), len(PERMUTATIONS))
-        assert np.array_equal(reused, plain)
-
-
-def test_known_cache_is_keyed_by_dtype(offline_ws, tmp_path):
-    from tests.helpers import small_workspace_config
-
-    bf16 = Workspace.open(str(small_workspace_config(tmp_path, model__dtype="bfloat16")))
-    role = "forget_questions"
-    assert Evaluator(offline_ws).known_path(role) != Evaluator(bf16).known_path(role)
-    scorer = Scorer(offline_ws.model, offline_ws.tokenizer, chat=False)
-    questions = offline_ws.questions(role)[:1]
-    path = tmp_path / "known.json"
-    first = build_known(scorer, questions, path, {"dtype": "float32"})
-    stored = json.loads(path.read_text())
-    stored["with_question"] = [-1]  # what a stale record would hold
-    path.write_text(json.dumps(stored))
-    assert build_known(scorer, questions, path, {"dtype": "float32"}).right.tolist() == [-1]
-    again = build_known(scorer, questions, path, {"dtype": "bfloat16"})
-    assert again.right.tolist() == first.right.tolist()
-    assert json.loads(path.read_text())["key"]["dtype"] == "bfloat16"
-
-
-def test_evaluate_reports_side_effects_and_is_memoised(offline_ws):
-    features = _biology_features(offline_ws, 10)
-    settings = EvalSettings(question_limit=3, loss_rows=3, loss_context=64, known_filter=False)
-    evaluator = Evaluator(offline_ws, settings)
-    iv = make_intervention(offline_ws, features, [20.0] * len(features))
-    result = evaluator.evaluate(iv)
-    m = result["metrics"]
-    assert m["wmdp_all_n"] == 3 and m["wmdp_known_n"] == 0
-    assert m["forget_loss_added"] > m["retain_loss_added"]
-    assert any("known-question filter has not run" in w for w in result["warnings"])
-    assert len(result["questions"]) == 6 and {"before", "after", "flipped"} <= set(
-        result["questions"][0]
-    )
-    assert result["provenance"]["hook"] == "blocks.9.hook_resid_post"
-    assert evaluator.evaluate(iv)["created_at"] == result["created_at"]  # from disk
-    json.dumps(result)
-    with pytest.raises(UserError, match="out of range"):
-        make_intervention(offline_ws, [99_999], [20.0])

@@ -1,0 +1,232 @@
+"""Building a cache: token rows, then CSR shards of consecutive rows (each written whole or
+not at all), then the feature-major copy folded from them.
+
+A build killed at any moment resumes from the last complete shard. Extending a cache to
+more rows builds only the new rows: the rows are a seeded permutation, so a larger budget
+has the smaller as its prefix. With `shard=(i, n)` a machine builds every n-th shard; the
+parts are joined with core.cache.merge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from jaxtyping import Int
+
+from core.cache.shards import write_shard
+from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
+from core.cache.store import ActivationCache, CacheStatus, caches_for
+from core.sae.encoding import sparse_encode
+from core.workspace.records import save_array
+
+if TYPE_CHECKING:
+    from core.workspace.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (tokens done, tokens to do)
+
+
+def check_build_arguments(
+    rows: int, shard: tuple[int, int], shard_rows: int, batch_size: int
+) -> None:
+    """Refuse numbers that cannot build a cache, before anything is written."""
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise CacheError(f"--shard {index}/{count}: need 0 ≤ i < n.")
+    for name, value in (("rows", rows), ("shard rows", shard_rows), ("batch size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CacheError(f"The {name} must be a whole number ≥ 1, not {value!r}.")
+
+
+def build(
+    cache: ActivationCache,
+    ws: Workspace,
+    rows: int,
+    shard: tuple[int, int] = (0, 1),
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> CacheStatus:
+    """Build (or resume, or extend) the cache to `rows` rows; with `shard=(i, n)` only every
+    n-th shard from the i-th. Finalizes when every shard is there."""
+    check_build_arguments(rows, shard, shard_rows, batch_size)
+    index, count = shard
+    requested = max(rows, cache.rows_requested())
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    recover(cache)
+    tokens = ensure_tokens(cache, ws, requested)
+    tokenizer = ws.tokenizer
+    special = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id]
+    cache.write_manifest(requested, sorted({i for i in special if i is not None}))
+    quarantine_corrupt_shards(cache)
+    complete = set(cache.complete_shards())
+    todo = [
+        r
+        for i, r in enumerate(cache.plan(requested, shard_rows))
+        if i % count == index and r not in complete
+    ]
+    ctx = tokens.shape[1]
+    total = sum(end - start for start, end in todo) * ctx
+    done = 0
+    started = time.perf_counter()
+    for start, end in todo:
+        _build_shard(cache, ws, tokens, start, end, batch_size)
+        done += (end - start) * ctx
+        if progress is not None:
+            progress(done, total)
+    if todo:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        log.info("%s: %s tokens at %s tokens/s", cache.spec.role, f"{done:,}", f"{rate:,.0f}")
+    finalize(cache)
+    return cache.status(shard_rows)
+
+
+def recover(cache: ActivationCache) -> None:
+    """Undo what a killed process left: temporary files and folders, a half-swapped CSC."""
+    leftovers = [
+        *cache.folder.glob(".tmp-*"),
+        *cache.folder.glob("*.partial"),
+        *cache.shards_dir.glob(".tmp-*"),
+    ]
+    for leftover in leftovers:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    for old in cache.folder.glob(".old-csc-*"):
+        if cache.csc_dir.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(cache.csc_dir)
+
+
+def ensure_tokens(cache: ActivationCache, ws: Workspace, rows: int) -> Int[np.ndarray, "rows ctx"]:
+    if cache.tokens_path.exists():
+        existing = np.load(cache.tokens_path, mmap_mode="r")
+        if existing.shape[0] >= rows:
+            return np.array(existing[:rows])
+    train, _ = ws.documents_split(cache.spec.role)
+    tokens = ws.token_rows(train, cache.spec.context_length, rows, cache.spec.seed)
+    if cache.tokens_path.exists():
+        old = np.load(cache.tokens_path)
+        if not np.array_equal(tokens[: len(old)], old):
+            raise CacheError(
+                f"{cache.tokens_path} does not match the rows rebuilt from the corpus. "
+                "Move the folder away and rebuild."
+            )
+    save_array(cache.tokens_path, tokens)
+    return tokens
+
+
+def _build_shard(
+    cache: ActivationCache,
+    ws: Workspace,
+    tokens: Int[np.ndarray, "rows ctx"],
+    start: int,
+    end: int,
+    batch_size: int,
+) -> None:
+    counts, features, values = [], [], []
+    for first in range(start, end, batch_size):
+        batch = torch.from_numpy(tokens[first : min(first + batch_size, end)]).long()
+        resid = ws.residual(batch)
+        count, feature, value = sparse_encode(ws.sae, resid.reshape(-1, resid.shape[-1]))
+        counts.append(count)
+        features.append(feature)
+        values.append(value)
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    shard = (indptr, np.concatenate(features), np.concatenate(values))
+    write_shard(cache.shards_dir, start, end, shard, cache.spec.d_sae)
+
+
+def quarantine_corrupt_shards(cache: ActivationCache) -> list[str]:
+    """Rename unreadable shards aside (never delete) so the build recomputes them."""
+    moved = []
+    for start, end in cache.complete_shards():
+        try:
+            cache.read_shard(start, end)
+        except CacheError as exc:
+            folder = cache.shard_folder(start, end)
+            folder.rename(folder.with_name(f"{folder.name}.corrupt-{os.getpid()}"))
+            log.warning("%s Moved aside as %s.corrupt-*; rebuilding it.", exc, folder.name)
+            moved.append(folder.name)
+    return moved
+
+
+def finalize(cache: ActivationCache) -> bool:
+    """Fold contiguous complete shards into the feature-major copy. True if final."""
+    requested = cache.rows_requested()
+    final = cache.rows_final()
+    if final >= requested:
+        return True
+    complete = dict(cache.complete_shards())
+    ranges, position = [], final
+    while position < requested and position in complete:
+        ranges.append((position, complete[position]))
+        position = complete[position]
+    if position < requested:
+        return False
+    d_sae, ctx = cache.spec.d_sae, cache.spec.context_length
+    parts_feature, parts_token, parts_value = [], [], []
+    if final:
+        indptr, token, value = cache.csc()
+        parts_feature.append(np.repeat(np.arange(d_sae, dtype=np.uint32), np.diff(indptr)))
+        parts_token.append(np.asarray(token))
+        parts_value.append(np.asarray(value))
+    for start, end in ranges:
+        indptr, feature, value = cache.read_shard(start, end)
+        local = np.repeat(np.arange(len(indptr) - 1, dtype=np.uint32), np.diff(indptr))
+        parts_feature.append(feature.astype(np.uint32))
+        parts_token.append(local + np.uint32(start * ctx))
+        parts_value.append(value)
+    feature = np.concatenate(parts_feature)
+    order = np.argsort(feature, kind="stable")
+    counts = np.bincount(feature, minlength=d_sae)
+    tmp = cache.folder / f".tmp-csc-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    np.save(tmp / "indptr.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    np.save(tmp / "token.npy", np.concatenate(parts_token)[order])
+    np.save(tmp / "value.npy", np.concatenate(parts_value)[order])
+    (tmp / "meta.json").write_text(json.dumps({"rows": requested}) + "\n")
+    old = cache.folder / f".old-csc-{os.getpid()}"
+    if cache.csc_dir.exists():
+        os.rename(cache.csc_dir, old)
+    os.rename(tmp, cache.csc_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    for start, end in ranges:
+        shutil.rmtree(cache.shard_folder(start, end))
+    return True
+
+
+def pending_caches(ws: Workspace) -> list[ActivationCache]:
+    """The workspace's caches that hold fewer final rows than its budgets ask."""
+    return [c for c in caches_for(ws) if c.rows_final() < default_rows(ws, c.spec.role)]
+
+
+def build_caches(
+    ws: Workspace,
+    caches: list[ActivationCache] | None = None,
+    rows: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    **options,
+) -> list[CacheStatus]:
+    """Build each cache (all of the workspace's by default) to `rows` or its budget;
+    `progress` gets (role, tokens done, tokens to do); `options` go to `build`."""
+    statuses = []
+    for cache in list(caches_for(ws)) if caches is None else caches:
+        role = cache.spec.role
+
+        def report(done: int, total: int, role: str = role) -> None:
+            if progress is not None:
+                progress(role, done, total)
+
+        wanted = rows or default_rows(ws, role)
+        statuses.append(build(cache, ws, wanted, progress=report, **options))
+    return statuses

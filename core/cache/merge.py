@@ -1,0 +1,56 @@
+"""Joining caches built apart (`cache build --shard i/n` on several machines): complete
+shards of the same cache (same key) are copied in, each whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from core.cache.build import quarantine_corrupt_shards, recover
+from core.cache.shards import shard_rows
+from core.cache.spec import CacheError
+from core.cache.store import ActivationCache
+
+
+def merge_from(cache: ActivationCache, sources: list[Path]) -> int:
+    """Copy complete shards of this same cache from other cache folders or cache roots.
+    Returns how many were new."""
+    missing = [source for source in sources if not source.exists()]
+    if missing:
+        raise CacheError(f"{missing[0]} does not exist.")
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    recover(cache)
+    imported = 0
+    for source in sources:
+        folders = [source] if (source / "manifest.json").exists() else []
+        folders += [f for f in source.rglob(cache.folder.name) if (f / "manifest.json").exists()]
+        for other in folders:
+            if other.resolve() == cache.folder.resolve():
+                continue
+            recorded = json.loads((other / "manifest.json").read_text())
+            if recorded.get("key") != cache.spec.key():
+                continue
+            if recorded["rows_requested"] > cache.rows_requested():
+                shutil.copyfile(other / "tokens.npy", cache.folder / ".tmp-tokens.npy")
+                os.replace(cache.folder / ".tmp-tokens.npy", cache.tokens_path)
+                cache.write_manifest(recorded["rows_requested"], recorded["special_token_ids"])
+            imported += _import_shards(cache, other)
+    quarantine_corrupt_shards(cache)
+    return imported
+
+
+def _import_shards(cache: ActivationCache, other: Path) -> int:
+    have = set(cache.complete_shards())
+    final = cache.rows_final()
+    imported = 0
+    for shard in sorted((other / "shards").glob("rows-*")):
+        rows = shard_rows(shard.name)
+        if rows is None or rows in have or rows[1] <= final:
+            continue
+        tmp = cache.shards_dir / f".tmp-{shard.name}-{os.getpid()}"
+        shutil.copytree(shard, tmp)
+        os.rename(tmp, cache.shards_dir / shard.name)
+        imported += 1
+    return imported

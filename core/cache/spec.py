@@ -1,0 +1,72 @@
+"""What a cache's contents depend on. The hash of the spec names the cache's folder, so a
+changed input (model, dtype, SAE weights, hook, corpus, split, context length, seed) gives
+another folder and a stale cache is never read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from core.errors import UserError
+from core.loading import data
+from core.workspace.records import record_key
+
+if TYPE_CHECKING:
+    from core.workspace.workspace import Workspace
+
+FORMAT_VERSION = 1
+DEFAULT_SHARD_ROWS = 32
+CORPUS_ROLES = {"forget": "forget_corpus", "retain": "retain_corpus"}
+
+
+class CacheError(UserError):
+    """A cache that does not match its manifest, or is incomplete or corrupt."""
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Everything a cache's contents depend on. Its hash names the cache folder."""
+
+    workspace: str
+    role: str
+    model: str
+    dtype: str
+    sae: str
+    sae_weights: str
+    d_sae: int
+    hook: str
+    corpus: str
+    corpus_hash: str
+    split: str
+    context_length: int
+    seed: int
+    format_version: int = FORMAT_VERSION
+
+    def key(self) -> str:
+        return record_key(asdict(self))
+
+
+def cache_spec(ws: Workspace, role: str) -> CacheSpec:
+    cfg = ws.config
+    budgets = cfg.budgets
+    return CacheSpec(
+        workspace=cfg.name,
+        role=role,
+        model=f"{cfg.model.name} ({cfg.model.source}: {cfg.model.path or cfg.model.package or ''})",
+        dtype=cfg.model.dtype,
+        sae=cfg.sae.identity(),
+        sae_weights=ws.sae_fingerprint(),
+        d_sae=ws.sae_width(),
+        hook=cfg.sae.hook,
+        corpus=ws.describe_source(role, portable=True),
+        corpus_hash=data.fingerprint(cfg, role),
+        split=f"train documents (held-out {budgets.heldout_fraction}, seed {budgets.seed})",
+        context_length=budgets.context_length,
+        seed=budgets.seed,
+    )
+
+
+def default_rows(ws: Workspace, role: str) -> int:
+    """The workspace's row budget for a corpus role."""
+    budgets = ws.config.budgets
+    return budgets.forget_rows if role == "forget_corpus" else budgets.retain_rows

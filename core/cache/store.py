@@ -1,0 +1,199 @@
+"""One corpus's activation cache on disk, and reading it (format: docs/cache-format.md).
+
+A cache holds the token rows of METHOD §3 and, for every token, only its active latents:
+CSR shards of consecutive rows while it is built (core.cache.build), a feature-major (CSC)
+copy once final, so one feature's activations are a slice, never a scan. `manifest.json`
+records the spec its folder name is the hash of.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from jaxtyping import Float, Int
+
+from core.cache.shards import Shard, read_shard, shard_name, shard_rows
+from core.cache.spec import CORPUS_ROLES, DEFAULT_SHARD_ROWS, CacheError, CacheSpec, cache_spec
+from core.workspace.records import write_json
+
+if TYPE_CHECKING:
+    from core.workspace.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    folder: Path
+    rows_requested: int
+    rows_final: int
+    shards_complete: list[tuple[int, int]]
+    shards_missing: list[tuple[int, int]]
+
+    @property
+    def complete(self) -> bool:
+        return self.rows_final >= self.rows_requested
+
+    def describe(self) -> str:
+        parts = [f"{self.rows_final} of {self.rows_requested} rows final"]
+        if self.shards_complete:
+            done = sum(end - start for start, end in self.shards_complete)
+            parts.append(f"{len(self.shards_complete)} complete shards ({done} rows) to fold in")
+        if self.shards_missing:
+            parts.append(f"{len(self.shards_missing)} shards still to build")
+        return f"{self.folder.name}: " + ", ".join(parts)
+
+
+class ActivationCache:
+    """One corpus's cache: token rows, CSR shards while building, CSC once final."""
+
+    def __init__(self, folder: Path, spec: CacheSpec):
+        self.folder = folder
+        self.spec = spec
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace, role: str) -> ActivationCache:
+        spec = cache_spec(ws, role)
+        folder = ws.folder / "activations" / f"{role}-{spec.key()}"
+        cache = cls(folder, spec)
+        cache.check_manifest()
+        return cache
+
+    # -- manifest -----------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / "manifest.json"
+
+    def check_manifest(self) -> None:
+        if not self.manifest_path.exists():
+            return
+        try:
+            recorded = json.loads(self.manifest_path.read_text())["spec"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise CacheError(
+                f"{self.manifest_path} is unreadable ({exc}). Move the folder away and rebuild."
+            ) from exc
+        if recorded != asdict(self.spec):
+            changed = sorted(
+                k
+                for k in recorded.keys() | asdict(self.spec).keys()
+                if recorded.get(k) != asdict(self.spec).get(k)
+            )
+            raise CacheError(
+                f"The cache in {self.folder} was built from other inputs ({', '.join(changed)} "
+                "differ) than its name says. It is left untouched: move it away and rebuild."
+            )
+
+    def write_manifest(self, rows_requested: int, special_token_ids: list[int]) -> None:
+        record = {
+            "spec": asdict(self.spec),
+            "key": self.spec.key(),
+            "rows_requested": rows_requested,
+            "special_token_ids": special_token_ids,
+        }
+        write_json(self.manifest_path, record, indent=2, sort_keys=True)
+
+    def special_token_ids(self) -> list[int]:
+        """BOS, EOS and PAD ids of the tokenizer that built the rows."""
+        return list(json.loads(self.manifest_path.read_text())["special_token_ids"])
+
+    def rows_requested(self) -> int:
+        if not self.manifest_path.exists():
+            return 0
+        return int(json.loads(self.manifest_path.read_text())["rows_requested"])
+
+    # -- layout -------------------------------------------------------------------------
+    @property
+    def tokens_path(self) -> Path:
+        return self.folder / "tokens.npy"
+
+    @property
+    def csc_dir(self) -> Path:
+        return self.folder / "csc"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.folder / "shards"
+
+    def shard_folder(self, start: int, end: int) -> Path:
+        return self.shards_dir / shard_name(start, end)
+
+    def rows_final(self) -> int:
+        meta = self.csc_dir / "meta.json"
+        return int(json.loads(meta.read_text())["rows"]) if meta.exists() else 0
+
+    def complete_shards(self) -> list[tuple[int, int]]:
+        if not self.shards_dir.exists():
+            return []
+        return sorted(rows for p in self.shards_dir.iterdir() if (rows := shard_rows(p.name)))
+
+    def read_shard(self, start: int, end: int) -> Shard:
+        n_tokens = (end - start) * self.spec.context_length
+        return read_shard(self.shard_folder(start, end), n_tokens, self.spec.d_sae)
+
+    def plan(self, rows: int, shard_rows: int) -> list[tuple[int, int]]:
+        """The shard row ranges that take the final rows up to `rows`, reusing complete
+        shards whatever shard size built them."""
+        complete = {start: end for start, end in self.complete_shards()}
+        ranges = []
+        start = self.rows_final()
+        while start < rows:
+            end = complete.get(start)
+            if end is None:
+                later = [s for s in complete if start < s < rows]
+                end = min([start + shard_rows, rows, *later])
+            ranges.append((start, end))
+            start = end
+        return ranges
+
+    def status(self, shard_rows: int = DEFAULT_SHARD_ROWS) -> CacheStatus:
+        requested = self.rows_requested()
+        complete = self.complete_shards()
+        missing = [r for r in self.plan(requested, shard_rows) if r not in complete]
+        return CacheStatus(self.folder, requested, self.rows_final(), complete, missing)
+
+    # -- reading ------------------------------------------------------------------------
+    def csc(
+        self,
+    ) -> tuple[Int[np.ndarray, " d_sae_plus_1"], Int[np.ndarray, " nnz"], Float[np.ndarray, " nnz"]]:
+        """(indptr, token index uint32, value fp16), memory-mapped."""
+        try:
+            indptr = np.load(self.csc_dir / "indptr.npy", mmap_mode="r")
+            token = np.load(self.csc_dir / "token.npy", mmap_mode="r")
+            value = np.load(self.csc_dir / "value.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise CacheError(
+                f"The cache in {self.folder} is not built or is damaged ({exc}). Run "
+                f"`python -m core cache build --workspace {self.spec.workspace}`."
+            ) from exc
+        if (
+            len(indptr) != self.spec.d_sae + 1
+            or indptr[-1] != len(token)
+            or len(token) != len(value)
+        ):
+            raise CacheError(f"The cache in {self.folder} is damaged (sizes disagree). Rebuild it.")
+        return indptr, token, value
+
+    def tokens(self) -> Int[np.ndarray, "rows context"]:
+        """The final token rows (int32), memory-mapped."""
+        return np.load(self.tokens_path, mmap_mode="r")[: self.rows_final()]
+
+    def feature(self, index: int) -> tuple[Int[np.ndarray, " n"], Float[np.ndarray, " n"]]:
+        """Token indices (row * context_length + position) and values where `index` fires."""
+        if not 0 <= index < self.spec.d_sae:
+            raise CacheError(
+                f"Feature {index} is out of range: this SAE has 0-{self.spec.d_sae - 1}."
+            )
+        indptr, token, value = self.csc()
+        lo, hi = int(indptr[index]), int(indptr[index + 1])
+        return np.asarray(token[lo:hi]), np.asarray(value[lo:hi])
+
+
+def caches_for(ws: Workspace, corpus: str = "all") -> Iterator[ActivationCache]:
+    """The caches of "forget", "retain" or "all" corpora."""
+    roles = CORPUS_ROLES.values() if corpus == "all" else [CORPUS_ROLES[corpus]]
+    for role in roles:
+        yield ActivationCache.for_workspace(ws, role)

@@ -1,0 +1,105 @@
+"""What every command group shares: registering a command, the workspace option, evaluation
+settings and feature choices from flags, progress on the terminal, JSON outputs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+from core.evaluation.settings import EvalSettings
+from core.features import sources
+from core.features.sources import FeatureChoice
+from core.labels.store import LabelStore
+from core.workspace.config import default_workspace
+from core.workspace.records import write_json
+from core.workspace.workspace import Workspace
+
+Handler = Callable[[argparse.Namespace], None]
+Subcommands = argparse._SubParsersAction  # what add_subparsers returns
+
+
+def command(
+    group: Subcommands, name: str, func: Handler, help_text: str
+) -> argparse.ArgumentParser:
+    """A subcommand that runs `func`; every one but `workspaces` takes --workspace."""
+    cmd = group.add_parser(name, help=help_text, description=help_text)
+    cmd.set_defaults(func=func)
+    if name != "workspaces":
+        cmd.add_argument(
+            "--workspace",
+            default=None,
+            help=f"preset name or path to a TOML config (default: {default_workspace()})",
+        )
+    return cmd
+
+
+def add_scoring_flags(cmd: argparse.ArgumentParser) -> None:
+    """The flags that make EvalSettings (see `settings`)."""
+    from core.evaluation.known import VARIANTS
+    from core.evaluation.mcq import SCORINGS
+    from core.evaluation.settings import SPLITS
+
+    cmd.add_argument("--scoring", choices=list(SCORINGS), default="letter")
+    cmd.add_argument("--known-variant", choices=list(VARIANTS), default="correct")
+    cmd.add_argument("--split", choices=list(SPLITS), default="all", help="known half used")
+    cmd.add_argument(
+        "--questions",
+        type=int,
+        help="questions per set, a seeded sample (0 = all; default 100 on a CPU, all on a GPU)",
+    )
+    cmd.add_argument("--loss-rows", type=int, default=16, help="rows of text per loss set")
+    cmd.add_argument("--skip-known", action="store_true", help="do not run the 24-ordering filter")
+
+
+def open_workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace.open(args.workspace)
+
+
+def settings(args: argparse.Namespace, ws: Workspace) -> EvalSettings:
+    """Evaluation settings from the scoring flags (device defaults for the rest)."""
+    overrides: dict[str, Any] = {
+        "scoring": args.scoring,
+        "known_variant": args.known_variant,
+        "split": args.split,
+        "loss_rows": args.loss_rows,
+        "known_filter": not args.skip_known,
+    }
+    if args.questions is not None:
+        if args.questions < 0:
+            raise UserError(f"--questions must be ≥ 0 (0 = all), not {args.questions}.")
+        overrides["question_limit"] = args.questions or None
+    found = EvalSettings.for_device(ws.device, **overrides)
+    found.check()
+    return found
+
+
+def chosen_features(args: argparse.Namespace, ws: Workspace) -> FeatureChoice:
+    """The features of --set (with its multipliers) or --features (multipliers 1)."""
+    if bool(args.set) == bool(args.features):
+        raise UserError("Give exactly one of --set NAME or --features 1,2,3.")
+    if args.set:
+        return sources.from_set(LabelStore.for_workspace(ws).get_set(args.set))
+    return sources.from_ids(args.features)
+
+
+def progress_printer() -> Callable[[str, float], None]:
+    """A terminal bar for (stage, fraction done) reports."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%")
+
+    def report(stage: str, fraction: float) -> None:
+        bar.set_description(stage)
+        bar.n = round(100 * fraction)
+        bar.refresh()
+
+    return report
+
+
+def write_out(path: str, record: Any) -> None:
+    """Write a command's JSON result (indented) and say where."""
+    write_json(Path(path), record, indent=2)
+    print(f"wrote {path}")

@@ -1,0 +1,155 @@
+"""Commands that measure interventions: eval, sweep, screen, the known-question filter, and
+clean vs intervened generation."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.cli.common import (
+    Subcommands,
+    add_scoring_flags,
+    chosen_features,
+    command,
+    open_workspace,
+    progress_printer,
+    settings,
+    write_out,
+)
+from core.evaluation.metrics import provenance_line
+from core.interventions import METHODS, make_intervention
+from core.labels.store import LabelStore
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from core.evaluation.evaluator import Evaluator
+
+    ws = open_workspace(args)
+    evaluator = Evaluator(ws, settings(args, ws))
+    chosen = chosen_features(args, ws)
+    iv = make_intervention(
+        ws, list(chosen.features), chosen.values(args.c), args.method, 1.0, not args.edit_bos
+    )
+    result = evaluator.evaluate(iv, progress_printer())
+    if args.set and args.save:
+        summary = {k: v for k, v in result.items() if k != "questions"}
+        LabelStore.for_workspace(ws).add_results(args.set, summary)
+    print(f"{ws.name}: {len(chosen.features)} features, {args.method}, c = {args.c:g}")
+    for name, value in result["metrics"].items():
+        if not isinstance(value, dict):
+            print(f"  {name}: {'-' if value is None else round(value, 4)}")
+    for warning in result["warnings"]:
+        print(f"note: {warning}")
+    print(provenance_line(result["provenance"], args.method, not args.edit_bos))
+    if args.out:
+        write_out(args.out, result)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from core.evaluation.evaluator import Evaluator
+    from core.evaluation.sweeps import SweepConfig, sweep
+
+    config = SweepConfig.from_text(
+        args.thresholds,
+        args.n,
+        args.c,
+        variant=args.variant,
+        method=args.method,
+        skip_bos=not args.edit_bos,
+    )
+    config.check()
+    ws = open_workspace(args)
+
+    def report(done: int, total: int, point: dict) -> None:
+        wmdp, loss = point.get("wmdp_all_accuracy"), point.get("loss_added")
+        print(
+            f"[{done}/{total}] thr {point['threshold']} n {point['n']} c {point['c']}: "
+            f"WMDP (all) {wmdp}, loss added {loss}"
+        )
+
+    result = sweep(Evaluator(ws, settings(args, ws)), config, report)
+    print(f"SAEBench score: {result['saebench_score']:.3f}")
+    write_out(args.out, result)
+
+
+def _screen(args: argparse.Namespace) -> None:
+    from core.evaluation.evaluator import Evaluator
+    from core.evaluation.sweeps import ScreenConfig, screen
+
+    ws = open_workspace(args)
+    chosen = chosen_features(args, ws)
+    config = ScreenConfig(chosen.features, args.c, args.tolerance, args.method, not args.edit_bos)
+
+    def report(done: int, total: int, point: dict) -> None:
+        if "feature" in point:
+            what = f"feature {point['feature']} alone: MMLU drop {point['side_drop']}"
+        else:
+            what = f"first {point['k']} together: MMLU (all) {point['mmlu_all_accuracy']}"
+        print(f"[{done}/{total}] {what}, WMDP (all) {point['wmdp_all_accuracy']}")
+
+    result = screen(Evaluator(ws, settings(args, ws)), config, report)
+    print(f"kept {len(result['kept'])} of {len(chosen.features)}: {result['kept']}")
+    write_out(args.out, result)
+
+
+def _known(args: argparse.Namespace) -> None:
+    from core.evaluation.evaluator import Evaluator
+    from core.evaluation.known import VARIANTS
+    from core.evaluation.settings import FORGET, SIDE
+
+    ws = open_workspace(args)
+    evaluator = Evaluator(ws, settings(args, ws))
+    report = progress_printer()
+    for role in (FORGET, SIDE):
+        known = evaluator.known(role, report)
+        print(f"\n{role}: {len(known.questions)} questions scored in 24 orderings")
+        for variant in VARIANTS:
+            if variant == "correct-iff-question" and known.right_without_question is None:
+                continue
+            print(f"  {variant}: {len(known.indices(variant))} known")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from core.errors import UserError
+    from core.runtime.generation import MAX_NEW_TOKENS, generate
+
+    if not 1 <= args.tokens <= MAX_NEW_TOKENS:
+        raise UserError(f"--tokens must be between 1 and {MAX_NEW_TOKENS}, not {args.tokens}.")
+    ws = open_workspace(args)
+    chosen = chosen_features(args, ws)
+    iv = make_intervention(
+        ws, list(chosen.features), chosen.values(args.c), args.method, 1.0, not args.edit_bos
+    )
+    print(f"clean:   {args.prompt}{generate(ws, args.prompt, None, args.tokens)}")
+    print(f"clamped: {args.prompt}{generate(ws, args.prompt, iv, args.tokens)}")
+
+
+def add_commands(sub: Subcommands) -> None:
+    evaluate = command(sub, "eval", _eval, "Score WMDP-bio and side effects under a clamp.")
+    sweep = command(sub, "sweep", _sweep, "Evaluate thresholds x n x c (memoised points).")
+    known = command(sub, "known", _known, "Find the known questions (24 orderings each).")
+    gen = command(sub, "generate", _generate, "Greedy text, clean vs intervened.")
+    screen = command(
+        sub, "screen", _screen, "Keep features without side effects alone, then add them up."
+    )
+    for cmd in (evaluate, gen, screen):
+        cmd.add_argument("--set", help="a saved feature set (its multipliers scale --c)")
+        cmd.add_argument("--features", help="comma-separated feature ids")
+        cmd.add_argument("--c", type=float, default=20.0, help="clamp size c (or scale m)")
+    for cmd in (evaluate, sweep, gen, screen):
+        cmd.add_argument("--method", choices=list(METHODS), default="clamp")
+        cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too (authors)")
+    for cmd in (evaluate, sweep, known, screen):
+        add_scoring_flags(cmd)
+    evaluate.add_argument("--save", action="store_true", help="store the result in --set")
+    evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
+    sweep.add_argument("--thresholds", default="0.01", help="retain thresholds, e.g. 0.001,0.01")
+    sweep.add_argument("--n", default="10,20", help="numbers of features, e.g. 10,20,50")
+    sweep.add_argument("--c", default="20,50", help="clamp sizes, e.g. 20,50,100")
+    sweep.add_argument("--variant", choices=["saebench", "authors"], default="saebench")
+    sweep.add_argument("--out", required=True, help="JSON file for the points")
+    screen.add_argument(
+        "--tolerance", type=float, default=0.0, help="largest side-effect accuracy drop kept"
+    )
+    screen.add_argument("--out", required=True, help="JSON file for the screening")
+    gen.add_argument("--prompt", default="The mitochondria is the", help="text to continue")
+    gen.add_argument("--tokens", type=int, default=24, help="new tokens (at most 64)")

@@ -1,0 +1,130 @@
+"""Commands that find features: the statistics table, the paper's selection, activation
+examples, gradient attribution."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.cli.common import (
+    Subcommands,
+    add_scoring_flags,
+    command,
+    open_workspace,
+    settings,
+    write_out,
+)
+from core.features.stats import VARIANTS
+from core.labels.store import LabelStore
+from core.workspace.records import write_json
+
+
+def _stats(args: argparse.Namespace) -> None:
+    from core.features.stats import workspace_stats
+
+    table, record = workspace_stats(open_workspace(args), args.forget_rows, args.retain_rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        table.to_parquet(out, index=False)
+    write_json(out.with_name(out.name + ".provenance.json"), record, indent=2)
+    print(f"wrote {len(table)} features to {out} (+ {out.name}.provenance.json)")
+
+
+def _select(args: argparse.Namespace) -> None:
+    from core.features.selection import SelectionConfig, select_features, selection_record
+    from core.features.stats import workspace_stats
+
+    config = SelectionConfig(args.threshold, args.n, args.variant)
+    config.check()
+    ws = open_workspace(args)
+    table, record = workspace_stats(ws, args.forget_rows, args.retain_rows)
+    chosen = select_features(table, config)
+    v = config.variant
+    print(
+        f"{ws.name}: retain threshold {config.threshold}, top {config.n}, variant {v} "
+        f"({record['variants'][v]}); forget {record['forget']['tokens'][v]:,} tokens, "
+        f"retain {record['retain']['tokens'][v]:,} tokens"
+    )
+    print(" rank  feature  forget_freq  retain_freq")
+    for row in chosen.itertuples():
+        print(
+            f"{row.rank:5d}  {row.feature:7d}  {getattr(row, 'forget_freq_' + v):11.5f}  "
+            f"{getattr(row, 'retain_freq_' + v):11.5f}"
+        )
+    if args.out:
+        write_out(args.out, selection_record(config, chosen["feature"].tolist(), record))
+
+
+def _examples(args: argparse.Namespace) -> None:
+    from core.cache.store import ActivationCache
+    from core.features.examples import FeatureActivations, token_strings
+
+    ws = open_workspace(args)
+    for role in ("forget_corpus", "retain_corpus"):
+        cache = ActivationCache.for_workspace(ws, role)
+        read = FeatureActivations.read(cache, args.feature)
+        tokens = cache.rows_final() * cache.spec.context_length
+        print(
+            f"== feature {args.feature} on {role} ({tokens:,} cached tokens, {cache.spec.corpus})"
+        )
+        if not read.fires:
+            print("   never fires")
+        for context in read.top(args.k):
+            strings = token_strings(ws, context.token_ids)
+            strings[context.mark] = f"«{strings[context.mark]}»"
+            text = "".join(strings).replace("\n", "↵")
+            print(f"{context.value:8.2f}  row {context.row:5d} pos {context.position:4d}  {text}")
+
+
+def _attribute(args: argparse.Namespace) -> None:
+    from core.cli.common import progress_printer
+    from core.evaluation.evaluator import Evaluator
+    from core.evaluation.settings import FORGET
+    from core.features.attribution import TOP_K, AttributionConfig, Attributor
+
+    config = AttributionConfig(FORGET, None, args.n)
+    config.check()
+    ws = open_workspace(args)
+    attributor = Attributor(Evaluator(ws, settings(args, ws)), config)
+    report = progress_printer()
+    found = attributor.attribute(lambda done, total: report("attribution", done / total))
+    record = found.selection_record(config)
+    top = record["features"]
+    print(
+        f"\n{ws.name}: gradient attribution on {found.provenance['questions_used']} {FORGET} "
+        f"({found.provenance['metric']})"
+    )
+    print(f" rank  feature  mean_attribution  questions_in_top_{TOP_K}")
+    for rank, feature in enumerate(top, 1):
+        print(f"{rank:5d}  {feature:7d}  {found.mean[feature]:16.4f}  {found.hits[feature]:8d}")
+    if args.save_set:
+        LabelStore.for_workspace(ws).save_set(args.save_set, top, selection=record)
+        print(f"saved set '{args.save_set}'")
+    if args.out:
+        write_out(args.out, record)
+
+
+def add_commands(sub: Subcommands) -> None:
+    stats = command(sub, "stats", _stats, "Write the per-feature statistics table.")
+    stats.add_argument("--out", required=True, help="a .parquet or .csv path")
+    select = command(sub, "select", _select, "Select features the paper's way (METHOD §4).")
+    select.add_argument("--threshold", type=float, default=0.01, help="retain frequency bound")
+    select.add_argument("--n", type=int, default=20, help="how many features")
+    select.add_argument("--variant", choices=list(VARIANTS), default="saebench")
+    select.add_argument("--out", help="write the selection as JSON")
+    for cmd in (stats, select):
+        cmd.add_argument("--forget-rows", type=int, help="rows of the forget cache to count")
+        cmd.add_argument("--retain-rows", type=int, help="rows of the retain cache to count")
+    examples = command(sub, "examples", _examples, "Top contexts of a feature (from caches).")
+    examples.add_argument("--feature", type=int, required=True, help="feature id")
+    examples.add_argument("--k", type=int, default=10, help="contexts per corpus")
+    attribute = command(
+        sub, "attribute", _attribute, "Rank features by gradient attribution to answers."
+    )
+    attribute.add_argument("--n", type=int, default=20, help="features to list (and save)")
+    attribute.add_argument("--save-set", help="save the top n as a feature set of this name")
+    attribute.add_argument("--out", help="write the ranking with its provenance as JSON")
+    add_scoring_flags(attribute)

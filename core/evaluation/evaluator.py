@@ -1,0 +1,220 @@
+"""Evaluate an intervention: WMDP-bio accuracy and its side effects (METHOD §6–§7).
+
+    ev = Evaluator(ws, EvalSettings(question_limit=200))
+    result = ev.evaluate(Intervention(features=(12, 40), values=(20.0, 20.0)))
+    result["metrics"]["wmdp_known_accuracy"], result["metrics"]["loss_added"]
+
+Clean scores and losses are computed once per (workspace, settings) and kept on disk; every
+evaluated intervention is memoised on disk too, so sweeps and page reruns never recompute.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from core.evaluation.known import VARIANTS, KnownSet, build_known
+from core.evaluation.loss import row_losses
+from core.evaluation.mcq import SCORINGS, Scorer
+from core.evaluation.metrics import compare
+from core.evaluation.settings import FORGET, LOSS_SETS, SIDE, EvalSettings
+from core.interventions import Intervention, applied
+from core.loading.data import Question
+from core.workspace.records import record_key, write_json
+from core.workspace.workspace import Workspace
+
+RESULT_KIND = "unlearning-lens/eval"
+RESULT_VERSION = 1
+
+Progress = Callable[[str, float], None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Evaluator:
+    """Scores the clean and intervened model on one workspace with fixed settings."""
+
+    def __init__(self, ws: Workspace, settings: EvalSettings | None = None):
+        self.ws = ws
+        self.settings = settings or EvalSettings()
+        self.settings.check()
+        self.folder = ws.folder / "evals"
+
+    # -- inputs -------------------------------------------------------------------------
+
+    @cached_property
+    def scorer(self) -> Scorer:
+        return Scorer(
+            self.ws.model, self.ws.tokenizer, self.ws.config.model.chat_template, self.scoring
+        )
+
+    @property
+    def scoring(self) -> str:
+        return self.settings.scoring
+
+    def questions(self, role: str) -> list[Question]:
+        return self._questions[role]
+
+    @cached_property
+    def _questions(self) -> dict[str, list[Question]]:
+        found = {}
+        for role in (FORGET, SIDE):
+            questions = self.ws.questions(role)
+            limit = self.settings.question_limit
+            if limit is not None and limit < len(questions):
+                rng = np.random.default_rng(self.settings.seed)
+                keep = np.sort(rng.permutation(len(questions))[:limit])
+                questions = [questions[i] for i in keep]
+            found[role] = questions
+        return found
+
+    def model_record(self) -> dict:
+        cfg = self.ws.config.model
+        return {
+            "model": cfg.name,
+            "source": cfg.source,
+            "weights": cfg.package or cfg.path or cfg.name,
+            "dtype": cfg.dtype,
+            "device": self.ws.device,
+            "chat_template": cfg.chat_template,
+        }
+
+    def _known_record(self, role: str) -> dict:
+        return {**self.model_record(), "scoring": self.scoring, "role": role}
+
+    def known_path(self, role: str) -> Path:
+        return self.ws.folder / "known" / f"{role}-{record_key(self._known_record(role))}.json"
+
+    def known(self, role: str, progress: Progress | None = None) -> KnownSet:
+        """The known-question record of a set (24 orderings, clean model; cached on disk)."""
+        report = None if progress is None else (lambda d, t: progress(f"known {role}", d / t))
+        return build_known(
+            self.scorer,
+            self.questions(role),
+            self.known_path(role),
+            self._known_record(role),
+            without_question=self.settings.known_variant == "correct-iff-question",
+            progress=report,
+        )
+
+    def has_known(self, role: str) -> bool:
+        path = self.known_path(role)
+        if not path.exists():
+            return False
+        stored = json.loads(path.read_text())
+        want = "without_question" if self.settings.known_variant == "correct-iff-question" else None
+        return "with_question" in stored and (want is None or want in stored)
+
+    def known_indices(self, role: str, progress: Progress | None = None) -> np.ndarray | None:
+        """The known questions used (a variant, split half or all); None when the filter has
+        not run and the settings do not ask to run it."""
+        if not self.settings.known_filter and not self.has_known(role):
+            return None
+        known = self.known(role, progress)
+        if self.settings.split == "all":
+            return known.indices(self.settings.known_variant)
+        train, test = known.split(self.settings.known_variant, self.settings.seed)
+        return train if self.settings.split == "train" else test
+
+    @cached_property
+    def loss_rows(self) -> dict[str, np.ndarray]:
+        """The same packed rows every run: held-out documents of each text role."""
+        rows = {}
+        for name, (role, _) in LOSS_SETS.items():
+            _, heldout = self.ws.documents_split(role)
+            rows[name] = self.ws.token_rows(
+                heldout or self.ws.documents(role),
+                self.settings.loss_context,
+                None,
+                self.ws.config.budgets.seed,
+            )[: self.settings.loss_rows]
+        return rows
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def _run(self, iv: Intervention | None, progress: Progress | None) -> dict:
+        """Scores of both question sets and row losses of each text, under `iv`."""
+        out: dict = {"scores": {}, "losses": {}}
+        ws = self.ws
+        with applied(ws.model, ws.sae, ws.hook, iv):
+            for role in (FORGET, SIDE):
+                report = None if progress is None else (lambda d, t, r=role: progress(r, d / t))
+                scores = self.scorer.score(self.questions(role), report)
+                out["scores"][role] = scores.probs.tolist()
+            measured: dict[bytes, list[float]] = {}  # the same rows (one text, two roles) once
+            for name, rows in self.loss_rows.items():
+                if progress:
+                    progress(f"loss on {LOSS_SETS[name][1]}", 0.0)
+                if rows.tobytes() not in measured:
+                    measured[rows.tobytes()] = row_losses(ws.model, rows).tolist()
+                out["losses"][name] = measured[rows.tobytes()]
+        return out
+
+    def _key(self) -> dict:
+        return {
+            "workspace": self.ws.config.provenance_hash(),
+            "sae": self.ws.sae_fingerprint(),
+            "settings": asdict(self.settings),
+            "version": RESULT_VERSION,
+        }
+
+    def baseline(self, progress: Progress | None = None) -> dict:
+        """The clean model's scores and losses (computed once, kept on disk)."""
+        path = self.folder / f"baseline-{record_key(self._key())}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        result = self._run(None, progress)
+        write_json(path, result)
+        return result
+
+    def result_path(self, iv: Intervention) -> Path:
+        known = [self.has_known(role) for role in (FORGET, SIDE)]
+        return self.folder / f"run-{record_key([self._key(), iv.record(), known])}.json"
+
+    def cached(self, iv: Intervention) -> dict | None:
+        path = self.result_path(iv)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def evaluate(self, iv: Intervention, progress: Progress | None = None) -> dict:
+        """Baseline vs intervened metrics, per-question drill-down and provenance."""
+        iv.check(self.ws.sae_width())
+        if (found := self.cached(iv)) is not None:
+            return found
+        known = {role: self.known_indices(role, progress) for role in (FORGET, SIDE)}
+        clean = self.baseline(progress)
+        edited = self._run(iv, progress)
+        result = {
+            "kind": RESULT_KIND,
+            "version": RESULT_VERSION,
+            "created_at": _now(),
+            "provenance": self.provenance(),
+            "intervention": iv.record(),
+            **compare(self._questions, self.ws.config.source(SIDE).apart, clean, edited, known),
+        }
+        write_json(self.result_path(iv), result)
+        return result
+
+    def provenance(self) -> dict:
+        budgets = self.ws.config.budgets
+        return {
+            **self.ws.provenance(),
+            "sae_fingerprint": self.ws.sae_fingerprint(),
+            "settings": asdict(self.settings),
+            "scoring_rule": SCORINGS[self.scoring],
+            "known_rule": VARIANTS[self.settings.known_variant],
+            "questions": {role: len(self.questions(role)) for role in (FORGET, SIDE)},
+            "loss_text": {
+                name: f"{self.ws.describe_source(role, portable=True)}: {label}, "
+                f"{len(self.loss_rows[name])} rows x {self.settings.loss_context} tokens, "
+                f"BOS first, held-out fraction {budgets.heldout_fraction}, seed {budgets.seed}"
+                for name, (role, label) in LOSS_SETS.items()
+            },
+        }

@@ -1,0 +1,61 @@
+"""How an evaluation scores and which questions and text it uses: the settings recorded
+with, and keying, every result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import UserError
+from core.evaluation.known import VARIANTS
+from core.evaluation.mcq import SCORINGS
+
+SPLITS = ("all", "train", "test")
+FORGET, SIDE = "forget_questions", "side_effect_questions"
+LOSS_SETS = {
+    "general": ("loss_text", "packed general text (METHOD §7)"),
+    "forget": ("forget_corpus", "held-out forget text"),
+    "retain": ("retain_corpus", "held-out retain text"),
+}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How questions are scored and which are used; recorded with every result.
+
+    Args:
+        scoring: a key of `SCORINGS` (letter probabilities or choice likelihoods).
+        known_variant: a key of `known.VARIANTS`: which questions count as known.
+        split: the known questions used: "all", or the seeded "train" / "test" half.
+        seed: the seed of the question sample and of the known split.
+        question_limit: questions per set, a seeded sample; None for all.
+        loss_rows: rows of text per loss set (general, forget, retain).
+        loss_context: tokens per loss row, BOS first.
+        known_filter: run the 24-ordering filter when needed; False reports known-question
+            metrics only when the filter's result is already cached.
+    """
+
+    scoring: str = "letter"
+    known_variant: str = "correct"
+    split: str = "all"
+    seed: int = 42
+    question_limit: int | None = None
+    loss_rows: int = 16
+    loss_context: int = 128
+    known_filter: bool = True
+
+    @classmethod
+    def for_device(cls, device: str, **overrides) -> EvalSettings:
+        """Defaults that finish in about a minute a run: 100 questions a set on a CPU."""
+        return cls(**({"question_limit": 100 if device == "cpu" else None} | overrides))
+
+    def check(self) -> None:
+        if self.scoring not in SCORINGS:
+            raise UserError(f"scoring must be one of {', '.join(SCORINGS)}")
+        if self.known_variant not in VARIANTS:
+            raise UserError(f"known variant must be one of {', '.join(VARIANTS)}")
+        if self.split not in SPLITS:
+            raise UserError(f"split must be one of {', '.join(SPLITS)}")
+        if self.question_limit is not None and self.question_limit < 1:
+            raise UserError("question limit must be at least 1")
+        if self.loss_rows < 1 or self.loss_context < 8:
+            raise UserError("loss rows must be ≥ 1 and loss context ≥ 8 tokens")

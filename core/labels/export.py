@@ -1,0 +1,251 @@
+"""Export and import of feature sets and labels (format: docs/export-format.md).
+
+- JSON: our own versioned format with full provenance; importing it round-trips exactly.
+- lm-evaluation-harness `steered` CSV: evaluate a set with lm-eval directly.
+- Neuronpedia list payload, for SAEs that Neuronpedia hosts.
+- Labels as CSV.
+Imports validate everything before writing, and write in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from core.labels.store import Label, LabelStore
+from core.labels.text import LabelStoreError
+from core.workspace.workspace import Workspace
+
+EXPORT_KIND = "unlearning-lens/feature-set"
+EXPORT_VERSION = 1
+MAX_IMPORT_BYTES = 5_000_000
+STEERED_COLUMNS = (
+    "loader",
+    "hook_action",
+    "sparse_model",
+    "hookpoint",
+    "feature_index",
+    "steering_coefficient",
+    "sae_id",
+    "description",
+)
+
+
+class ImportRejected(LabelStoreError):
+    """An import that does not fit this workspace; nothing was written."""
+
+
+def export_set(ws: Workspace, store: LabelStore, name: str) -> dict[str, Any]:
+    """A feature set with its labels, the SAE's identity and the workspace's provenance."""
+    feature_set = store.get_set(name)
+    labels = store.labels(list(feature_set.features))
+    return {
+        "kind": EXPORT_KIND,
+        "version": EXPORT_VERSION,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workspace": ws.config.provenance(),
+        "provenance": ws.provenance(),
+        "sae": {
+            "identity": store.sae,
+            "d_sae": store.d_sae,
+            "hook": ws.hook,
+            "weights": ws.sae_fingerprint(),
+        },
+        "set": {
+            "name": feature_set.name,
+            "note": feature_set.note,
+            "selection": feature_set.selection,
+            "results": feature_set.results,
+            "created_at": feature_set.created_at,
+            "features": [
+                {
+                    "feature": feature,
+                    "multiplier": multiplier,
+                    "note": note,
+                    "label": _label_record(labels.get(feature)),
+                }
+                for feature, multiplier, note in zip(
+                    feature_set.features, feature_set.multipliers, feature_set.notes, strict=True
+                )
+            ],
+        },
+    }
+
+
+def _label_record(label: Label | None) -> dict[str, Any] | None:
+    if label is None:
+        return None
+    return {
+        "label": label.label,
+        "note": label.note,
+        "tags": list(label.tags),
+        "author": label.author,
+        "updated_at": label.updated_at,
+    }
+
+
+def parse_import(raw: bytes | str, store: LabelStore) -> dict[str, Any]:
+    """Validate an exported JSON against this SAE; return the payload or raise with a reason."""
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise ImportRejected(
+            f"The file is {len(raw):,} bytes; imports are limited to {MAX_IMPORT_BYTES:,}."
+        )
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ImportRejected(f"Not valid JSON: {exc}.") from exc
+    if not isinstance(payload, dict) or payload.get("kind") != EXPORT_KIND:
+        raise ImportRejected("Not an Unlearning Lens feature-set export (missing 'kind').")
+    if payload.get("version") != EXPORT_VERSION:
+        raise ImportRejected(
+            f"Export version {payload.get('version')!r}; this app reads version {EXPORT_VERSION}."
+        )
+    sae = payload.get("sae") or {}
+    if sae.get("identity") != store.sae or sae.get("d_sae") != store.d_sae:
+        raise ImportRejected(
+            f"This set was made for SAE {sae.get('identity')!r} ({sae.get('d_sae')} features), "
+            f"not this workspace's {store.sae!r} ({store.d_sae} features). Open the workspace "
+            "it came from, or re-select the features here."
+        )
+    entries = (payload.get("set") or {}).get("features")
+    if not isinstance(entries, list) or not entries:
+        raise ImportRejected("The set has no features.")
+    seen: set[int] = set()
+    for index, entry in enumerate(entries):
+        feature = entry.get("feature") if isinstance(entry, dict) else None
+        if not isinstance(feature, int) or isinstance(feature, bool):
+            raise ImportRejected(f"Entry {index}: feature id {feature!r} is not an integer.")
+        if not 0 <= feature < store.d_sae:
+            raise ImportRejected(
+                f"Entry {index}: feature {feature} is out of range (0-{store.d_sae - 1})."
+            )
+        if feature in seen:
+            raise ImportRejected(f"Entry {index}: feature {feature} appears twice.")
+        seen.add(feature)
+    return payload
+
+
+def import_set(
+    store: LabelStore, raw: bytes | str, name: str | None = None, overwrite: bool = False
+) -> str:
+    """Import an exported set (and its labels). All or nothing; returns the set's name."""
+    payload = parse_import(raw, store)
+    body = payload["set"]
+    entries = body["features"]
+    labels = {
+        entry["feature"]: entry["label"]
+        for entry in entries
+        if isinstance(entry.get("label"), dict)
+    }
+    try:
+        store.save_set(
+            name or body.get("name", ""),
+            [entry["feature"] for entry in entries],
+            [entry.get("multiplier", 1.0) for entry in entries],
+            notes=[entry.get("note", "") for entry in entries],
+            note=body.get("note", ""),
+            selection=body.get("selection") or {},
+            results=body.get("results") or [],
+            created_at=body.get("created_at") or None,
+            labels=labels,
+            overwrite=overwrite,
+        )
+    except LabelStoreError as exc:
+        raise ImportRejected(str(exc)) from exc
+    return name or body["name"]
+
+
+def hf_hookpoint(hook: str) -> str:
+    """The Hugging Face module lm-eval hooks for a TransformerLens hook point."""
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", hook)
+    if not match:
+        raise LabelStoreError(f"lm-eval steering needs a residual hook, not {hook}.")
+    layer = int(match.group(1))
+    if match.group(2) == "pre":
+        if layer == 0:
+            raise LabelStoreError("blocks.0.hook_resid_pre has no decoder-layer output to hook.")
+        layer -= 1
+    return f"layers.{layer}"
+
+
+def steered_csv(ws: Workspace, store: LabelStore, name: str, clamp_value: float) -> str:
+    """lm-eval `steered` CSV: one `clamp` row per feature, clamped to −c × multiplier where
+    the feature fires (c = `clamp_value`)."""
+    feature_set = store.get_set(name)
+    labels = store.labels(list(feature_set.features))
+    sae = ws.config.sae
+    sparse_model = sae.release if sae.source == "sae-lens" else str(ws.sae_path)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(STEERED_COLUMNS)
+    for feature, multiplier in zip(feature_set.features, feature_set.multipliers, strict=True):
+        label = labels.get(feature)
+        writer.writerow(
+            [
+                "sae_lens",
+                "clamp",
+                sparse_model,
+                hf_hookpoint(sae.hook),
+                feature,
+                -clamp_value * multiplier,
+                sae.id or "",
+                label.label if label else "",
+            ]
+        )
+    return out.getvalue()
+
+
+def neuronpedia_payload(ws: Workspace, store: LabelStore, name: str) -> dict[str, Any]:
+    """A Neuronpedia list: model id, SAE (source) id and the features with descriptions."""
+    sae = ws.config.sae
+    if sae.source != "sae-lens":
+        raise LabelStoreError(
+            "Neuronpedia hosts public SAEs only; this workspace's SAE is local or trained here."
+        )
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = get_pretrained_saes_directory()[sae.release or ""]
+    neuronpedia_id = (release.neuronpedia_id or {}).get(sae.id or "")
+    if not neuronpedia_id:
+        raise LabelStoreError(f"Neuronpedia has no entry for {sae.release} / {sae.id}.")
+    model_id, source = neuronpedia_id.split("/", 1)
+    feature_set = store.get_set(name)
+    labels = store.labels(list(feature_set.features))
+    return {
+        "name": feature_set.name,
+        "description": feature_set.note,
+        "modelId": model_id,
+        "saeId": source,
+        "features": [
+            {
+                "modelId": model_id,
+                "layer": source,
+                "index": str(feature),
+                "description": labels[feature].label if feature in labels else "",
+            }
+            for feature in feature_set.features
+        ],
+    }
+
+
+def labels_csv(store: LabelStore) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["sae", "feature", "label", "note", "tags", "author", "updated_at"])
+    for feature, label in sorted(store.labels().items()):
+        writer.writerow(
+            [
+                store.sae,
+                feature,
+                label.label,
+                label.note,
+                ";".join(label.tags),
+                label.author,
+                label.updated_at,
+            ]
+        )
+    return out.getvalue()

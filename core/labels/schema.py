@@ -1,0 +1,83 @@
+"""The label database's schema, its versioned migrations, and how a connection is opened
+(WAL, foreign keys, a busy timeout so concurrent writers wait instead of failing)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE labels (
+        sae TEXT NOT NULL, feature INTEGER NOT NULL,
+        label TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '',
+        tags TEXT NOT NULL DEFAULT '[]', author TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (sae, feature)
+    );
+    CREATE TABLE label_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sae TEXT NOT NULL, feature INTEGER NOT NULL,
+        changes TEXT NOT NULL, author TEXT NOT NULL, at TEXT NOT NULL
+    );
+    CREATE TABLE feature_sets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sae TEXT NOT NULL, name TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+        selection TEXT NOT NULL DEFAULT '{}', results TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        UNIQUE (sae, name)
+    );
+    CREATE TABLE feature_set_members (
+        set_id INTEGER NOT NULL REFERENCES feature_sets(id) ON DELETE CASCADE,
+        feature INTEGER NOT NULL, multiplier REAL NOT NULL DEFAULT 1.0,
+        note TEXT NOT NULL DEFAULT '', position INTEGER NOT NULL,
+        PRIMARY KEY (set_id, feature)
+    );
+    """,
+}
+
+
+class NewerSchemaError(Exception):
+    """The database was written by a newer app (its schema version is higher)."""
+
+    def __init__(self, version: int):
+        super().__init__(version)
+        self.version = version
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection in autocommit mode: callers open their own transactions."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=30000")
+        yield db
+    finally:
+        db.close()
+
+
+def migrate(path: Path) -> None:
+    """Bring the schema to SCHEMA_VERSION in one transaction (safe against a second process
+    doing the same); a newer version is left as it is."""
+    with connect(path) as db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            db.execute("ROLLBACK")
+            raise NewerSchemaError(version)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        db.execute("COMMIT")

@@ -1,0 +1,64 @@
+"""Feature sets: a named, ordered list of features with a multiplier and a note each, the
+selection that produced it and the results measured with it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.labels.text import LabelStoreError, check_text
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    name: str
+    features: tuple[int, ...]
+    multipliers: tuple[float, ...]
+    notes: tuple[str, ...] = ()
+    note: str = ""
+    selection: dict = field(default_factory=dict)
+    results: list = field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+
+    def multiplier(self, feature: int) -> float:
+        return self.multipliers[self.features.index(feature)]
+
+
+def check_members(
+    name: str,
+    features: list[int],
+    multipliers: list[float] | None,
+    notes: list[str] | None,
+    check_feature: Callable[[int], int],
+) -> list[tuple[int, float, str]]:
+    """(feature, multiplier, note) per member, or a LabelStoreError naming what is wrong."""
+    if len(set(features)) != len(features):
+        duplicate = next(f for f in features if features.count(f) > 1)
+        raise LabelStoreError(f"Feature {duplicate} appears twice in set '{name}'.")
+    for feature in features:
+        check_feature(feature)
+    multipliers = list(multipliers) if multipliers is not None else [1.0] * len(features)
+    notes = list(notes) if notes is not None else [""] * len(features)
+    if len(multipliers) != len(features) or len(notes) != len(features):
+        raise LabelStoreError("Give one multiplier and one note per feature.")
+    for value in multipliers:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LabelStoreError(f"Multiplier {value!r} is not a number.")
+        if not math.isfinite(value) or abs(value) > 1e6:
+            raise LabelStoreError(f"Multiplier {value!r} is not a finite number.")
+    return [
+        (feature, float(m), check_text("Feature note", n))
+        for feature, m, n in zip(features, multipliers, notes, strict=True)
+    ]
+
+
+def compare_sets(first: FeatureSet, second: FeatureSet) -> dict[str, list]:
+    """Features only in the first, only in the second, and in both with their multipliers."""
+    a, b = set(first.features), set(second.features)
+    return {
+        "only_first": sorted(a - b),
+        "only_second": sorted(b - a),
+        "both": [(f, first.multiplier(f), second.multiplier(f)) for f in sorted(a & b)],
+    }

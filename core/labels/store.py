@@ -1,0 +1,304 @@
+"""Labels and feature sets, in one SQLite database per workspace (WAL mode).
+
+    store = LabelStore.for_workspace(ws)
+    store.set_label(40, label="DNA replication", tags=["biology"])
+    store.save_set("top 10", [40, 12, 311])
+
+Keyed by (SAE identity, feature id), so labels survive restarts, cache rebuilds and app
+upgrades (core.labels.schema migrates forward). Every label write is also kept in a history
+table, an edit changes only the fields it names, and every write is one transaction, so two
+sessions editing at once lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.labels.schema import SCHEMA_VERSION, NewerSchemaError, connect, migrate
+from core.labels.sets import FeatureSet, check_members
+from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from core.workspace.workspace import Workspace
+
+DEFAULT_TAGS = ("biology", "not biology", "unclear")
+
+
+@dataclass(frozen=True)
+class Label:
+    feature: int
+    label: str = ""
+    note: str = ""
+    tags: tuple[str, ...] = ()
+    author: str = ""
+    updated_at: str = ""
+
+
+class LabelStore:
+    """Labels and feature sets of one SAE (`sae` is its identity string)."""
+
+    def __init__(self, path: Path, sae: str, d_sae: int):
+        self.path = path
+        self.sae = sae
+        self.d_sae = d_sae
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            migrate(path)
+        except NewerSchemaError as exc:
+            raise LabelStoreError(
+                f"{path} has schema version {exc.version}, newer than this app's "
+                f"{SCHEMA_VERSION}. Upgrade the app; the database is left as it is."
+            ) from exc
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace) -> LabelStore:
+        """The workspace's store, for its SAE."""
+        return cls(ws.folder / "labels.sqlite", ws.config.sae.identity(), ws.sae_width())
+
+    def check_feature(self, feature: int) -> int:
+        if not isinstance(feature, int) or isinstance(feature, bool):
+            raise LabelStoreError(f"Feature id {feature!r} is not an integer.")
+        if not 0 <= feature < self.d_sae:
+            raise LabelStoreError(
+                f"Feature {feature} is out of range: this SAE has features 0-{self.d_sae - 1}."
+            )
+        return feature
+
+    # -- labels -------------------------------------------------------------------------
+    def set_label(
+        self,
+        feature: int,
+        *,
+        label: str | None = None,
+        note: str | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+        author: str = "",
+    ) -> Label:
+        """Change the given fields of a feature's label; the others stay as they are."""
+        self.check_feature(feature)
+        changes: dict[str, object] = {}
+        if label is not None:
+            changes["label"] = check_text("Label", label, MAX_NAME * 5)
+        if note is not None:
+            changes["note"] = check_text("Note", note)
+        if tags is not None:
+            clean = sorted({check_text("Tag", tag, MAX_NAME).strip() for tag in tags} - {""})
+            changes["tags"] = json.dumps(clean)
+        author = check_text("Author", author, MAX_NAME)
+        at = now()
+        with connect(self.path) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO labels (sae, feature, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (sae, feature) DO NOTHING",
+                (self.sae, feature, at),
+            )
+            for column, value in changes.items():
+                db.execute(
+                    f"UPDATE labels SET {column} = ? WHERE sae = ? AND feature = ?",
+                    (value, self.sae, feature),
+                )
+            db.execute(
+                "UPDATE labels SET author = ?, updated_at = ? WHERE sae = ? AND feature = ?",
+                (author, at, self.sae, feature),
+            )
+            db.execute(
+                "INSERT INTO label_history (sae, feature, changes, author, at) VALUES (?,?,?,?,?)",
+                (self.sae, feature, json.dumps(changes), author, at),
+            )
+            db.execute("COMMIT")
+        return self.label(feature)
+
+    def label(self, feature: int) -> Label:
+        return self.labels([feature]).get(feature, Label(feature))
+
+    def labels(self, features: list[int] | None = None) -> dict[int, Label]:
+        query = "SELECT feature, label, note, tags, author, updated_at FROM labels WHERE sae = ?"
+        with connect(self.path) as db:
+            rows = db.execute(query, (self.sae,)).fetchall()
+        wanted = None if features is None else set(features)
+        return {
+            row[0]: Label(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4], row[5])
+            for row in rows
+            if wanted is None or row[0] in wanted
+        }
+
+    def recent(self, limit: int = 5) -> list[Label]:
+        """The most recently edited labels, newest first."""
+        ordered = sorted(self.labels().values(), key=lambda item: item.updated_at, reverse=True)
+        return ordered[:limit]
+
+    def history(self, feature: int) -> list[dict]:
+        with connect(self.path) as db:
+            rows = db.execute(
+                "SELECT changes, author, at FROM label_history WHERE sae = ? AND feature = ? "
+                "ORDER BY id",
+                (self.sae, feature),
+            ).fetchall()
+        return [{"changes": json.loads(c), "author": a, "at": t} for c, a, t in rows]
+
+    def _label_row(self, feature: int, record: dict) -> tuple:
+        """A label as exported, checked, as a row of the labels table."""
+        self.check_feature(feature)
+        if not isinstance(record, dict):
+            raise LabelStoreError(f"The label of feature {feature} is not an object.")
+        tags = record.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise LabelStoreError(f"The tags of feature {feature} are not a list of text.")
+        return (
+            self.sae,
+            feature,
+            check_text("Label", record.get("label", ""), MAX_NAME * 5),
+            check_text("Note", record.get("note", "")),
+            json.dumps(sorted({check_text("Tag", t, MAX_NAME) for t in tags})),
+            check_text("Author", record.get("author", ""), MAX_NAME),
+            check_text("Date", record.get("updated_at", "") or now(), MAX_NAME),
+        )
+
+    # -- feature sets -------------------------------------------------------------------
+    def save_set(
+        self,
+        name: str,
+        features: list[int],
+        multipliers: list[float] | None = None,
+        *,
+        notes: list[str] | None = None,
+        note: str = "",
+        selection: dict | None = None,
+        results: list | None = None,
+        created_at: str | None = None,
+        labels: dict[int, dict] | None = None,
+        overwrite: bool = False,
+    ) -> FeatureSet:
+        """Create (or with overwrite=True replace) a named set, and write `labels` (as
+        exported) with it: all or nothing, in one transaction."""
+        name = check_text("Set name", name, MAX_NAME).strip()
+        if not name:
+            raise LabelStoreError("A feature set needs a name.")
+        members = check_members(name, features, multipliers, notes, self.check_feature)
+        label_rows = [self._label_row(f, record) for f, record in (labels or {}).items()]
+        set_note = check_text("Set note", note)
+        at = now()
+        with connect(self.path) as db:
+            db.execute("BEGIN IMMEDIATE")
+            old = db.execute(
+                "SELECT id, created_at FROM feature_sets WHERE sae = ? AND name = ?",
+                (self.sae, name),
+            ).fetchone()
+            if old and not overwrite:
+                db.execute("ROLLBACK")
+                raise LabelStoreError(f"A feature set named '{name}' exists already.")
+            if old:
+                db.execute("DELETE FROM feature_sets WHERE id = ?", (old[0],))
+            cursor = db.execute(
+                "INSERT INTO feature_sets (sae, name, note, selection, results, created_at, "
+                "updated_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    self.sae,
+                    name,
+                    set_note,
+                    json.dumps(selection or {}),
+                    json.dumps(results or []),
+                    created_at or (old[1] if old else at),
+                    at,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO feature_set_members (set_id, feature, multiplier, note, position) "
+                "VALUES (?,?,?,?,?)",
+                [
+                    (cursor.lastrowid, feature, multiplier, text, position)
+                    for position, (feature, multiplier, text) in enumerate(members)
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO labels (sae, feature, label, note, tags, author, "
+                "updated_at) VALUES (?,?,?,?,?,?,?)",
+                label_rows,
+            )
+            db.execute("COMMIT")
+        return self.get_set(name)
+
+    def set_names(self) -> list[str]:
+        with connect(self.path) as db:
+            rows = db.execute(
+                "SELECT name FROM feature_sets WHERE sae = ? ORDER BY name", (self.sae,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def get_set(self, name: str) -> FeatureSet:
+        """A set as one snapshot (its head and members read in one transaction)."""
+        with connect(self.path) as db:
+            db.execute("BEGIN")
+            try:
+                return self._read_set(db, name)
+            finally:
+                db.execute("COMMIT")
+
+    def _read_set(self, db: sqlite3.Connection, name: str) -> FeatureSet:
+        head = db.execute(
+            "SELECT id, note, selection, results, created_at, updated_at FROM feature_sets "
+            "WHERE sae = ? AND name = ?",
+            (self.sae, name),
+        ).fetchone()
+        if head is None:
+            raise LabelStoreError(f"No feature set named '{name}'.")
+        members = db.execute(
+            "SELECT feature, multiplier, note FROM feature_set_members WHERE set_id = ? "
+            "ORDER BY position",
+            (head[0],),
+        ).fetchall()
+        return FeatureSet(
+            name=name,
+            features=tuple(m[0] for m in members),
+            multipliers=tuple(m[1] for m in members),
+            notes=tuple(m[2] for m in members),
+            note=head[1],
+            selection=json.loads(head[2]),
+            results=json.loads(head[3]),
+            created_at=head[4],
+            updated_at=head[5],
+        )
+
+    def delete_set(self, name: str) -> None:
+        with connect(self.path) as db:
+            deleted = db.execute(
+                "DELETE FROM feature_sets WHERE sae = ? AND name = ?", (self.sae, name)
+            ).rowcount
+        if not deleted:
+            raise LabelStoreError(f"No feature set named '{name}'.")
+
+    def duplicate_set(self, name: str, new_name: str) -> FeatureSet:
+        original = self.get_set(name)
+        return self.save_set(
+            new_name,
+            list(original.features),
+            list(original.multipliers),
+            notes=list(original.notes),
+            note=original.note,
+            selection=original.selection,
+            results=original.results,
+        )
+
+    def add_results(self, name: str, result: dict) -> FeatureSet:
+        """Append an evaluation result (with its provenance) to a set, in one transaction."""
+        with connect(self.path) as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT id, results FROM feature_sets WHERE sae = ? AND name = ?",
+                (self.sae, name),
+            ).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                raise LabelStoreError(f"No feature set named '{name}'.")
+            db.execute(
+                "UPDATE feature_sets SET results = ?, updated_at = ? WHERE id = ?",
+                (json.dumps([*json.loads(row[1]), result]), now(), row[0]),
+            )
+            db.execute("COMMIT")
+        return self.get_set(name)

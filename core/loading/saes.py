@@ -1,0 +1,91 @@
+"""Load the workspace's SAE (sae-lens registry, a local sae-lens folder, or trained here)
+and check that it fits the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import ConfigError, ModelSAEMismatchError
+from core.workspace.config import WorkspaceConfig
+from core.workspace.hub import is_cached, require_hub
+from core.workspace.paths import resolve_repo_path
+
+if TYPE_CHECKING:
+    from sae_lens import SAE, HookedSAETransformer
+
+
+def sae_folder_problem(cfg: WorkspaceConfig) -> str | None:
+    """A message if a local or trained-here SAE folder is missing, else None."""
+    if cfg.sae.source == "sae-lens":
+        return None
+    folder = resolve_repo_path(cfg.sae.path or "")
+    if (folder / "cfg.json").exists():
+        return None
+    fix = (
+        f"train it with `python -m core train-sae --workspace {cfg.name}`"
+        if cfg.sae.source == "trained-here"
+        else "point [sae] path at a folder holding cfg.json and sae_weights.safetensors"
+    )
+    return f"No SAE at {folder} (cfg.json missing): {fix}."
+
+
+def sae_cfg(cfg: WorkspaceConfig) -> dict:
+    """A local SAE's cfg.json without loading its weights; {} for registry SAEs."""
+    if cfg.sae.source == "sae-lens" or sae_folder_problem(cfg):
+        return {}
+    return json.loads((resolve_repo_path(cfg.sae.path or "") / "cfg.json").read_text())
+
+
+def load_sae(cfg: WorkspaceConfig, device: str, dtype: str) -> SAE:
+    from sae_lens import SAE
+
+    if cfg.sae.source == "sae-lens":
+        repo_id = _registry_repo(cfg.sae.release or "")
+        if not is_cached(repo_id, filename=".gitattributes"):
+            require_hub(
+                f"SAE {cfg.sae.release} / {cfg.sae.id} (repo {repo_id})",
+                f'download {repo_id} elsewhere, then set [sae] source = "local" and path to '
+                "the folder of that SAE (cfg.json + sae_weights.safetensors)",
+            )
+        return SAE.from_pretrained(cfg.sae.release, cfg.sae.id, device=device, dtype=dtype)
+    if problem := sae_folder_problem(cfg):
+        raise ConfigError(problem)
+    return SAE.load_from_disk(resolve_repo_path(cfg.sae.path or ""), device=device, dtype=dtype)
+
+
+def check_fit(cfg: WorkspaceConfig, model: HookedSAETransformer, sae: SAE) -> None:
+    """Raise if the hook is not a hook of the model or the SAE's width is not the model's."""
+    hook = cfg.sae.hook
+    if hook not in model.hook_dict:
+        layers = model.cfg.n_layers
+        raise ModelSAEMismatchError(
+            f"The model {cfg.model.name} has no hook '{hook}' (it has {layers} layers, "
+            f"blocks.0 to blocks.{layers - 1}). Fix [sae] hook in {cfg.config_path}."
+        )
+    if sae.cfg.d_in != model.cfg.d_model:
+        raise ModelSAEMismatchError(
+            f"The SAE reads vectors of width {sae.cfg.d_in} but {cfg.model.name} has "
+            f"d_model = {model.cfg.d_model} at {hook}: this SAE was made for another model. "
+            "Point [sae] at an SAE trained on this model."
+        )
+    trained_on = getattr(sae.cfg.metadata, "hook_name", None)
+    if trained_on and trained_on != hook:
+        raise ModelSAEMismatchError(
+            f"The SAE was trained on '{trained_on}' but [sae] hook is '{hook}'. "
+            "Set hook to the SAE's hook point."
+        )
+
+
+def _registry_repo(release: str) -> str:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        raise ConfigError(f"sae-lens has no release '{release}'. Check [sae] release.")
+    return directory[release].repo_id
+
+
+def sae_path(cfg: WorkspaceConfig) -> Path:
+    return resolve_repo_path(cfg.sae.path or "")

@@ -1,0 +1,74 @@
+"""Forward passes every computation shares: right-padded batches grouped by length, the
+residual after the last block, and logits at chosen positions only (the unembedding of a
+262k-token vocabulary is never built for every position)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    from core.loading.models import Model
+
+MAX_BATCH_TOKENS = 4096
+LOGIT_CHUNK = 256
+
+
+def batches(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
+    """Indices grouped by length (longest first) so that rows x longest ≤ max_tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for index in order:
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= max_tokens:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def pad_right(
+    rows: Sequence[Sequence[int]], pad: int
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """(tokens right-padded to the longest row, attention mask)."""
+    longest = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), longest), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return tokens, mask
+
+
+def final_resid(
+    model: Model,
+    tokens: Int[Tensor, "batch pos"],
+    mask: Int[Tensor, "batch pos"] | None = None,
+    past_kv_cache: TransformerLensKeyValueCache | None = None,
+) -> Float[Tensor, "batch pos d_model"]:
+    """The residual after the last block (before the final norm). Pads sit after each row's
+    real tokens, so positions and attention of real tokens are unaffected."""
+    device = model.cfg.device
+    return model(
+        tokens.to(device),
+        stop_at_layer=model.cfg.n_layers,
+        attention_mask=None if mask is None else mask.to(device),
+        past_kv_cache=past_kv_cache,
+    )
+
+
+def final_logits(
+    model: Model, resid: Float[Tensor, "*batch d_model"]
+) -> Float[Tensor, "*batch d_vocab"]:
+    """Logits from the last block's output, as the model's own forward computes them (without
+    the copy of the 262k-wide unembedding that TransformerLens makes on every call)."""
+    logits = model.ln_final(resid) @ model.W_U + model.b_U
+    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits.float()

@@ -1,0 +1,28 @@
+"""Greedy text generation, clean or under an intervention, for side-by-side comparison."""
+
+from __future__ import annotations
+
+import torch
+
+from core.interventions import Intervention, applied
+from core.runtime.forward import final_logits, final_resid
+from core.workspace.workspace import Workspace
+
+MAX_NEW_TOKENS = 64
+
+
+@torch.no_grad()
+def generate(ws: Workspace, prompt: str, iv: Intervention | None, max_new_tokens: int = 24) -> str:
+    """The greedy continuation of `prompt`. Every step reruns the whole sequence (no KV
+    cache), so an intervention sees every position exactly as in scoring (BOS at 0)."""
+    tokenizer, model = ws.tokenizer, ws.model
+    ids = [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
+    start = len(ids)
+    with applied(model, ws.sae, ws.hook, iv):
+        for _ in range(min(max_new_tokens, MAX_NEW_TOKENS)):
+            resid = final_resid(model, torch.tensor([ids]))
+            token = int(final_logits(model, resid[0, -1:]).argmax())
+            if token == tokenizer.eos_token_id:
+                break
+            ids.append(token)
+    return tokenizer.decode(ids[start:])

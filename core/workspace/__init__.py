@@ -1,0 +1,2 @@
+"""Which workspace: its config, where its files live, the hub probe, and the keys and atomic
+writes of everything it records on disk."""

@@ -1,0 +1,46 @@
+"""Bad flags end in one line on stderr and exit code 2, before anything is loaded or
+written."""
+
+import pytest
+
+from core.cli import main
+from tests.helpers import small_workspace_config
+
+
+@pytest.fixture
+def cache_root(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(root))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["select", "--n", "0"], "n (how many features) must be a whole number ≥ 1"),
+        (["select", "--threshold", "1.5"], "frequency in [0, 1]"),
+        (["cache", "build", "--shard-rows", "0"], "shard rows must be a whole number ≥ 1"),
+        (["cache", "build", "--batch-size", "-1"], "batch size must be a whole number ≥ 1"),
+        (["cache", "build", "--rows", "-5"], "rows must be a whole number ≥ 1"),
+        (["cache", "build", "--shard", "3/2"], "need 0 ≤ i < n"),
+        (["sweep", "--n", "1.5", "--out", "x.json"], "whole numbers separated by commas"),
+        (["sweep", "--c", "20,abc", "--out", "x.json"], "c values must be numbers"),
+        (["eval", "--features", "12,abc"], "integers separated by commas"),
+        (["eval", "--features", "1", "--set", "s"], "exactly one of --set"),
+        (["eval", "--features", "1", "--questions", "-3"], "--questions must be ≥ 0"),
+        (["generate", "--features", "1", "--tokens", "0"], "--tokens must be between 1"),
+        (["attribute", "--n", "0"], "n (how many features) must be a whole number ≥ 1"),
+        (["health", "--rows", "0"], "--rows must be ≥ 1"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_bad_flags_are_one_line_and_write_nothing(
+    argv, message, tmp_path, cache_root, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = small_workspace_config(tmp_path)
+    assert main([*argv, "--workspace", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert message in err
+    assert not cache_root.exists() and not (tmp_path / "x.json").exists()

@@ -1,0 +1,34 @@
+"""The evaluator end to end on the real offline model: metrics, warnings, drill-down,
+provenance, the disk memo."""
+
+import json
+
+import pytest
+
+from core.errors import UserError
+from core.evaluation.evaluator import Evaluator
+from core.evaluation.settings import EvalSettings
+from core.interventions import make_intervention
+from tests.helpers import biology_features
+
+pytestmark = pytest.mark.model
+
+
+def test_evaluate_reports_side_effects_and_is_memoised(offline_ws):
+    features = biology_features(offline_ws, 10)
+    settings = EvalSettings(question_limit=3, loss_rows=3, loss_context=64, known_filter=False)
+    evaluator = Evaluator(offline_ws, settings)
+    iv = make_intervention(offline_ws, features, [20.0] * len(features))
+    result = evaluator.evaluate(iv)
+    m = result["metrics"]
+    assert m["wmdp_all_n"] == 3 and m["wmdp_known_n"] == 0
+    assert m["forget_loss_added"] > m["retain_loss_added"]
+    assert any("known-question filter has not run" in w for w in result["warnings"])
+    assert len(result["questions"]) == 6 and {"before", "after", "flipped"} <= set(
+        result["questions"][0]
+    )
+    assert result["provenance"]["hook"] == "blocks.9.hook_resid_post"
+    assert evaluator.evaluate(iv)["created_at"] == result["created_at"]  # from disk
+    json.dumps(result)
+    with pytest.raises(UserError, match="out of range"):
+        make_intervention(offline_ws, [99_999], [20.0])

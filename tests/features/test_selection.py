@@ -1,0 +1,48 @@
+"""The selection config refuses what cannot select, and its record is one schema for the
+page, the CLI and saved sets."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import UserError
+from core.features.selection import SelectionConfig, select_features, selection_record
+
+
+def _table() -> pd.DataFrame:
+    frame = {"feature": np.arange(4)}
+    for variant in ("saebench", "authors"):
+        frame[f"forget_freq_{variant}"] = np.array([0.5, 0.4, 0.3, 0.0])
+        frame[f"retain_freq_{variant}"] = np.array([0.0, 0.02, 0.001, 0.0])
+    return pd.DataFrame(frame)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (SelectionConfig(n=0), "n .* ≥ 1"),
+        (SelectionConfig(n=2.5), "n .* whole number"),
+        (SelectionConfig(threshold=-0.1), r"frequency in \[0, 1\]"),
+        (SelectionConfig(threshold=float("nan")), "must be a number"),
+        (SelectionConfig(variant="mine"), "variant must be one of"),
+    ],
+    ids=["n-zero", "n-fraction", "threshold-negative", "threshold-nan", "variant"],
+)
+def test_bad_selection_is_a_user_error(config, message):
+    with pytest.raises(UserError, match=message):
+        select_features(_table(), config)
+
+
+def test_record_carries_the_config_verbatim_and_what_was_changed_by_hand():
+    config = SelectionConfig(threshold=0.01, n=2)
+    chosen = select_features(_table(), config)["feature"].tolist()
+    assert chosen == [0, 2]
+    statistics = {
+        "forget": {"tokens": {"saebench": 100, "authors": 128}},
+        "retain": {"tokens": {"saebench": 90, "authors": 128}},
+    }
+    record = selection_record(config, chosen, statistics, features=[0, 3])
+    assert record["config"] == {"threshold": 0.01, "n": 2, "variant": "saebench"}
+    assert record["features"] == [0, 3] and record["selected"] == [0, 2]
+    assert record["added_by_hand"] == [3] and record["removed_by_hand"] == [2]
+    assert record["tokens"] == {"forget": 100, "retain": 90}

@@ -1,0 +1,54 @@
+"""Selection per METHOD §4 on constructed tables: ties, the threshold boundary, n."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.features.selection import SelectionConfig, select_features
+from core.features.stats import _segment_max, _segment_sum
+
+
+def table(forget, retain, variant="saebench") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "feature": np.arange(len(forget)),
+            f"forget_freq_{variant}": forget,
+            f"retain_freq_{variant}": retain,
+        }
+    )
+
+
+FORGET = [0.5, 0.5, 0.3, 0.2, 0.0, 0.9]
+RETAIN = [0.009, 0.0, 0.01, 0.0, 0.0, 0.02]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "n", "expected"),
+    [
+        (0.01, 2, [0, 1]),  # tie at 0.5: lower id first
+        (0.01, 10, [0, 1, 3]),  # retain 0.01 is not < 0.01; zero scores never kept
+        (0.0100001, 10, [0, 1, 2, 3]),  # just above the boundary admits feature 2
+        (0.001, 10, [1, 3]),
+        (1.0, 1, [5]),
+    ],
+    ids=["tie", "boundary-excluded", "boundary-included", "strict", "no-retain-limit"],
+)
+def test_selection_follows_method_4(threshold, n, expected):
+    chosen = select_features(table(FORGET, RETAIN), SelectionConfig(threshold, n))
+    assert chosen["feature"].tolist() == expected
+    assert chosen["rank"].tolist() == list(range(1, len(expected) + 1))
+    assert (chosen["score"] > 0).all()
+
+
+def test_selection_uses_the_chosen_variant():
+    both = table(FORGET, RETAIN).join(
+        table([0, 0, 0, 0, 0.1, 0], [0] * 6, "authors").drop(columns="feature")
+    )
+    assert select_features(both, SelectionConfig(0.01, 5, "authors"))["feature"].tolist() == [4]
+
+
+def test_segment_reductions_handle_empty_segments():
+    indptr = np.array([0, 0, 2, 2, 5, 5])
+    values = np.array([1.0, 3.0, 2.0, 7.0, 0.5])
+    assert _segment_sum(indptr, values).tolist() == [0.0, 4.0, 0.0, 9.5, 0.0]
+    assert _segment_max(indptr, values).tolist() == [0.0, 3.0, 0.0, 7.0, 0.0]

@@ -1,0 +1,163 @@
+"""Export and import: JSON round trip, lm-eval steered CSV, Neuronpedia, labels CSV, and
+every bad import leaving the database as it was."""
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from core.labels.export import (
+    MAX_IMPORT_BYTES,
+    STEERED_COLUMNS,
+    ImportRejected,
+    export_set,
+    import_set,
+    labels_csv,
+    neuronpedia_payload,
+    steered_csv,
+)
+from core.labels.store import LabelStore
+from core.labels.text import LabelStoreError
+from core.workspace.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def ws() -> Workspace:
+    return Workspace.open("offline-gemma3-270m")
+
+
+def make_store(ws, path) -> LabelStore:
+    return LabelStore(path, ws.config.sae.identity(), d_sae=4096)
+
+
+@pytest.fixture
+def store(ws, tmp_path) -> LabelStore:
+    store = make_store(ws, tmp_path / "a.sqlite")
+    store.set_label(11, label='protein <folding> & "chaperones"', tags=["biology"], author="ada")
+    store.set_label(42, label="genes", note="fires on gene names", tags=["biology", "unclear"])
+    store.save_set(
+        "bio top-3",
+        [42, 11, 7],
+        [1.0, 2.5, 0.5],
+        notes=["", "strongest", ""],
+        note="from the scatter",
+        selection={"threshold": 0.01, "n": 3, "variant": "saebench"},
+        results=[{"wmdp": 0.5, "provenance": {"c": 20}}],
+    )
+    return store
+
+
+def snapshot(store: LabelStore):
+    return store.labels(), {name: store.get_set(name) for name in store.set_names()}
+
+
+def test_json_round_trips_exactly(ws, store, tmp_path):
+    exported = export_set(ws, store, "bio top-3")
+    assert exported["sae"] == {
+        "identity": store.sae,
+        "d_sae": 4096,
+        "hook": "blocks.9.hook_resid_post",
+        "weights": ws.sae_fingerprint(),
+    }
+    assert exported["workspace"]["model"]["name"] == "google/gemma-3-270m"
+    fresh = make_store(ws, tmp_path / "b.sqlite")
+    assert import_set(fresh, json.dumps(exported)) == "bio top-3"
+    again = export_set(ws, fresh, "bio top-3")
+    assert again["set"] == exported["set"]
+    assert fresh.labels() == store.labels()
+
+
+def test_steered_csv_has_lm_eval_columns_and_clamp_values(ws, store):
+    table = pd.read_csv(io.StringIO(steered_csv(ws, store, "bio top-3", clamp_value=20.0)))
+    assert tuple(table.columns) == STEERED_COLUMNS
+    assert table["feature_index"].tolist() == [42, 11, 7]
+    assert table["steering_coefficient"].tolist() == [-20.0, -50.0, -10.0]
+    assert set(table["hook_action"]) == {"clamp"} and set(table["loader"]) == {"sae_lens"}
+    assert set(table["hookpoint"]) == {"layers.9"}
+    assert table["description"].fillna("").tolist()[:2] == [
+        "genes",
+        'protein <folding> & "chaperones"',
+    ]
+
+
+def test_neuronpedia_for_a_public_sae_and_refused_for_ours(ws, store, tmp_path):
+    with pytest.raises(LabelStoreError, match="public SAEs only"):
+        neuronpedia_payload(ws, store, "bio top-3")
+    hub = Workspace.open("gemma-2-2b-it-L7")
+    public = LabelStore(tmp_path / "hub.sqlite", hub.config.sae.identity(), d_sae=16384)
+    public.set_label(12799, label="virology")
+    public.save_set("paper top", [12799, 5453])
+    payload = neuronpedia_payload(hub, public, "paper top")
+    assert payload["modelId"] == "gemma-2-2b"
+    assert payload["features"][0] == {
+        "modelId": "gemma-2-2b",
+        "layer": payload["saeId"],
+        "index": "12799",
+        "description": "virology",
+    }
+
+
+def test_labels_csv(store):
+    table = pd.read_csv(io.StringIO(labels_csv(store)))
+    assert table["feature"].tolist() == [11, 42]
+    assert table.loc[1, "tags"] == "biology;unclear"
+
+
+def _export(ws, store):
+    return export_set(ws, store, "bio top-3")
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda e: "{not json", "Not valid JSON"),
+        (lambda e: json.dumps({**e, "kind": "something-else"}), "Not an Unlearning Lens"),
+        (lambda e: json.dumps({**e, "version": 99}), "version 99"),
+        (
+            lambda e: json.dumps({**e, "sae": {**e["sae"], "identity": "sae-lens:other/sae"}}),
+            "made for SAE 'sae-lens:other/sae'",
+        ),
+        (lambda e: json.dumps({**e, "sae": {**e["sae"], "d_sae": 16384}}), "16384 features"),
+        (
+            lambda e: json.dumps({**e, "set": {**e["set"], "features": [{"feature": 4096}]}}),
+            "feature 4096 is out of range",
+        ),
+        (
+            lambda e: json.dumps(
+                {**e, "set": {**e["set"], "features": [{"feature": 3}, {"feature": 3}]}}
+            ),
+            "feature 3 appears twice",
+        ),
+        (
+            lambda e: json.dumps({**e, "set": {**e["set"], "features": [{"feature": "7"}]}}),
+            "not an integer",
+        ),
+        (lambda e: json.dumps(e) + " " * MAX_IMPORT_BYTES, "imports are limited"),
+        (lambda e: json.dumps(e), "exists already"),
+    ],
+    ids=[
+        "malformed",
+        "kind",
+        "version",
+        "other-sae",
+        "width",
+        "out-of-range",
+        "duplicate",
+        "not-int",
+        "huge",
+        "name-taken",
+    ],
+)
+def test_bad_import_changes_nothing(ws, store, mangle, message):
+    raw = mangle(_export(ws, store))
+    before = snapshot(store)
+    with pytest.raises(ImportRejected, match=message):
+        import_set(store, raw)
+    assert snapshot(store) == before
+
+
+def test_import_under_a_new_name_with_odd_characters(ws, store):
+    name = 'ünïcödé <b>set</b> "q" & more'
+    import_set(store, json.dumps(_export(ws, store)), name=name)
+    assert store.get_set(name).features == (42, 11, 7)

@@ -1,0 +1,133 @@
+"""The label and feature-set store: persistence, partial edits, concurrency, bad input."""
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from core.labels.schema import SCHEMA_VERSION
+from core.labels.sets import compare_sets
+from core.labels.store import LabelStore
+from core.labels.text import LabelStoreError
+from core.workspace.paths import REPO_ROOT
+
+SAE = "trained-here:assets/saes/test"
+
+
+@pytest.fixture
+def store(tmp_path) -> LabelStore:
+    return LabelStore(tmp_path / "labels.sqlite", SAE, d_sae=4096)
+
+
+def test_labels_persist_across_instances_and_are_keyed_by_sae(store, tmp_path):
+    store.set_label(12, label="DNA replication", tags=["biology"], author="ada")
+    again = LabelStore(tmp_path / "labels.sqlite", SAE, d_sae=4096)
+    assert again.label(12).label == "DNA replication"
+    assert again.label(12).tags == ("biology",)
+    other_sae = LabelStore(tmp_path / "labels.sqlite", "sae-lens:other/sae", d_sae=4096)
+    assert other_sae.labels() == {}
+
+
+def test_an_edit_changes_only_the_fields_it_names(store):
+    store.set_label(5, label="cells", author="ada")
+    store.set_label(5, note="fires on 'cell' and 'cellular'", author="bob")
+    label = store.label(5)
+    assert (label.label, label.note, label.author) == (
+        "cells",
+        "fires on 'cell' and 'cellular'",
+        "bob",
+    )
+    assert [entry["author"] for entry in store.history(5)] == ["ada", "bob"]
+
+
+def test_schema_version_is_recorded_and_a_newer_one_is_refused(store):
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(LabelStoreError, match="schema version 99, newer"):
+        LabelStore(store.path, SAE, d_sae=4096)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    LabelStore(path, SAE, d_sae=4096)
+    script = textwrap.dedent(
+        """
+        import sys
+        from core.labels.store import LabelStore
+        path, who, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        store = LabelStore(__import__("pathlib").Path(path), "SAE_ID", d_sae=4096)
+        for feature in range(start, start + 150):
+            store.set_label(feature, label=f"{who}-{feature}", author=who)
+            if who == "a":
+                store.set_label(4000, label="from a", author=who)
+            else:
+                store.set_label(4000, note="from b", author=who)
+        """
+    ).replace("SAE_ID", SAE)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), who, str(start)], cwd=REPO_ROOT)
+        for who, start in (("a", 0), ("b", 1000))
+    ]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
+    labels = LabelStore(path, SAE, d_sae=4096).labels()
+    assert all(labels[f].label == f"a-{f}" for f in range(150))
+    assert all(labels[f].label == f"b-{f}" for f in range(1000, 1150))
+    assert (labels[4000].label, labels[4000].note) == ("from a", "from b")
+
+
+def test_feature_sets_create_edit_duplicate_compare_delete(store):
+    store.save_set("top-3", [7, 3, 9], [1.0, 2.0, 0.5], note="first try")
+    assert store.get_set("top-3").features == (7, 3, 9)  # order kept
+    with pytest.raises(LabelStoreError, match="exists already"):
+        store.save_set("top-3", [1])
+    store.save_set("top-3", [7, 3], [1.5, 2.0], overwrite=True)
+    store.duplicate_set("top-3", "copy")
+    store.save_set("copy", [3, 11], [2.0, 1.0], overwrite=True)
+    diff = compare_sets(store.get_set("top-3"), store.get_set("copy"))
+    assert diff == {"only_first": [7], "only_second": [11], "both": [(3, 2.0, 2.0)]}
+    store.delete_set("copy")
+    assert store.set_names() == ["top-3"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.set_label(4096, label="x"), "out of range: this SAE has features 0-4095"),
+        (lambda s: s.set_label(-1, label="x"), "out of range"),
+        (lambda s: s.save_set("dup", [1, 2, 1]), "Feature 1 appears twice"),
+        (lambda s: s.save_set("  ", [1]), "needs a name"),
+        (lambda s: s.save_set("bad", [1], [float("nan")]), "not a finite number"),
+        (lambda s: s.set_label(1, label="x" * 5000), "the limit is"),
+        (lambda s: s.set_label(1, label="bell\x07"), "control characters"),
+        (lambda s: s.delete_set("missing"), "No feature set named 'missing'"),
+    ],
+    ids=[
+        "feature-too-big",
+        "feature-negative",
+        "duplicate",
+        "blank-name",
+        "nan",
+        "huge",
+        "control",
+        "missing",
+    ],
+)
+def test_bad_input_is_refused_and_nothing_changes(store, call, message):
+    store.save_set("keep", [1, 2])
+    store.set_label(1, label="kept")
+    before = (store.labels(), store.set_names(), store.get_set("keep"))
+    with pytest.raises(LabelStoreError, match=message):
+        call(store)
+    assert (store.labels(), store.set_names(), store.get_set("keep")) == before
+
+
+def test_odd_characters_in_names_are_kept_verbatim(store):
+    name = "<script>alert('x')</script> ünïcödé & \"quotes\""
+    store.save_set(name, [1])
+    store.set_label(1, label=name)
+    assert store.set_names() == [name]
+    assert store.label(1).label == name

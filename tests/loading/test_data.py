@@ -1,0 +1,101 @@
+"""Data sources and token rows (METHOD §2, §3) on the real offline data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import DataSourceError
+from core.loading.data import load_questions, split_heldout
+from core.loading.tokens import build_token_rows
+from core.workspace.workspace import Workspace
+from tests.helpers import preset, write_config
+
+
+@pytest.fixture(scope="module")
+def ws() -> Workspace:
+    return Workspace.open("offline-gemma3-270m")
+
+
+def test_corpora_keep_documents_over_50_characters(ws):
+    for role in ("forget_corpus", "retain_corpus", "loss_text"):
+        docs = ws.documents(role)
+        assert docs and all(len(doc) > 50 for doc in docs)
+
+
+def test_wmdp_and_mmlu_questions_load_in_order(ws):
+    wmdp = ws.questions("forget_questions")
+    assert len(wmdp) == 1273
+    assert wmdp[0].subject == "biology" and len(wmdp[0].choices) == 4
+    mmlu = ws.questions("side_effect_questions")
+    counts = {
+        subject: sum(q.subject == subject for q in mmlu) for subject in {q.subject for q in mmlu}
+    }
+    assert counts["college_biology"] == 144
+    assert counts["human_aging"] == 223
+
+
+def test_heldout_split_is_disjoint_stable_and_near_the_fraction(ws):
+    docs = ws.documents("forget_corpus")
+    train, heldout = split_heldout(docs, 0.1, seed=42)
+    assert set(train).isdisjoint(heldout) and len(train) + len(heldout) == len(docs)
+    assert 0.05 < len(heldout) / len(docs) < 0.15
+    assert split_heldout(list(reversed(docs)), 0.1, seed=42)[1] == list(reversed(heldout))
+
+
+class _WordTokenizer:
+    """A stand-in tokenizer with fixed ids, so row construction is checked exactly."""
+
+    bos_token_id, eos_token_id = 2, 1
+
+    def __call__(self, docs, add_special_tokens):
+        assert add_special_tokens is False
+        return {"input_ids": [[10 + len(word) for word in doc.split()] for doc in docs]}
+
+
+def test_token_rows_join_with_eos_and_start_with_bos():
+    docs = ["aa bbb", "c dddd eeeee"]  # ids 12 13 | 11 14 15
+    rows = build_token_rows(docs, _WordTokenizer(), context_length=4, n_rows=None, seed=0)
+    stream = [12, 13, 1, 11, 14, 15, 1]
+    assert rows.shape == (2, 4)
+    assert (rows[:, 0] == 2).all()
+    assert sorted(map(tuple, rows[:, 1:].tolist())) == sorted(
+        [tuple(stream[:3]), tuple(stream[3:6])]
+    )
+
+
+def test_token_rows_shuffle_is_seeded(ws):
+    docs = ws.documents("retain_corpus")[:200]
+    first = build_token_rows(docs, ws.tokenizer, 64, 20, seed=1)
+    assert np.array_equal(first, build_token_rows(docs, ws.tokenizer, 64, 20, seed=1))
+    assert not np.array_equal(first, build_token_rows(docs, ws.tokenizer, 64, 20, seed=2))
+
+
+def test_budget_larger_than_corpus_says_how_much_there_is(ws):
+    with pytest.raises(DataSourceError, match=r"holds only \d+"):
+        build_token_rows(ws.documents("retain_corpus")[:5], ws.tokenizer, 64, 10_000, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (
+            {"question": "Q?", "choices": ["a", "b", "c"], "answer": 0},
+            "question 1: expected 4 choices, found 3",
+        ),
+        (
+            {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 4},
+            "question 1: answer 4 is not",
+        ),
+    ],
+    ids=["three-choices", "answer-out-of-range"],
+)
+def test_bad_question_file_names_the_row(tmp_path, record, message):
+    good = {"question": "Fine?", "choices": ["a", "b", "c", "d"], "answer": 1}
+    (tmp_path / "wmdp").mkdir()
+    (tmp_path / "wmdp" / "q.json").write_text(json.dumps([good, record]))
+    raw = preset()
+    raw["data"]["forget_questions"]["path"] = str(tmp_path / "wmdp" / "q.json")
+    config = Workspace.open(str(write_config(tmp_path, raw))).config
+    with pytest.raises(DataSourceError, match=message):
+        load_questions(config, "forget_questions")

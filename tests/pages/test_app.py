@@ -1,0 +1,60 @@
+"""AppTest of the app shell: sidebar provenance, workspace switching, bad configs."""
+
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.workspace.paths import PRESETS_DIR, REPO_ROOT
+
+APP = str(REPO_ROOT / "app.py")
+TIMEOUT = 120  # the first run imports sae_lens (~10 s) on a busy CPU
+
+
+def sidebar_text(at: AppTest) -> str:
+    return "\n".join(item.value for item in at.sidebar.markdown)
+
+
+def test_sidebar_shows_the_offline_workspace_and_its_provenance():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == "offline-gemma3-270m"
+    text = sidebar_text(at)
+    for expected in ("google/gemma-3-270m", "blocks.9.hook_resid_post", "float32", "biology2e"):
+        assert expected in text
+    assert not at.sidebar.error
+    assert at.title[0].value == "Workspace"
+
+
+def test_hub_workspace_without_network_shows_the_fix(unreachable_hub):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["workspace"] = "gemma-2-2b-it-L7"  # AppTest drops the sidebar on reruns
+    at.run()
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == "gemma-2-2b-it-L7"
+    assert "layer_7/width_16k/canonical" in sidebar_text(at)
+    errors = [item.value for item in at.sidebar.error]
+    assert len(errors) == 1 and "Needs the Hugging Face hub" in errors[0]
+    assert 'source = "local"' in errors[0]
+
+
+def test_malformed_config_is_reported_not_raised(tmp_path, monkeypatch):
+    shutil.copy(PRESETS_DIR / "offline-gemma3-270m.toml", tmp_path)
+    (tmp_path / "broken.toml").write_text("[model\n")
+    monkeypatch.setenv("UNLEARNING_LENS_CONFIGS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["workspace"] = "broken"
+    at.run()
+    assert not at.exception
+    assert "not valid TOML" in at.sidebar.error[0].value
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["pages/feature_search.py", "pages/activation_examples.py", "pages/intervention.py"],
+    ids=["search", "examples", "intervention"],
+)
+def test_every_page_renders(page):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(page).run()
+    assert not at.exception

@@ -1,0 +1,68 @@
+"""AppTest of the Feature search page on a small real workspace: provenance, threshold and
+top-n, labelling, saving a set; and what it shows when the caches are missing."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.labels.store import LabelStore
+from core.workspace.paths import REPO_ROOT
+from core.workspace.workspace import Workspace
+from tests.helpers import open_app_page
+
+pytestmark = pytest.mark.model
+
+APP = str(REPO_ROOT / "app.py")
+PAGE = "pages/feature_search.py"
+
+
+@pytest.fixture
+def app(small_app_env, monkeypatch) -> AppTest:
+    return open_app_page(small_app_env, monkeypatch, PAGE)
+
+
+def store() -> LabelStore:
+    ws = Workspace.open("offline-gemma3-270m")
+    return LabelStore(ws.folder / "labels.sqlite", ws.config.sae.identity(), 4096)
+
+
+def test_provenance_threshold_and_top_n(app):
+    caption = " ".join(item.value for item in app.caption)
+    assert (
+        "tokens counted" in caption
+        and "saebench" in caption
+        and "blocks.9.hook_resid_post" in caption
+    )
+    assert app.metric[0].value == "20 features"
+    app.number_input(key="top_n").set_value(5).run()
+    assert app.metric[0].value == "5 features"
+    app.radio[0].set_value("authors").run()
+    assert "every position counted" in " ".join(item.value for item in app.caption)
+    app.number_input(key="threshold").set_value(0.0).run()  # nothing is rarer than 0
+    assert app.metric[0].value == "0 features"
+
+
+def test_label_a_feature_and_save_a_set(app):
+    app.number_input(key="label_feature").set_value(7)
+    app.text_input(key="label_text").input("<b>DNA</b> replication")
+    app.multiselect(key="label_tags").select("biology")
+    next(b for b in app.button if b.label == "Save label").click().run()
+    assert not app.exception
+    assert store().label(7).label == "<b>DNA</b> replication"
+    assert "7: <b>DNA</b> replication  [biology]" in app.text[0].value  # shown as plain text
+    app.text_input[[t.label for t in app.text_input].index("Save the current set as")].input(
+        "top 20"
+    )
+    next(b for b in app.button if b.label == "Save set").click().run()
+    assert not app.exception
+    assert len(store().get_set("top 20").features) == 20
+
+
+def test_missing_caches_offer_a_build(small_app_env, monkeypatch, tmp_path):
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert "not built yet" in at.warning[0].value
+    assert any(b.label == "Build the caches now" for b in at.button)

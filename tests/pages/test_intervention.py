@@ -1,0 +1,71 @@
+"""AppTest of the Live intervention page on the small real workspace: a short run shows the
+baseline vs intervened table and the per-question drill-down; bad ids say so."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.helpers import open_app_page
+
+pytestmark = pytest.mark.model
+
+PAGE = "pages/intervention.py"
+
+
+@pytest.fixture
+def app(small_app_env, monkeypatch) -> AppTest:
+    return open_app_page(small_app_env, monkeypatch, PAGE, timeout=600)
+
+
+def _number(at: AppTest, label: str):
+    return next(n for n in at.number_input if n.label == label)
+
+
+def test_short_run_shows_accuracy_and_loss_tables(app):
+    _number(app, "n").set_value(3).run()
+    _number(app, "Questions per set (0 = all)").set_value(2)
+    _number(app, "Loss rows per text").set_value(1)
+    next(s for s in app.slider if s.label == "Global multiplier").set_value(1.5)
+    next(b for b in app.button if b.label == "Run").click().run()
+    assert not app.exception, app.exception
+    table = app.table[0].value
+    assert "WMDP-bio, all questions" in table.index
+    assert table.loc["WMDP-bio, all questions", "n"] == 2
+    assert any("known-question filter has not run" in w.value for w in app.warning)
+    assert any("blocks.9.hook_resid_post" in c.value for c in app.caption)
+    assert app.dataframe, "the per-question drill-down is shown"
+
+
+def test_out_of_range_ids_are_reported(app):
+    app.radio[0].set_value("ids").run()
+    next(t for t in app.text_input if t.label == "Feature ids").input("5, 99999").run()
+    assert any("Out of range" in e.value and "99999" in e.value for e in app.error)
+    assert any("1 features: 5" in c.value for c in app.caption)
+
+
+def test_gradient_attribution_picks_the_features(app):
+    app.radio[0].set_value("attribution").run()
+    assert any("Press Attribute" in i.value for i in app.info)
+    _number(app, "Questions to attribute").set_value(2).run()
+    next(b for b in app.button if b.label == "Attribute").click().run()
+    assert not app.exception, app.exception
+    ranking = app.dataframe[0].value
+    assert 0 < len(ranking) <= 10 and (ranking["mean attribution"] > 0).all()
+    assert any("2 all sampled" in c.value for c in app.caption)
+    chosen = ", ".join(map(str, ranking["feature"].tolist()[:3]))
+    assert any(f"features: {chosen}" in c.value for c in app.caption)
+
+
+def test_screening_runs_each_feature_then_the_kept_together(app):
+    _number(app, "n").set_value(2).run()
+    _number(app, "Questions per set (0 = all)").set_value(2)
+    _number(app, "Loss rows per text").set_value(1)
+    next(b for b in app.button if b.label == "Run").click().run()  # the form's settings apply
+    _number(app, "Largest MMLU accuracy drop kept").set_value(1.0)
+    next(b for b in app.button if b.label == "Screen").click().run()
+    assert not app.exception, app.exception
+    assert any(m.value.startswith("Kept 2 of 2") for m in app.markdown)
+    singles, cumulative = app.dataframe[-2].value, app.dataframe[-1].value
+    assert len(singles) == 2 and singles["kept"].all()
+    assert cumulative["k"].tolist() == [1, 2]
+    hooks = [c for c in app.caption if "hook blocks.9.hook_resid_post" in c.value]
+    assert len(hooks) == 2, "the run and the screening each say where their numbers come from"
