@@ -3,13 +3,16 @@
 Pages have URL paths unlike their file names: a URL naming a file in pages/ would otherwise
 run that file alone (Streamlit's pages-folder routing), without this sidebar."""
 
+import logging
+
 import streamlit as st
 
 from core.workspace.environment import configure_environment
 
 configure_environment()
 
-from pages.common import workspace_sidebar  # noqa: E402  (after the environment is set)
+from core.errors import UserError  # noqa: E402
+from pages.common import plain, workspace_sidebar  # noqa: E402  (after the environment is set)
 
 st.set_page_config(page_title="Unlearning Lens", page_icon=":material/biotech:", layout="wide")
 
@@ -37,4 +40,13 @@ navigation = st.navigation(
         ),
     ]
 )
-navigation.run()
+try:
+    navigation.run()
+except UserError as exc:  # a page that let one through: the message is meant for the user
+    st.error(plain(exc))
+except Exception:
+    logging.getLogger("unlearning_lens.app").exception("The page failed")
+    st.error(
+        "Something went wrong on this page; the details are in the server's log. "
+        "Reload to try again."
+    )

@@ -15,7 +15,7 @@ from core.features.examples import (
 )
 from core.features.render import render_tokens
 from core.features.stats import bin_centers, feature_histogram
-from pages.common import label_form, recent_labels, workspace_with_statistics
+from pages.common import label_form, plain, recent_labels, workspace_with_statistics
 
 st.title("Activation examples")
 ws, table, provenance, store = workspace_with_statistics()
@@ -25,7 +25,7 @@ requested = st.query_params.get("feature", st.session_state.get("feature", 0))
 try:
     feature = int(requested)
 except ValueError:
-    st.error(f"'{requested}' is not a feature id.")
+    st.error(f"{plain(requested)} is not a feature id.")
     feature = 0
 if not 0 <= feature < d_sae:
     st.error(f"Feature {feature} is out of range: this SAE has features 0-{d_sae - 1}.")
@@ -140,7 +140,7 @@ if st.button("Show the features on each token"):
     try:
         rows, truncated = features_on_text(ws, text)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         if truncated:
             st.warning("Only the first 512 tokens were run.")

@@ -6,6 +6,7 @@ Not a page: app.py lists the pages explicitly, so this module is only imported.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import streamlit as st
 
@@ -15,6 +16,13 @@ from core.workspace.config import default_workspace
 from core.workspace.paths import cache_dir, configs_dir
 
 WORKSPACE_KEY = "workspace"
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!<>:~$&|#])")  # what links, formats or colours
+
+
+def plain(text: object) -> str:
+    """Text (a name, a file's line, an error, a URL parameter) shown literally inside
+    Markdown: no links, images, formatting or colour directives."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -59,14 +67,14 @@ def workspace_sidebar() -> None:
         try:
             ws = _open(st.session_state[WORKSPACE_KEY])
         except UserError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             return
-        st.caption(ws.config.description)
+        st.caption(plain(ws.config.description))
         provenance = ws.provenance()
-        lines = [f"**{key.replace('_', ' ')}**: `{provenance[key]}`" for key in provenance]
+        lines = [f"**{key.replace('_', ' ')}**: {plain(provenance[key])}" for key in provenance]
         st.markdown("  \n".join(lines))
         for problem in _problems(ws.name, ws.config.provenance_hash()):
-            st.error(problem)
+            st.error(plain(problem))
 
 
 def current_workspace() -> Workspace | None:
@@ -95,7 +103,7 @@ def require_caches(ws: Workspace) -> None:
     try:
         pending = pending_caches(ws)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
     if not pending:
         return
@@ -168,7 +176,7 @@ def label_form(store, known_tags: list[str], feature: int | None = None) -> None
                 st.session_state.editor_round = st.session_state.get("editor_round", 0) + 1
                 st.rerun()
             except UserError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
 
 
 def recent_labels(store) -> None:

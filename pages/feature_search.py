@@ -22,7 +22,7 @@ from core.features.stats import VARIANTS
 from core.labels.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
 from core.labels.sets import compare_sets
 from core.labels.store import DEFAULT_TAGS
-from pages.common import label_form, recent_labels, workspace_with_statistics
+from pages.common import label_form, plain, recent_labels, workspace_with_statistics
 
 st.title("Feature search")
 ws, table, provenance, store = workspace_with_statistics()
@@ -133,7 +133,7 @@ if edits or added or removed:
         for feature, change in edits.items():
             store.set_label(feature, author=st.session_state.get("author", ""), **change)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         st.session_state.current = [f for f in current if f not in removed] + sorted(added)
         st.session_state.editor_round = st.session_state.get("editor_round", 0) + 1
@@ -161,9 +161,9 @@ with save.form("save-set"):
                     config, selection["feature"].tolist(), provenance, current
                 ),
             )
-            st.success(f"Saved '{name}' ({len(current)} features).")
+            st.success(f"Saved {plain(name)} ({len(current)} features).")
         except UserError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
 names = store.set_names()
 with manage:
     if names:
@@ -181,7 +181,7 @@ with manage:
                 store.duplicate_set(chosen_set, f"{chosen_set} (copy)")
                 st.rerun()
             except UserError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
         if actions[2].button("Delete"):
             store.delete_set(chosen_set)
             st.rerun()
@@ -215,12 +215,12 @@ if names:
             "Neuronpedia list", payload, file_name=f"{exported}-neuronpedia.json"
         )
     except UserError as exc:
-        buttons[2].caption(str(exc))
+        buttons[2].caption(plain(exc))
 st.download_button("Labels CSV", labels_csv(store), file_name=f"{ws.name}-labels.csv")
 upload = st.file_uploader("Import a feature set (JSON exported by this app)", type=["json"])
 if upload is not None and st.button("Import"):
     try:
         imported = import_set(store, upload.getvalue())
-        st.success(f"Imported '{imported}'.")
+        st.success(f"Imported {plain(imported)}.")
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))

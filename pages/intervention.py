@@ -21,7 +21,7 @@ from core.features.sources import SOURCES
 from core.features.stats import VARIANTS as VARIANTS_COUNTED
 from core.interventions import METHODS, make_intervention
 from core.runtime.generation import generate
-from pages.common import workspace_with_statistics
+from pages.common import plain, workspace_with_statistics
 
 st.title("Live intervention")
 ws, table, _, store = workspace_with_statistics()
@@ -98,7 +98,7 @@ try:
     else:
         chosen = sources.from_ids(st.text_input("Feature ids", placeholder="e.g. 12, 40, 311"))
 except UserError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 chosen, out_of_range = chosen.within(d_sae)
 if out_of_range:
@@ -164,7 +164,7 @@ evaluator = _evaluator(ws.name, ws.config.provenance_hash(), settings)
 try:
     iv = make_intervention(ws, features, values, method, multiplier, skip_bos, table)
 except UserError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 result = evaluator.cached(iv)  # a run with exactly these settings, if one was made
@@ -173,7 +173,7 @@ if run and result is None:
     try:
         result = evaluator.evaluate(iv, lambda stage, f: bar.progress(min(f, 1.0), text=stage))
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     bar.empty()
 
 
@@ -181,7 +181,7 @@ if result is not None:
     st.subheader("Results")
     m = result["metrics"]
     for warning in result["warnings"]:
-        st.warning(warning)
+        st.warning(plain(warning))
     head = st.columns(4)
     head[0].metric("Loss added (general text)", f"{m['loss_added']:+.3f}")
     head[1].metric("Loss added on forget text", f"{m['forget_loss_added']:+.3f}")
@@ -190,7 +190,7 @@ if result is not None:
     head[3].metric("Selectivity (forget / retain)", "-" if ratio is None else f"{ratio:.1f}")
     st.table(pd.DataFrame(metric_rows(m)).set_index("measure"))
     edits = result["intervention"]
-    st.caption(provenance_line(result["provenance"], edits["method"], edits["skip_bos"]))
+    st.caption(plain(provenance_line(result["provenance"], edits["method"], edits["skip_bos"])))
 
     st.markdown("**Per question**")
     drill = pd.DataFrame(result["questions"])
@@ -217,7 +217,7 @@ if result is not None:
             "Open a question", shown.index, format_func=lambda i: drill.at[i, "question"][:100]
         )
         q = drill.loc[pick]
-        st.markdown(f"**{q['question']}**")
+        st.markdown(f"**{plain(q['question'])}**")
         st.dataframe(
             pd.DataFrame(
                 {
@@ -234,7 +234,7 @@ if result is not None:
     save = st.columns(2)
     if feature_set is not None and save[0].button(f"Save result into set '{feature_set.name}'"):
         store.add_results(feature_set.name, record)
-        st.success(f"Saved into '{feature_set.name}'; it is exported with the set.")
+        st.success(f"Saved into {plain(feature_set.name)}; it is exported with the set.")
     save[1].download_button(
         "Download result (JSON)",
         json.dumps(result, indent=2),
@@ -264,9 +264,9 @@ with st.expander("Generation, clean vs intervened", expanded=False):
         sides = st.columns(2)
         with st.spinner("Generating…"):
             sides[0].markdown("**Clean**")
-            sides[0].write(prompt + generate(ws, prompt, None, tokens))
+            sides[0].text(prompt + generate(ws, prompt, None, tokens))
             sides[1].markdown("**Intervened**")
-            sides[1].write(prompt + generate(ws, prompt, iv, tokens))
+            sides[1].text(prompt + generate(ws, prompt, iv, tokens))
 
 # -- screening --------------------------------------------------------------------------
 with st.expander("Screen these features one at a time, then add them up"):
@@ -289,13 +289,13 @@ with st.expander("Screen these features one at a time, then add them up"):
                 ),
             )
         except UserError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         bar.empty()
     screened = st.session_state.get("screen")
     if screened:
         st.write(f"Kept {len(screened['kept'])} of {len(screened['singles'])}: {screened['kept']}")
         rule = screened["config"]
-        st.caption(provenance_line(screened["provenance"], rule["method"], rule["skip_bos"]))
+        st.caption(plain(provenance_line(screened["provenance"], rule["method"], rule["skip_bos"])))
         st.dataframe(pd.DataFrame(screened["singles"]), hide_index=True)
         if screened["cumulative"]:
             st.dataframe(pd.DataFrame(screened["cumulative"]).drop(columns="features"))
@@ -322,7 +322,7 @@ with st.expander("Sweep thresholds × n × c"):
                 lambda d, t, p: bar.progress(d / t, text=f"point {d} of {t}"),
             )
         except UserError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         bar.empty()
     result_sweep = st.session_state.get("sweep")
     if result_sweep:
@@ -332,7 +332,7 @@ with st.expander("Sweep thresholds × n × c"):
         line = provenance_line(
             result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"]
         )
-        st.caption(line)
+        st.caption(plain(line))
         st.dataframe(points.drop(columns=["features"]), hide_index=True)
         x_key, y_key = pareto_axes(result_sweep["points"])
         for x, title in ((x_key, "side-effect MCQ accuracy"), ("loss_added", "loss added")):

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import UserError
 from core.sae.health import cached_health, sae_health
-from pages.common import current_workspace
+from pages.common import current_workspace, plain
 
 st.title("Workspace")
 ws = current_workspace()
@@ -15,7 +15,7 @@ if ws is None:
     st.stop()
 
 st.subheader(ws.name)
-st.write(ws.config.description)
+st.write(plain(ws.config.description))
 st.table(pd.DataFrame(ws.provenance().items(), columns=["what", "value"]).set_index("what"))
 st.caption(f"Config: `{ws.config.config_path}` · provenance hash `{ws.config.provenance_hash()}`")
 
@@ -38,7 +38,7 @@ if health is None and st.button("Measure SAE health (loads the model, ~2 min on 
         with st.spinner("Running the model on held-out text..."):
             health = sae_health(ws)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 if health is not None:
     table = pd.DataFrame(
         [

@@ -1,5 +1,6 @@
 """Builders for tests: workspace configs derived from the presets, written to tmp files."""
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,8 @@ def biology_features(ws, n: int) -> list[int]:
     return torch.argsort(frequency["forget_corpus"] - frequency["retain_corpus"], descending=True)[
         :n
     ].tolist()
+
+
+def shown(markdown: str) -> str:
+    """What a Markdown element displays: its source without backslash escapes."""
+    return re.sub(r"\\(.)", r"\1", markdown)

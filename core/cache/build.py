@@ -59,6 +59,25 @@ def build(
     """Build (or resume, or extend) the cache to `rows` rows; with `shard=(i, n)` only every
     n-th shard from the i-th. Finalizes when every shard is there."""
     check_build_arguments(rows, shard, shard_rows, batch_size)
+    try:
+        return _build(cache, ws, rows, shard, shard_rows, batch_size, progress)
+    except OSError as exc:
+        raise CacheError(
+            f"Could not write the cache in {cache.folder} ({exc.strerror or exc}). Free space "
+            "or fix permissions (or set UNLEARNING_LENS_CACHE_DIR to a writable folder) and "
+            "rerun: complete shards are kept."
+        ) from exc
+
+
+def _build(
+    cache: ActivationCache,
+    ws: Workspace,
+    rows: int,
+    shard: tuple[int, int],
+    shard_rows: int,
+    batch_size: int,
+    progress: Progress | None,
+) -> CacheStatus:
     index, count = shard
     requested = max(rows, cache.rows_requested())
     cache.folder.mkdir(parents=True, exist_ok=True)
@@ -91,10 +110,14 @@ def build(
 
 
 def recover(cache: ActivationCache) -> None:
-    """Undo what a killed process left: temporary files and folders, a half-swapped CSC."""
+    """Undo what a killed process left: temporary files and folders (of this version and
+    earlier ones), a half-swapped CSC copy, shards already folded into it; move a damaged
+    CSC copy aside so the build redoes its rows."""
     leftovers = [
         *cache.folder.glob(".tmp-*"),
         *cache.folder.glob("*.partial"),
+        *cache.folder.glob(".tokens-*.npy"),
+        *cache.folder.glob(".manifest.json-*"),
         *cache.shards_dir.glob(".tmp-*"),
     ]
     for leftover in leftovers:
@@ -104,17 +127,28 @@ def recover(cache: ActivationCache) -> None:
             shutil.rmtree(old)
         else:
             old.rename(cache.csc_dir)
+    if cache.csc_dir.exists() and (problem := cache.csc_problem()):
+        aside = cache.folder / f"csc.damaged-{os.getpid()}"
+        cache.csc_dir.rename(aside)
+        log.warning("Damaged CSC copy (%s) moved aside as %s; rebuilding.", problem, aside.name)
+    final = cache.rows_final()
+    for start, end in cache.complete_shards():
+        if end <= final:  # folded before a kill stopped their deletion
+            shutil.rmtree(cache.shard_folder(start, end))
 
 
 def ensure_tokens(cache: ActivationCache, ws: Workspace, rows: int) -> Int[np.ndarray, "rows ctx"]:
+    old = None
     if cache.tokens_path.exists():
-        existing = np.load(cache.tokens_path, mmap_mode="r")
-        if existing.shape[0] >= rows:
-            return np.array(existing[:rows])
+        try:
+            old = np.load(cache.tokens_path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            log.warning("%s is unreadable (%s); rebuilding it.", cache.tokens_path, exc)
+        if old is not None and old.shape[0] >= rows:
+            return np.array(old[:rows])
     train, _ = ws.documents_split(cache.spec.role)
     tokens = ws.token_rows(train, cache.spec.context_length, rows, cache.spec.seed)
-    if cache.tokens_path.exists():
-        old = np.load(cache.tokens_path)
+    if old is not None:
         if not np.array_equal(tokens[: len(old)], old):
             raise CacheError(
                 f"{cache.tokens_path} does not match the rows rebuilt from the corpus. "

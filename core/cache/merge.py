@@ -4,6 +4,7 @@ shards of the same cache (same key) are copied in, each whole or not at all."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,8 @@ from core.cache.build import quarantine_corrupt_shards, recover
 from core.cache.shards import shard_rows
 from core.cache.spec import CacheError
 from core.cache.store import ActivationCache
+
+log = logging.getLogger(__name__)
 
 
 def merge_from(cache: ActivationCache, sources: list[Path]) -> int:
@@ -29,8 +32,12 @@ def merge_from(cache: ActivationCache, sources: list[Path]) -> int:
         for other in folders:
             if other.resolve() == cache.folder.resolve():
                 continue
-            recorded = json.loads((other / "manifest.json").read_text())
-            if recorded.get("key") != cache.spec.key():
+            try:
+                recorded = json.loads((other / "manifest.json").read_text())
+            except (OSError, ValueError) as exc:
+                log.warning("Skipped %s: its manifest is unreadable (%s).", other, exc)
+                continue
+            if not isinstance(recorded, dict) or recorded.get("key") != cache.spec.key():
                 continue
             if recorded["rows_requested"] > cache.rows_requested():
                 shutil.copyfile(other / "tokens.npy", cache.folder / ".tmp-tokens.npy")

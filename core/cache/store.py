@@ -24,6 +24,8 @@ from core.workspace.records import write_json
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
 
+CSC_FILES = ("meta.json", "indptr.npy", "token.npy", "value.npy")
+
 
 @dataclass(frozen=True)
 class CacheStatus:
@@ -32,12 +34,18 @@ class CacheStatus:
     rows_final: int
     shards_complete: list[tuple[int, int]]
     shards_missing: list[tuple[int, int]]
+    damaged: str | None = None
 
     @property
     def complete(self) -> bool:
-        return self.rows_final >= self.rows_requested
+        return self.damaged is None and self.rows_final >= self.rows_requested
 
     def describe(self) -> str:
+        if self.damaged:
+            return (
+                f"{self.folder.name}: damaged ({self.damaged}); `cache build` moves it aside "
+                "and rebuilds"
+            )
         parts = [f"{self.rows_final} of {self.rows_requested} rows final"]
         if self.shards_complete:
             done = sum(end - start for start, end in self.shards_complete)
@@ -53,6 +61,8 @@ class ActivationCache:
     def __init__(self, folder: Path, spec: CacheSpec):
         self.folder = folder
         self.spec = spec
+        self._checked_stamp: tuple | None = None
+        self._csc_rows, self._csc_issue = 0, None
 
     @classmethod
     def for_workspace(cls, ws: Workspace, role: str) -> ActivationCache:
@@ -67,15 +77,34 @@ class ActivationCache:
     def manifest_path(self) -> Path:
         return self.folder / "manifest.json"
 
-    def check_manifest(self) -> None:
+    def manifest(self) -> dict | None:
+        """The manifest, checked field by field; None before the first build."""
         if not self.manifest_path.exists():
-            return
+            return None
         try:
-            recorded = json.loads(self.manifest_path.read_text())["spec"]
-        except (json.JSONDecodeError, KeyError) as exc:
+            record = json.loads(self.manifest_path.read_text())
+            rows, special = record["rows_requested"], record["special_token_ids"]
+            valid = (
+                isinstance(record["spec"], dict)
+                and isinstance(rows, int)
+                and rows >= 0
+                and isinstance(special, list)
+                and all(isinstance(i, int) for i in special)
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            valid, record = False, {"error": exc}
+        if not valid:
             raise CacheError(
-                f"{self.manifest_path} is unreadable ({exc}). Move the folder away and rebuild."
-            ) from exc
+                f"{self.manifest_path} is damaged ({record.get('error', 'wrong fields')}). "
+                "Move the folder away and rebuild with `python -m core cache build`."
+            )
+        return record
+
+    def check_manifest(self) -> None:
+        manifest = self.manifest()
+        if manifest is None:
+            return
+        recorded = manifest["spec"]
         if recorded != asdict(self.spec):
             changed = sorted(
                 k
@@ -98,12 +127,12 @@ class ActivationCache:
 
     def special_token_ids(self) -> list[int]:
         """BOS, EOS and PAD ids of the tokenizer that built the rows."""
-        return list(json.loads(self.manifest_path.read_text())["special_token_ids"])
+        manifest = self.manifest()
+        return [] if manifest is None else list(manifest["special_token_ids"])
 
     def rows_requested(self) -> int:
-        if not self.manifest_path.exists():
-            return 0
-        return int(json.loads(self.manifest_path.read_text())["rows_requested"])
+        manifest = self.manifest()
+        return 0 if manifest is None else manifest["rows_requested"]
 
     # -- layout -------------------------------------------------------------------------
     @property
@@ -122,9 +151,49 @@ class ActivationCache:
         return self.shards_dir / shard_name(start, end)
 
     def rows_final(self) -> int:
-        meta = self.csc_dir / "meta.json"
-        return int(json.loads(meta.read_text())["rows"]) if meta.exists() else 0
+        """Rows in the feature-major copy: 0 before the first fold; a damaged copy is an
+        error that says how to rebuild it."""
+        if not (self.csc_dir / "meta.json").exists():
+            return 0
+        if problem := self.csc_problem():
+            raise CacheError(
+                f"The cache in {self.folder} is damaged ({problem}). Run `python -m core cache "
+                f"build --workspace {self.spec.workspace}`: it moves the damaged copy aside "
+                "and rebuilds."
+            )
+        return self._csc_rows
 
+    def csc_problem(self) -> str | None:
+        """What is wrong with the feature-major copy (sizes against each other, against
+        its meta and the token rows), or None. Checked once per version of its files."""
+        files = [self.csc_dir / name for name in CSC_FILES]
+        try:
+            stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        except OSError as exc:
+            return f"{exc.filename} is missing"
+        if stamp != self._checked_stamp:
+            self._csc_rows, self._csc_issue = self._check_csc()
+            self._checked_stamp = stamp
+        return self._csc_issue
+
+    def _check_csc(self) -> tuple[int, str | None]:
+        try:
+            rows = json.loads((self.csc_dir / "meta.json").read_text())["rows"]
+            indptr = np.load(self.csc_dir / "indptr.npy", mmap_mode="r")
+            token = np.load(self.csc_dir / "token.npy", mmap_mode="r")
+            value = np.load(self.csc_dir / "value.npy", mmap_mode="r")
+            token_rows = np.load(self.tokens_path, mmap_mode="r").shape[0]
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            return 0, f"unreadable: {exc}"
+        if not isinstance(rows, int) or not 0 < rows <= token_rows:
+            return 0, f"meta.json says {rows!r} rows, tokens.npy holds {token_rows}"
+        if len(indptr) != self.spec.d_sae + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+            return 0, "indptr.npy does not fit the SAE's width"
+        if indptr[-1] != len(token) or len(token) != len(value):
+            return 0, f"{len(token)} token entries and {len(value)} values for {indptr[-1]}"
+        if len(token) and int(token.max()) >= rows * self.spec.context_length:
+            return 0, f"token indices beyond the {rows} rows meta.json says"
+        return rows, None
     def complete_shards(self) -> list[tuple[int, int]]:
         if not self.shards_dir.exists():
             return []
@@ -151,6 +220,8 @@ class ActivationCache:
 
     def status(self, shard_rows: int = DEFAULT_SHARD_ROWS) -> CacheStatus:
         requested = self.rows_requested()
+        if (self.csc_dir / "meta.json").exists() and (problem := self.csc_problem()):
+            return CacheStatus(self.folder, requested, 0, [], [], problem)
         complete = self.complete_shards()
         missing = [r for r in self.plan(requested, shard_rows) if r not in complete]
         return CacheStatus(self.folder, requested, self.rows_final(), complete, missing)
@@ -160,6 +231,7 @@ class ActivationCache:
         self,
     ) -> tuple[Int[np.ndarray, " d_sae_plus_1"], Int[np.ndarray, " nnz"], Float[np.ndarray, " nnz"]]:
         """(indptr, token index uint32, value fp16), memory-mapped."""
+        self.rows_final()  # a damaged copy is refused with the fix
         try:
             indptr = np.load(self.csc_dir / "indptr.npy", mmap_mode="r")
             token = np.load(self.csc_dir / "token.npy", mmap_mode="r")
@@ -179,7 +251,14 @@ class ActivationCache:
 
     def tokens(self) -> Int[np.ndarray, "rows context"]:
         """The final token rows (int32), memory-mapped."""
-        return np.load(self.tokens_path, mmap_mode="r")[: self.rows_final()]
+        rows = self.rows_final()
+        try:
+            return np.load(self.tokens_path, mmap_mode="r")[:rows]
+        except (OSError, ValueError) as exc:
+            raise CacheError(
+                f"{self.tokens_path} is unreadable ({exc}). Run `python -m core cache build "
+                f"--workspace {self.spec.workspace}` to rebuild it."
+            ) from exc
 
     def feature(self, index: int) -> tuple[Int[np.ndarray, " n"], Float[np.ndarray, " n"]]:
         """Token indices (row * context_length + position) and values where `index` fires."""

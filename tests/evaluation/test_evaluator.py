@@ -9,7 +9,9 @@ from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
 from core.interventions import make_intervention
-from tests.helpers import biology_features
+from core.workspace.config import load_config
+from core.workspace.workspace import Workspace
+from tests.helpers import biology_features, preset, write_config
 
 pytestmark = pytest.mark.model
 
@@ -32,3 +34,18 @@ def test_evaluate_reports_side_effects_and_is_memoised(offline_ws):
     json.dumps(result)
     with pytest.raises(UserError, match="out of range"):
         make_intervention(offline_ws, [99_999], [20.0])
+
+
+def test_memo_keys_follow_the_question_files_contents(tmp_path):
+    shipped = load_config("offline-gemma3-270m")
+    questions = json.loads(shipped.local_path(shipped.source("forget_questions")).read_text())
+    keys = []
+    for name, answer in (("same", questions[0]["answer"]), ("rekeyed", 3 - questions[0]["answer"])):
+        path = tmp_path / name / "bio_questions.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps([questions[0] | {"answer": answer}, *questions[1:5]]))
+        raw = preset()
+        raw["data"]["forget_questions"]["path"] = str(path)
+        ws = Workspace.open(str(write_config(tmp_path / name, raw)))
+        keys.append(Evaluator(ws, EvalSettings(question_limit=2)).baseline_path().name)
+    assert keys[0] != keys[1]

@@ -105,6 +105,11 @@ def test_page_opens_a_feature_by_deep_link(small_app_env, monkeypatch):
     at.query_params["feature"] = "99999"
     at.run()
     assert any("out of range" in e.value for e in at.error)
+    at.query_params["feature"] = "![log in](http://example.invalid/a.png)"
+    at.run()
+    assert not at.exception
+    shown = [e.value for e in at.error if "is not a feature id" in e.value]
+    assert shown == [r"\!\[log in\]\(http\://example.invalid/a.png\) is not a feature id."]
 
 
 def test_a_feature_that_never_fires_on_one_corpus_has_no_examples(small):

@@ -135,6 +135,12 @@ def _export(ws, store):
         ),
         (lambda e: json.dumps(e) + " " * MAX_IMPORT_BYTES, "imports are limited"),
         (lambda e: json.dumps(e), "exists already"),
+        (lambda e: json.dumps({**e, "set": "oops"}), "no 'set' object"),
+        (lambda e: json.dumps({**e, "sae": "oops"}), "no 'sae' object"),
+        (lambda e: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (lambda e: json.dumps({**e, "set": {**e["set"], "results": {}}}), "'results' must be"),
+        (lambda e: json.dumps({**e, "set": {**e["set"], "selection": []}}), "'selection' must"),
+        (lambda e: json.dumps({**e, "set": {**e["set"], "name": 7}}), "'name' must be text"),
     ],
     ids=[
         "malformed",
@@ -147,6 +153,12 @@ def _export(ws, store):
         "not-int",
         "huge",
         "name-taken",
+        "set-not-object",
+        "sae-not-object",
+        "deep-nesting",
+        "results-not-list",
+        "selection-not-object",
+        "name-not-text",
     ],
 )
 def test_bad_import_changes_nothing(ws, store, mangle, message):
@@ -161,3 +173,35 @@ def test_import_under_a_new_name_with_odd_characters(ws, store):
     name = 'ünïcödé <b>set</b> "q" & more'
     import_set(store, json.dumps(_export(ws, store)), name=name)
     assert store.get_set(name).features == (42, 11, 7)
+
+
+@pytest.mark.parametrize(
+    ("c", "multiplier", "message"),
+    [
+        (float("nan"), 1.0, "finite size ≥ 0"),
+        (float("inf"), 1.0, "finite size ≥ 0"),
+        (-5.0, 1.0, "finite size ≥ 0"),
+        (20.0, -1.0, "negative multipliers"),
+    ],
+    ids=["nan", "inf", "negative-c", "negative-multiplier"],
+)
+def test_steered_export_never_turns_an_ablation_into_an_amplification(
+    ws, store, c, multiplier, message
+):
+    store.save_set("one", [5], [multiplier])
+    with pytest.raises(LabelStoreError, match=message):
+        steered_csv(ws, store, "one", clamp_value=c)
+
+
+def test_csv_cells_that_would_start_a_formula_are_quoted_as_text(ws, store):
+    store.set_label(11, label='=HYPERLINK("http://x")', note="+1", tags=["@a"], author="-b")
+    table = pd.read_csv(io.StringIO(labels_csv(store)), dtype=str)
+    row = table[table["feature"] == "11"].iloc[0]
+    assert (row["label"], row["note"], row["tags"], row["author"]) == (
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'@a",
+        "'-b",
+    )
+    steered = pd.read_csv(io.StringIO(steered_csv(ws, store, "bio top-3", 20.0)), dtype=str)
+    assert steered[steered["feature_index"] == "11"]["description"].item().startswith("'=")

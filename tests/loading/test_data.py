@@ -99,3 +99,62 @@ def test_bad_question_file_names_the_row(tmp_path, record, message):
     config = Workspace.open(str(write_config(tmp_path, raw))).config
     with pytest.raises(DataSourceError, match=message):
         load_questions(config, "forget_questions")
+
+
+def _local(tmp_path, role: str, name: str, content: bytes, **source) -> Workspace:
+    path = tmp_path / "data" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    raw = preset()
+    raw["data"][role].update(path=str(path), **source)
+    return Workspace.open(str(write_config(tmp_path, raw)))
+
+
+LATIN1 = "Zellkern: Ä\n".encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("role", "name", "read"),
+    [
+        ("forget_corpus", "c.jsonl", lambda ws: ws.documents("forget_corpus")),
+        ("retain_corpus", "c.txt", lambda ws: ws.documents("retain_corpus")),
+        ("forget_questions", "q.json", lambda ws: ws.questions("forget_questions")),
+    ],
+    ids=["jsonl", "lines", "wmdp-json"],
+)
+def test_files_that_are_not_utf8_are_named(tmp_path, role, name, read):
+    content = b'{"text": "' + LATIN1 * 10 + b'"}\n' if name.endswith("jsonl") else LATIN1
+    ws = _local(tmp_path, role, name, content)
+    with pytest.raises(DataSourceError, match=rf"{name} is not UTF-8 text"):
+        read(ws)
+
+
+def _mmlu(tmp_path, text: bytes) -> Workspace:
+    folder = tmp_path / "mmlu"
+    folder.mkdir()
+    (folder / "anatomy_test.csv").write_bytes(text)
+    raw = preset()
+    raw["data"]["side_effect_questions"].update(path=str(folder), subjects=["anatomy"], apart=[])
+    return Workspace.open(str(write_config(tmp_path, raw)))
+
+
+@pytest.mark.parametrize(
+    ("closing", "message"),
+    [
+        ('"Question 4",a,b,c,d,C', r"lines 2-5: not valid CSV .* quote opened on line 2"),
+        ('Question 4 ends a quote",a,b,c,d,C', r"row 2 \(line 2-5\): a field holds whole rows"),
+    ],
+    ids=["parse-error", "would-merge-silently"],
+)
+def test_an_unclosed_quote_in_mmlu_is_named_not_merged(tmp_path, closing, message):
+    rows = [f"Question {i}?,a,b,c,d,A" for i in range(4)]
+    rows[1] = '"Question 1 opens a quote?,a,b,c,d,B'
+    ws = _mmlu(tmp_path, "\n".join([*rows, closing, "Question 5?,a,b,c,d,D\n"]).encode())
+    with pytest.raises(DataSourceError, match=message):
+        ws.questions("side_effect_questions")
+
+
+def test_mmlu_that_is_not_utf8_is_named(tmp_path):
+    ws = _mmlu(tmp_path, "Qüestion?,a,b,c,d,A\n".encode("latin-1"))
+    with pytest.raises(DataSourceError, match=r"anatomy_test\.csv is not UTF-8"):
+        ws.questions("side_effect_questions")

@@ -1,18 +1,21 @@
 """AppTest of the app shell: sidebar provenance, workspace switching, bad configs."""
 
 import shutil
+import tomllib
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.labels.export import MAX_IMPORT_BYTES
 from core.workspace.paths import PRESETS_DIR, REPO_ROOT
+from tests.helpers import shown
 
 APP = str(REPO_ROOT / "app.py")
 TIMEOUT = 120  # the first run imports sae_lens (~10 s) on a busy CPU
 
 
 def sidebar_text(at: AppTest) -> str:
-    return "\n".join(item.value for item in at.sidebar.markdown)
+    return "\n".join(shown(item.value) for item in at.sidebar.markdown)
 
 
 def test_sidebar_shows_the_offline_workspace_and_its_provenance():
@@ -33,7 +36,7 @@ def test_hub_workspace_without_network_shows_the_fix(unreachable_hub):
     assert not at.exception
     assert at.sidebar.selectbox[0].value == "gemma-2-2b-it-L7"
     assert "layer_7/width_16k/canonical" in sidebar_text(at)
-    errors = [item.value for item in at.sidebar.error]
+    errors = [shown(item.value) for item in at.sidebar.error]
     assert len(errors) == 1 and "Needs the Hugging Face hub" in errors[0]
     assert 'source = "local"' in errors[0]
 
@@ -46,7 +49,7 @@ def test_malformed_config_is_reported_not_raised(tmp_path, monkeypatch):
     at.query_params["workspace"] = "broken"
     at.run()
     assert not at.exception
-    assert "not valid TOML" in at.sidebar.error[0].value
+    assert "not valid TOML" in shown(at.sidebar.error[0].value)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +61,9 @@ def test_every_page_renders(page):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page(page).run()
     assert not at.exception
+
+
+def test_uploads_are_refused_above_the_import_limit():
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 1_000_000 >= MAX_IMPORT_BYTES
+    assert config["server"]["maxUploadSize"] <= 10

@@ -1,6 +1,8 @@
 """AppTest of the Feature search page on a small real workspace: provenance, threshold and
 top-n, labelling, saving a set; and what it shows when the caches are missing."""
 
+import shutil
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -66,3 +68,18 @@ def test_missing_caches_offer_a_build(small_app_env, monkeypatch, tmp_path):
     assert not at.exception
     assert "not built yet" in at.warning[0].value
     assert any(b.label == "Build the caches now" for b in at.button)
+
+
+def test_a_damaged_label_database_is_a_message_not_a_stack_trace(
+    small_app_env, monkeypatch, tmp_path
+):
+    copy = tmp_path / "cache"
+    shutil.copytree(small_app_env["UNLEARNING_LENS_CACHE_DIR"], copy)
+    labels = copy / "offline-gemma3-270m" / "labels.sqlite"
+    for leftover in labels.parent.glob("labels.sqlite*"):
+        leftover.unlink()
+    labels.write_bytes(b"\x8f" * 4096)
+    at = open_app_page(small_app_env | {"UNLEARNING_LENS_CACHE_DIR": str(copy)}, monkeypatch, PAGE)
+    assert not at.exception
+    assert any("label database" in e.value and "move it away" in e.value for e in at.error)
+    assert labels.read_bytes() == b"\x8f" * 4096

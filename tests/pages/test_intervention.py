@@ -4,7 +4,7 @@ baseline vs intervened table and the per-question drill-down; bad ids say so."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import open_app_page
+from tests.helpers import open_app_page, shown
 
 pytestmark = pytest.mark.model
 
@@ -30,8 +30,8 @@ def test_short_run_shows_accuracy_and_loss_tables(app):
     table = app.table[0].value
     assert "WMDP-bio, all questions" in table.index
     assert table.loc["WMDP-bio, all questions", "n"] == 2
-    assert any("known-question filter has not run" in w.value for w in app.warning)
-    assert any("blocks.9.hook_resid_post" in c.value for c in app.caption)
+    assert any("known-question filter has not run" in shown(w.value) for w in app.warning)
+    assert any("blocks.9.hook_resid_post" in shown(c.value) for c in app.caption)
     assert app.dataframe, "the per-question drill-down is shown"
 
 
@@ -67,5 +67,5 @@ def test_screening_runs_each_feature_then_the_kept_together(app):
     singles, cumulative = app.dataframe[-2].value, app.dataframe[-1].value
     assert len(singles) == 2 and singles["kept"].all()
     assert cumulative["k"].tolist() == [1, 2]
-    hooks = [c for c in app.caption if "hook blocks.9.hook_resid_post" in c.value]
+    hooks = [c for c in app.caption if "hook blocks.9.hook_resid_post" in shown(c.value)]
     assert len(hooks) == 2, "the run and the screening each say where their numbers come from"

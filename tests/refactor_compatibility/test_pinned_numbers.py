@@ -1,7 +1,8 @@
 """Numbers pinned before core/ was restructured: frequencies of a small cache, a clamp's
-logits, MCQ probabilities and a fixed sweep. A move or a refactor must not change any of
-them. Re-pin (`UNLEARNING_LENS_REPIN=1 pytest tests/refactor_compatibility`) only for a
-change that is meant to change results, and say so in the commit."""
+logits, MCQ probabilities, a fixed sweep, and the names caches and memos are stored under
+(so caches built before still serve). A move or a refactor must not change any of them.
+Re-pin (`UNLEARNING_LENS_REPIN=1 pytest tests/refactor_compatibility`) only for a change
+that is meant to change results, and say so in the commit."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.cache.store import ActivationCache
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.mcq import Scorer
 from core.evaluation.metrics import saebench_score
@@ -24,6 +26,7 @@ from core.workspace.workspace import Workspace
 pytestmark = pytest.mark.model
 
 PINNED_PATH = Path(__file__).with_name("pinned.json")
+CORPORA = ("forget_corpus", "retain_corpus")
 TEXT = "The mitochondria is the powerhouse of the cell. DNA polymerase copies the strand."
 FIXED_POINTS = [
     {"wmdp_known_accuracy": 0.4, "mmlu_known_accuracy": 0.98},
@@ -96,8 +99,21 @@ def fixed_sweep(ws: Workspace) -> dict:
     }
 
 
+def disk_keys(ws: Workspace) -> dict:
+    """The folder and file names the caches, the known filter and the baseline are kept
+    under: unchanged names mean caches on disk keep working."""
+    settings = EvalSettings(question_limit=2, loss_rows=1, loss_context=32, known_filter=False)
+    evaluator = Evaluator(ws, settings)
+    return {
+        **{role: ActivationCache.for_workspace(ws, role).folder.name for role in CORPORA},
+        "known": evaluator.known_path("forget_questions").name,
+        "baseline": evaluator.baseline_path().name,
+    }
+
+
 def measure(small: Workspace, offline: Workspace) -> dict:
     return {
+        "disk_keys": disk_keys(small),
         "frequencies": frequencies(small),
         "clamp_logits": clamp_logits(offline),
         "mcq": mcq(offline),

@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from core.errors import ConfigError, DataSourceError
+from core.loading.models import load_model
 from core.workspace.config import list_workspaces, load_config
 from core.workspace.paths import REPO_ROOT
 from core.workspace.workspace import Workspace
@@ -53,8 +55,21 @@ def test_malformed_toml(tmp_path):
         (lambda raw: raw["budgets"].update(context_length="long"), r"'context_length' must be"),
         (lambda raw: raw["sae"].update(hook="layer9"), r"hook 'layer9' is not a TransformerLens"),
         (lambda raw: raw["data"].pop("loss_text"), r"missing \[data.loss_text\]"),
+        (lambda raw: raw["workspace"].update(name="../../../x"), r"name '../../../x' may hold"),
+        (lambda raw: raw["model"].update(device="tpu"), r"device 'tpu' is not auto, cpu"),
+        (lambda raw: raw["model"].update(package="evil-pkg"), r"'evil-pkg' is not a known"),
     ],
-    ids=["unknown-key", "missing-key", "bad-choice", "bad-type", "bad-hook", "missing-role"],
+    ids=[
+        "unknown-key",
+        "missing-key",
+        "bad-choice",
+        "bad-type",
+        "bad-hook",
+        "missing-role",
+        "name-escapes-the-cache",
+        "unknown-device",
+        "untrusted-package",
+    ],
 )
 def test_invalid_config_names_the_problem(tmp_path, edit, message):
     raw = preset()
@@ -119,3 +134,20 @@ def test_cli_unknown_workspace_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "Unknown workspace 'nope'" in result.stderr
+
+
+def test_a_trusted_package_is_allowed_and_keys_nothing(tmp_path):
+    raw = preset()
+    raw["model"].update(trust_package=True)
+    trusted = load_config(str(write_config(tmp_path, raw)))
+    assert trusted.provenance_hash() == load_config("offline-gemma3-270m").provenance_hash()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_named_before_anything_loads(tmp_path):
+    raw = preset()
+    raw["model"].update(device="cuda")
+    ws = Workspace.open(str(write_config(tmp_path, raw)))
+    assert any("no CUDA" in problem for problem in ws.problems())
+    with pytest.raises(ConfigError, match="no CUDA"):
+        load_model(ws.config.model)
