@@ -101,7 +101,8 @@ def fixed_sweep(ws: Workspace) -> dict:
 
 def disk_keys(ws: Workspace) -> dict:
     """The folder and file names the caches, the known filter and the baseline are kept
-    under: unchanged names mean caches on disk keep working."""
+    under: unchanged names mean caches on disk keep working. (Re-pinned once on purpose:
+    evaluation memos are now also keyed by the contents of the question and text files.)"""
     settings = EvalSettings(question_limit=2, loss_rows=1, loss_context=32, known_filter=False)
     evaluator = Evaluator(ws, settings)
     return {
