@@ -24,6 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.errors import UserError
+from core.runtime.forward import model_lock
 from core.sae.encoding import linear_decoder, selected_activations
 
 if TYPE_CHECKING:
@@ -150,9 +151,10 @@ def edit(
 @contextmanager
 def applied(model: Model, sae: SAE, hook: str, iv: Intervention | None) -> Iterator[None]:
     """Run the model with the intervention at `hook`; the hook is gone on exit, exception or
-    not. `None` runs the clean model."""
+    not. `None` runs the clean model. Either way the model is this thread's until exit."""
     if iv is None:
-        yield
+        with model_lock(model):
+            yield
         return
     iv.check(sae.cfg.d_sae)
     targets = list(iv.targets(sae.cfg.d_sae))
@@ -162,7 +164,7 @@ def applied(model: Model, sae: SAE, hook: str, iv: Intervention | None) -> Itera
     ) -> Float[Tensor, "batch pos d_in"]:
         return edit(sae, x, iv, targets)
 
-    with model.hooks(fwd_hooks=[(hook, hook_fn)]):
+    with model_lock(model), model.hooks(fwd_hooks=[(hook, hook_fn)]):
         yield
 
 

@@ -11,7 +11,13 @@ from core import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import LETTERS, SCORINGS
-from core.evaluation.metrics import metric_rows, pareto_axes, provenance_line
+from core.evaluation.metrics import (
+    QUESTION_COLUMNS,
+    metric_rows,
+    pareto_axes,
+    provenance_line,
+    question_rows,
+)
 from core.evaluation.settings import FORGET, SIDE, EvalSettings
 from core.evaluation.sweeps import ScreenConfig, SweepConfig, screen, sweep
 from core.features import sources
@@ -193,30 +199,21 @@ if result is not None:
     st.caption(plain(provenance_line(result["provenance"], edits["method"], edits["skip_bos"])))
 
     st.markdown("**Per question**")
-    drill = pd.DataFrame(result["questions"])
-    drill["set"] = drill["set"].map({FORGET: "WMDP-bio", SIDE: "MMLU"})
+    questions = result["questions"]
     only = st.columns(2)
     flipped_only = only[0].toggle("Flipped only", value=False)
     known_only = only[1].toggle("Known only", value=False)
-    shown = drill[(~flipped_only | drill["flipped"]) & (~known_only | drill["known"])]
-    view = pd.DataFrame(
-        {
-            "set": shown["set"],
-            "subject": shown["subject"],
-            "question": shown["question"].str.slice(0, 120),
-            "answer": shown["answer"].map(lambda a: LETTERS[a]),
-            "before": shown["before"].map(lambda p: " ".join(f"{x:.2f}" for x in p)),
-            "after": shown["after"].map(lambda p: " ".join(f"{x:.2f}" for x in p)),
-            "flipped": shown["flipped"],
-            "known": shown["known"],
-        }
-    )
-    st.dataframe(view, hide_index=True, width="stretch", height=300)
-    if len(shown):
+    rows = question_rows(questions, flipped_only, known_only)
+    st.caption(f"{len(rows)} of {len(questions)} questions shown")
+    view = pd.DataFrame(rows, columns=list(QUESTION_COLUMNS))
+    st.dataframe(view.drop(columns="at"), hide_index=True, width="stretch", height=300)
+    if rows:
         pick = st.selectbox(
-            "Open a question", shown.index, format_func=lambda i: drill.at[i, "question"][:100]
+            "Open a question",
+            [row["at"] for row in rows],
+            format_func=lambda at: questions[at]["question"][:100],
         )
-        q = drill.loc[pick]
+        q = questions[pick]
         st.markdown(f"**{plain(q['question'])}**")
         st.dataframe(
             pd.DataFrame(

@@ -14,6 +14,19 @@ from core.interventions import METHODS, bos_rule
 from core.loading.data import Question
 
 TOO_FEW_KNOWN = 20
+MASS_FLOOR = 0.05  # below this the four letters hold almost none of the next-token mass
+SET_NAMES = {FORGET: "WMDP-bio", SIDE: "MMLU"}
+QUESTION_COLUMNS = (
+    "at",
+    "set",
+    "subject",
+    "question",
+    "answer",
+    "before",
+    "after",
+    "flipped",
+    "known",
+)
 ACCURACY_ROWS = (
     ("WMDP-bio, known questions", "wmdp_known"),
     ("WMDP-bio, all questions", "wmdp_all"),
@@ -50,6 +63,8 @@ def drill_down(
             "known": bool(known_mask[i]),
             "before": [round(float(p), 6) for p in before.probs[i]],
             "after": [round(float(p), 6) for p in after.probs[i]],
+            "mass_before": round(float(before.probs[i].sum()), 6),
+            "mass_after": round(float(after.probs[i].sum()), 6),
             "flipped": bool(before.correct[i] != after.correct[i]),
         }
         for i, q in enumerate(questions)
@@ -117,6 +132,18 @@ def compare(
     metrics["selectivity"] = (
         metrics["forget_loss_added"] / retain_added if retain_added > 1e-6 else None
     )
+    mass = {
+        when: float(np.mean([q[f"mass_{when}"] for q in drill])) if drill else None
+        for when in ("before", "after")
+    }
+    metrics["letter_mass_before"], metrics["letter_mass_after"] = mass["before"], mass["after"]
+    if mass["after"] is not None and mass["after"] < MASS_FLOOR <= mass["before"]:
+        warnings.append(
+            f"The answer letters' probabilities collapsed: A–D hold {mass['after']:.1e} of the "
+            f"next-token probability on average after the edit, {mass['before']:.2f} before. "
+            "The edit destroyed the answer format, so the intervened accuracy is noise: lower c "
+            "towards the features' own activation sizes."
+        )
     if any(known[role] is None for role in known):
         warnings.append(
             "The known-question filter has not run, so no known-question accuracy is shown: "
@@ -141,6 +168,36 @@ def provenance_line(provenance: dict, method: str, skip_bos: bool) -> str:
         f"{METHODS[method]}, {bos_rule(skip_bos)} · scoring: {p['scoring_rule']} · known: "
         f"{p['known_rule']} · questions {p['questions']} · {p['loss_text']['general']}"
     )
+
+
+def describe_probs(probs: Sequence[float]) -> str:
+    """A question's four letter probabilities as shown, or where the mass went."""
+    total = float(sum(probs))
+    if total < MASS_FLOOR:
+        return f"mass elsewhere (A–D sum {total:.1e})"
+    return " ".join(f"{p:.2f}" for p in probs)
+
+
+def question_rows(
+    questions: Sequence[dict], flipped_only: bool = False, known_only: bool = False
+) -> list[dict]:
+    """The per-question table: one row per drill-down record kept by the two filters, with
+    its position in the record list (`at`) to open it."""
+    return [
+        {
+            "at": at,
+            "set": SET_NAMES.get(q["set"], q["set"]),
+            "subject": q["subject"],
+            "question": q["question"][:120],
+            "answer": "ABCD"[q["answer"]],
+            "before": describe_probs(q["before"]),
+            "after": describe_probs(q["after"]),
+            "flipped": q["flipped"],
+            "known": q["known"],
+        }
+        for at, q in enumerate(questions)
+        if (q["flipped"] or not flipped_only) and (q["known"] or not known_only)
+    ]
 
 
 def _pct(value: float | None) -> float | None:

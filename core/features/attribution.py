@@ -29,7 +29,7 @@ from torch import Tensor
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
 from core.loading.data import Question
-from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_logits, pad_right
+from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_logits, model_lock, pad_right
 from core.workspace.records import record_key
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def attribution_batch(
         return captured["x"]
 
     model, device = ws.model, ws.device
-    with torch.enable_grad(), model.hooks(fwd_hooks=[(ws.hook, grab)]):
+    with model_lock(model), torch.enable_grad(), model.hooks(fwd_hooks=[(ws.hook, grab)]):
         resid = model(
             tokens.to(device), stop_at_layer=model.cfg.n_layers, attention_mask=mask.to(device)
         )

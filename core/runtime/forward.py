@@ -4,6 +4,8 @@ residual after the last block, and logits at chosen positions only (the unembedd
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,16 @@ if TYPE_CHECKING:
 
 MAX_BATCH_TOKENS = 4096
 LOGIT_CHUNK = 256
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: Model) -> threading.RLock:
+    """The model's own re-entrant lock. Hooks live on the one shared model object, so every
+    forward pass, hooked or not, holds it: a run in one session never sees another session's
+    intervention (and no memo is written from a run that overlapped another)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(model, threading.RLock())
 
 
 def batches(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
@@ -54,12 +66,13 @@ def final_resid(
     """The residual after the last block (before the final norm). Pads sit after each row's
     real tokens, so positions and attention of real tokens are unaffected."""
     device = model.cfg.device
-    return model(
-        tokens.to(device),
-        stop_at_layer=model.cfg.n_layers,
-        attention_mask=None if mask is None else mask.to(device),
-        past_kv_cache=past_kv_cache,
-    )
+    with model_lock(model):
+        return model(
+            tokens.to(device),
+            stop_at_layer=model.cfg.n_layers,
+            attention_mask=None if mask is None else mask.to(device),
+            past_kv_cache=past_kv_cache,
+        )
 
 
 def final_logits(

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_resid, pad_right
+from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_resid, model_lock, pad_right
 
 if TYPE_CHECKING:
     from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
@@ -201,7 +201,7 @@ def tree_attention(
             (f"blocks.{i}.attn.hook_rot_k", bound(rotate_back)),
             (f"blocks.{i}.attn.hook_attn_scores", bound(limit)),
         ]
-    with model.hooks(fwd_hooks=hooks):
+    with model_lock(model), model.hooks(fwd_hooks=hooks):
         yield
 
 

@@ -17,6 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core.loading import data
+from core.runtime.forward import model_lock
 from core.sae.training import MASSIVE_NORM_FACTOR
 from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
@@ -72,7 +73,8 @@ def measure_health(
     predictions = 0
     for start in range(0, len(rows), batch_size):
         tokens = torch.from_numpy(rows[start : start + batch_size]).long().to(ws.device)
-        logits, cache = model.run_with_cache(tokens, names_filter=hook)
+        with model_lock(model):
+            logits, cache = model.run_with_cache(tokens, names_filter=hook)
         x = cache[hook][:, 1:]
         acts = sae.encode(x)
         recon = sae.decode(acts)
@@ -97,7 +99,8 @@ def measure_health(
             act[:, 1:] = recon
             return act
 
-        spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)])
+        with model_lock(model):
+            spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)])
         ce_clean += model.loss_fn(logits, tokens, per_token=True).sum().item()
         ce_spliced += model.loss_fn(spliced, tokens, per_token=True).sum().item()
         predictions += tokens.shape[0] * (tokens.shape[1] - 1)

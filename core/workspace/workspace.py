@@ -24,6 +24,7 @@ from torch import Tensor
 from core.errors import DataSourceError
 from core.loading import data, models, saes
 from core.loading.tokens import build_token_rows
+from core.runtime.forward import model_lock
 from core.workspace.config import WorkspaceConfig, default_workspace, load_config
 from core.workspace.hub import hub_problem, is_cached
 from core.workspace.paths import workspace_dir
@@ -166,12 +167,13 @@ class Workspace:
     @torch.no_grad()
     def residual(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         """Activations at the SAE's hook; the forward pass stops after the hook's block."""
-        _, cache = self.model.run_with_cache(
-            tokens.to(self.device),
-            names_filter=self.hook,
-            stop_at_layer=self.layer + 1,
-            return_type=None,
-        )
+        with model_lock(self.model):
+            _, cache = self.model.run_with_cache(
+                tokens.to(self.device),
+                names_filter=self.hook,
+                stop_at_layer=self.layer + 1,
+                return_type=None,
+            )
         return cache[self.hook]
 
     def training_hash(self) -> str:

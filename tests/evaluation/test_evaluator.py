@@ -2,6 +2,7 @@
 provenance, the disk memo."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -49,3 +50,26 @@ def test_memo_keys_follow_the_question_files_contents(tmp_path):
         ws = Workspace.open(str(write_config(tmp_path / name, raw)))
         keys.append(Evaluator(ws, EvalSettings(question_limit=2)).baseline_path().name)
     assert keys[0] != keys[1]
+
+
+def test_two_runs_at_once_on_the_shared_model_give_what_each_gives_alone(
+    small_app_env, monkeypatch, tmp_path
+):
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    ws = Workspace.open("offline-gemma3-270m")
+    settings = EvalSettings(question_limit=2, loss_rows=2, loss_context=32, known_filter=False)
+    edits = {
+        "clamp": make_intervention(ws, [3080, 1829], [20.0, 20.0]),
+        "scale": make_intervention(ws, [372, 183], [0.9, 0.9], method="scale"),
+    }
+
+    def evaluate(name: str, folder: str) -> dict:
+        evaluator = Evaluator(ws, settings)
+        evaluator.folder = tmp_path / folder / name  # no memo shared between the runs
+        return evaluator.evaluate(edits[name])["metrics"]
+
+    alone = {name: evaluate(name, "alone") for name in edits}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = dict(zip(edits, pool.map(evaluate, edits, ["together"] * 2), strict=True))
+    assert together == alone
