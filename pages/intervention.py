@@ -13,13 +13,13 @@ from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import LETTERS, SCORINGS
 from core.evaluation.metrics import (
     QUESTION_COLUMNS,
+    format_score,
     metric_rows,
-    pareto_axes,
     provenance_line,
     question_rows,
 )
 from core.evaluation.settings import FORGET, SIDE, EvalSettings
-from core.evaluation.sweeps import ScreenConfig, SweepConfig, screen, sweep
+from core.evaluation.sweeps import ScreenConfig, SweepConfig, pareto_plot, screen, sweep
 from core.features import sources
 from core.features.attribution import TOP_K, AttributionConfig, Attributor
 from core.features.selection import SelectionConfig
@@ -37,6 +37,12 @@ d_sae = len(table)
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _evaluator(name: str, version: str, settings: EvalSettings) -> Evaluator:
     return Evaluator(ws, settings)
+
+
+def _error_bars(error: dict | None) -> dict | None:
+    if error is None:
+        return None
+    return {"type": "data", "symmetric": False, **error}
 
 
 # -- which features ---------------------------------------------------------------------
@@ -156,7 +162,8 @@ with st.form("intervention"):
     limit = opts[1].number_input("Questions per set (0 = all)", 0, 100_000, cpu_default, 10)
     known_filter = opts[2].toggle("Known-question filter", value=False)
     known_variant = opts[3].selectbox("Known variant", list(VARIANTS), disabled=not known_filter)
-    loss_rows = int(opts[4].number_input("Loss rows per text", 1, 256, 16))
+    device_defaults = EvalSettings.for_device(ws.device)
+    loss_rows = int(opts[4].number_input("Loss rows per text", 1, 4096, device_defaults.loss_rows))
     run = st.form_submit_button("Run", type="primary")
 
 settings = EvalSettings(
@@ -189,9 +196,14 @@ if result is not None:
     for warning in result["warnings"]:
         st.warning(plain(warning))
     head = st.columns(4)
-    head[0].metric("Loss added (general text)", f"{m['loss_added']:+.3f}")
-    head[1].metric("Loss added on forget text", f"{m['forget_loss_added']:+.3f}")
-    head[2].metric("Loss added on retain text", f"{m['retain_loss_added']:+.3f}")
+    texts = (("general", "general text"), ("forget", "forget text"), ("retain", "retain text"))
+    for column, (name, label) in zip(head, texts, strict=False):
+        se = m[f"{name}_loss_added_se"]
+        column.metric(
+            f"Loss added on {label}",
+            f"{m[f'{name}_loss_added']:+.3f}" + ("" if se is None else f" ± {se:.3f}"),
+            help=f"{m[f'{name}_loss_rows']} rows; ± one standard error over rows",
+        )
     ratio = m["selectivity"]
     head[3].metric("Selectivity (forget / retain)", "-" if ratio is None else f"{ratio:.1f}")
     st.table(pd.DataFrame(metric_rows(m)).set_index("measure"))
@@ -324,35 +336,31 @@ with st.expander("Sweep thresholds × n × c"):
     result_sweep = st.session_state.get("sweep")
     if result_sweep:
         points = pd.DataFrame([p for p in result_sweep["points"] if "skipped" not in p])
-        st.metric("SAEBench score", f"{result_sweep['saebench_score']:.3f}")
+        st.metric("SAEBench score", format_score(result_sweep["saebench_score"]).split(" (")[0])
+        st.caption(format_score(result_sweep["saebench_score"]))
         grid_rule = result_sweep["config"]
         line = provenance_line(
             result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"]
         )
         st.caption(plain(line))
         st.dataframe(points.drop(columns=["features"]), hide_index=True)
-        x_key, y_key = pareto_axes(result_sweep["points"])
-        for x, title in ((x_key, "side-effect MCQ accuracy"), ("loss_added", "loss added")):
+        for against in ("side effect", "loss added"):
+            plot = pareto_plot(result_sweep, against)
             fig = go.Figure()
-            fig.add_scatter(
-                x=points[x],
-                y=points[y_key],
-                mode="markers",
-                name="this workspace",
-                text=[f"thr {r.threshold}, n {r.n}, c {r.c}" for r in points.itertuples()],
-            )
-            reference = result_sweep["reference"]
-            if reference:
-                ref_x = "mmlu" if x != "loss_added" else "loss_added"
+            for series in plot["series"]:
                 fig.add_scatter(
-                    x=[r[ref_x] for r in reference],
-                    y=[r["wmdp"] for r in reference],
+                    x=series["x"],
+                    y=series["y"],
+                    error_x=_error_bars(series["x_error"]),
+                    error_y=_error_bars(series["y_error"]),
                     mode="markers",
-                    marker_symbol="x",
-                    name="paper (METHOD §8)",
+                    marker_symbol=series["symbol"],
+                    name=series["name"],
+                    text=series["text"],
                 )
-            fig.update_layout(xaxis_title=title, yaxis_title=y_key.replace("_", " "), height=320)
+            fig.update_layout(xaxis_title=plot["x_title"], yaxis_title=plot["y_title"], height=320)
             st.plotly_chart(fig)
+            st.caption(plot["note"])
         st.download_button(
             "Download sweep (JSON)",
             json.dumps(result_sweep, indent=2),

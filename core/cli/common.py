@@ -50,7 +50,9 @@ def add_scoring_flags(cmd: argparse.ArgumentParser) -> None:
         type=int,
         help="questions per set, a seeded sample (0 = all; default 100 on a CPU, all on a GPU)",
     )
-    cmd.add_argument("--loss-rows", type=int, default=16, help="rows of text per loss set")
+    cmd.add_argument(
+        "--loss-rows", type=int, help="rows of text per loss set (default 64 on a CPU, 1600 else)"
+    )
     cmd.add_argument("--skip-known", action="store_true", help="do not run the 24-ordering filter")
 
 
@@ -64,9 +66,10 @@ def settings(args: argparse.Namespace, ws: Workspace) -> EvalSettings:
         "scoring": args.scoring,
         "known_variant": args.known_variant,
         "split": args.split,
-        "loss_rows": args.loss_rows,
         "known_filter": not args.skip_known,
     }
+    if args.loss_rows is not None:
+        overrides["loss_rows"] = args.loss_rows
     if args.questions is not None:
         if args.questions < 0:
             raise UserError(f"--questions must be ≥ 0 (0 = all), not {args.questions}.")

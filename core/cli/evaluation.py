@@ -17,7 +17,7 @@ from core.cli.common import (
     settings,
     write_out,
 )
-from core.evaluation.metrics import provenance_line
+from core.evaluation.metrics import format_score, metric_rows, provenance_line
 from core.interventions import METHODS, make_intervention
 from core.labels.store import LabelStore
 
@@ -38,9 +38,11 @@ def _eval(args: argparse.Namespace) -> None:
         summary = {k: v for k, v in result.items() if k != "questions"}
         LabelStore.for_workspace(ws).add_results(args.set, summary)
     print(f"{ws.name}: {len(chosen.features)} features, {args.method}, c = {args.c:g}")
-    for name, value in result["metrics"].items():
-        if not isinstance(value, dict):
-            print(f"  {name}: {'-' if value is None else round(value, 4)}")
+    for row in metric_rows(result["metrics"]):
+        print(
+            f"  {row['measure']} (n = {row['n']}): {row['baseline']} -> {row['intervened']}; "
+            f"change {row['change']}" + (f"; {row['test']}" if row["test"] else "")
+        )
     for warning in result["warnings"]:
         print(f"note: {warning}")
     print(provenance_line(result["provenance"], args.method, not args.edit_bos))
@@ -72,7 +74,7 @@ def _sweep(args: argparse.Namespace) -> None:
         )
 
     result = sweep(Evaluator(ws, settings(args, ws)), config, report)
-    print(f"SAEBench score: {result['saebench_score']:.3f}")
+    print(f"SAEBench score: {format_score(result['saebench_score'])}")
     write_out(args.out, result)
 
 

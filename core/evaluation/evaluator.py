@@ -48,6 +48,7 @@ class Evaluator:
         self.settings = settings or EvalSettings()
         self.settings.check()
         self.folder = ws.folder / "evals"
+        self._training_text: set[str] = set()  # loss sets with no held-out documents
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -131,6 +132,8 @@ class Evaluator:
         rows = {}
         for name, (role, _) in LOSS_SETS.items():
             _, heldout = self.ws.documents_split(role)
+            if not heldout:
+                self._training_text.add(name)
             rows[name] = self.ws.token_rows(
                 heldout or self.ws.documents(role),
                 self.settings.loss_context,
@@ -209,7 +212,14 @@ class Evaluator:
             "created_at": _now(),
             "provenance": self.provenance(),
             "intervention": iv.record(),
-            **compare(self._questions, self.ws.config.source(SIDE).apart, clean, edited, known),
+            **compare(
+                self._questions,
+                self.ws.config.source(SIDE).apart,
+                clean,
+                edited,
+                known,
+                self.settings.min_known,
+            ),
         }
         write_json(self.result_path(iv), result)
         return result
@@ -227,6 +237,11 @@ class Evaluator:
                 name: f"{self.ws.describe_source(role, portable=True)}: {label}, "
                 f"{len(self.loss_rows[name])} rows x {self.settings.loss_context} tokens, "
                 f"BOS first, held-out fraction {budgets.heldout_fraction}, seed {budgets.seed}"
+                + (
+                    " (no held-out documents: training documents used)"
+                    if name in self._training_text
+                    else ""
+                )
                 for name, (role, label) in LOSS_SETS.items()
             },
         }

@@ -32,6 +32,7 @@ class EvalSettings:
         loss_context: tokens per loss row, BOS first.
         known_filter: run the 24-ordering filter when needed; False reports known-question
             metrics only when the filter's result is already cached.
+        min_known: a known-question accuracy on fewer questions is "not measured".
     """
 
     scoring: str = "letter"
@@ -42,11 +43,15 @@ class EvalSettings:
     loss_rows: int = 16
     loss_context: int = 128
     known_filter: bool = True
+    min_known: int = 20
 
     @classmethod
     def for_device(cls, device: str, **overrides) -> EvalSettings:
-        """Defaults that finish in about a minute a run: 100 questions a set on a CPU."""
-        return cls(**({"question_limit": 100 if device == "cpu" else None} | overrides))
+        """Defaults that finish in about a minute a run on a CPU (100 questions a set, 64
+        rows of loss text); METHOD §7's 50 × 32 rows of loss text elsewhere."""
+        cpu = device == "cpu"
+        defaults = {"question_limit": 100 if cpu else None, "loss_rows": 64 if cpu else 1600}
+        return cls(**(defaults | overrides))
 
     def check(self) -> None:
         if self.scoring not in SCORINGS:
@@ -59,3 +64,5 @@ class EvalSettings:
             raise UserError("question limit must be at least 1")
         if self.loss_rows < 1 or self.loss_context < 8:
             raise UserError("loss rows must be ≥ 1 and loss context ≥ 8 tokens")
+        if self.min_known < 1:
+            raise UserError("the minimum number of known questions must be at least 1")

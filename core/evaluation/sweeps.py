@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
-from core.evaluation.metrics import saebench_score
+from core.evaluation.metrics import pareto_axes, saebench_score
 from core.features.selection import SelectionConfig, select_features
 from core.features.stats import workspace_stats
 from core.interventions import METHODS, make_intervention
@@ -37,7 +37,16 @@ POINT_METRICS = (
     "wmdp_all_accuracy",
     "mmlu_known_accuracy",
     "mmlu_all_accuracy",
+    "wmdp_known_n",
+    "wmdp_all_n",
+    "mmlu_known_n",
+    "mmlu_all_n",
+    "wmdp_known_accuracy_ci",
+    "wmdp_all_accuracy_ci",
+    "mmlu_known_accuracy_ci",
+    "mmlu_all_accuracy_ci",
     "loss_added",
+    "loss_added_se",
     "forget_loss_added",
     "retain_loss_added",
     "selectivity",
@@ -217,4 +226,69 @@ def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None
         "singles": singles,
         "kept": kept,
         "cumulative": cumulative,
+    }
+
+
+def _interval_error(points: list[dict], key: str) -> dict | None:
+    """Plotly-style asymmetric error bars from each point's 95% interval."""
+    intervals = [p.get(f"{key}_ci") for p in points]
+    if any(i is None for i in intervals):
+        return None
+    return {
+        "array": [hi - p[key] for p, (_, hi) in zip(points, intervals, strict=True)],
+        "arrayminus": [p[key] - lo for p, (lo, _) in zip(points, intervals, strict=True)],
+    }
+
+
+def pareto_plot(result: dict, against: str) -> dict:
+    """What a sweep's Pareto plot draws, `against` "side effect" or "loss added": forget
+    accuracy (known questions when any point has them) with 95% intervals; the paper's
+    reference points (METHOD §8, known questions) only on known-question axes, RMU apart."""
+    points = [p for p in result["points"] if "skipped" not in p]
+    side_key, y_key = pareto_axes(points)
+    x_key = side_key if against == "side effect" else "loss_added"
+    if x_key == "loss_added":
+        ses = [p.get("loss_added_se") for p in points]
+        x_error = None if None in ses else {"array": ses, "arrayminus": ses}
+    else:
+        x_error = _interval_error(points, x_key)
+    series = [
+        {
+            "name": "this workspace",
+            "x": [p[x_key] for p in points],
+            "y": [p[y_key] for p in points],
+            "x_error": x_error,
+            "y_error": _interval_error(points, y_key),
+            "text": [f"thr {p['threshold']}, n {p['n']}, c {p['c']}" for p in points],
+            "symbol": "circle",
+        }
+    ]
+    known = y_key.startswith("wmdp_known")
+    reference_x = "mmlu" if x_key != "loss_added" else "loss_added"
+    for name, rmu, symbol in (("paper's SAE clamp (METHOD §8)", False, "x"), ("RMU", True, "star")):
+        chosen = [r for r in result["reference"] if bool(r.get("rmu")) == rmu]
+        if known and chosen:
+            series.append(
+                {
+                    "name": name,
+                    "x": [r[reference_x] for r in chosen],
+                    "y": [r["wmdp"] for r in chosen],
+                    "x_error": None,
+                    "y_error": None,
+                    "text": [f"n {r['n']}, c {r['c']}" if r["n"] else "RMU" for r in chosen],
+                    "symbol": symbol,
+                }
+            )
+    note = "Bars: 95% Wilson intervals (accuracy), ± one SE over rows (loss added)."
+    if result["reference"] and not known:
+        note += (
+            " The paper's points are on known questions and are not drawn on these "
+            "all-question axes."
+        )
+    titles = {"loss_added": "loss added (nats)"}
+    return {
+        "series": series,
+        "x_title": titles.get(x_key, x_key.replace("_", " ")),
+        "y_title": y_key.replace("_", " "),
+        "note": note,
     }

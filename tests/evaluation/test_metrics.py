@@ -1,40 +1,57 @@
 """The metric table and sweep axes every page and the CLI show, from the metrics alone."""
 
+import numpy as np
+import pytest
+
 from core.evaluation.metrics import compare, metric_rows, pareto_axes, question_rows
 from core.loading.data import Question
 
 
-def _metrics(**overrides) -> dict:
-    metrics = {
-        "wmdp_known_n": 0,
-        "wmdp_known_baseline": None,
-        "wmdp_known_accuracy": None,
-        "wmdp_all_n": 4,
-        "wmdp_all_baseline": 0.5,
-        "wmdp_all_accuracy": 0.25,
-        "mmlu_known_n": 0,
-        "mmlu_known_baseline": None,
-        "mmlu_known_accuracy": None,
-        "mmlu_all_n": 8,
-        "mmlu_all_baseline": 0.5,
-        "mmlu_all_accuracy": 0.5,
-        "apart": {"college_biology": {"all_n": 2, "all_baseline": 1.0, "all_accuracy": 0.5}},
+def _questions(n: int, subject: str) -> list[Question]:
+    return [Question(f"Q{i}?", ("a", "b", "c", "d"), 0, subject) for i in range(n)]
+
+
+RIGHT, WRONG = [0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]
+
+
+def test_rows_give_percent_intervals_paired_tests_and_unmeasured_as_such():
+    questions = {
+        "forget_questions": _questions(4, "biology"),
+        "side_effect_questions": _questions(3, "anatomy") + _questions(2, "college_biology"),
     }
-    for name in ("general", "forget", "retain"):
-        metrics[f"{name}_loss_clean"] = 3.0
-        metrics[f"{name}_loss"] = 3.5
-    return metrics | overrides
-
-
-def test_rows_give_percent_with_n_and_leave_unmeasured_empty():
-    rows = {row["measure"]: row for row in metric_rows(_metrics())}
-    known = rows["WMDP-bio, known questions"]
-    assert known["n"] == 0 and known["baseline"] is None and known["change"] is None
+    clean = {
+        "scores": {
+            "forget_questions": [RIGHT, RIGHT, WRONG, WRONG],
+            "side_effect_questions": [RIGHT] * 5,
+        },
+        "losses": {"general": [3.0, 3.2], "forget": [2.0, 2.5], "retain": [3.0, 3.2]},
+    }
+    edited = {
+        "scores": {
+            "forget_questions": [WRONG, RIGHT, WRONG, RIGHT],
+            "side_effect_questions": [RIGHT, RIGHT, WRONG, RIGHT, WRONG],
+        },
+        "losses": {"general": [3.1, 3.5], "forget": [4.0, 5.5], "retain": [3.1, 3.5]},
+    }
+    known = {"forget_questions": np.array([0, 1]), "side_effect_questions": None}
+    result = compare(questions, ["college_biology"], clean, edited, known, min_known=2)
+    m = result["metrics"]
+    assert m["wmdp_all_flips"] == [1, 1] and m["wmdp_all_change_p"] == 1.0
+    low, high = m["wmdp_all_baseline_ci"]
+    assert low == pytest.approx(0.150, abs=1e-3) and high == pytest.approx(0.850, abs=1e-3)
+    assert m["mmlu_known_accuracy"] is None and m["wmdp_known_n"] == 2
+    assert m["forget_loss_added"] == pytest.approx(2.5)
+    assert m["forget_loss_added_se"] == pytest.approx(0.5)
+    assert m["same_text"] == [("general", "retain")]
+    rows = {row["measure"]: row for row in metric_rows(m)}
     everything = rows["WMDP-bio, all questions"]
-    assert (everything["n"], everything["baseline"], everything["intervened"]) == (4, 50.0, 25.0)
-    assert everything["change"] == -25.0
-    assert rows["college biology (apart), all"]["intervened"] == 50.0
-    assert rows["CE loss on forget text (nats)"]["change"] == 0.5
+    assert everything["n"] == 4 and everything["baseline"] == "50.0% [15.0, 85.0]"
+    assert everything["change"] == "+0.0 pts (1 right→wrong, 1 wrong→right)"
+    assert rows["MMLU side effect (pooled), known"]["intervened"] == "not measured"
+    assert rows["college biology (apart), all"]["intervened"].startswith("50.0% [")
+    assert rows["CE loss on forget text (nats)"]["change"] == "+2.5000 ± 0.5000 (SE over rows)"
+    assert "CE loss on general text = retain text (nats)" in rows
+    assert "CE loss on retain text (nats)" not in rows
 
 
 def test_sweeps_plot_known_accuracy_only_when_some_point_has_it():

@@ -32,7 +32,9 @@ def test_saebench_score_is_one_minus_the_lowest_wmdp_with_side_effects_kept():
         {"wmdp_known_accuracy": None, "mmlu_known_accuracy": 1.0},
     ]
     assert saebench_score(points) == pytest.approx(0.4)
-    assert saebench_score(points[:1]) == 0.0
+    assert saebench_score(points[:1]) == 0.0  # measured, and no run kept the side effects
+    assert saebench_score(points[3:]) is None  # no run measured on known questions
+    assert saebench_score([]) is None
 
 
 def test_sweep_points_are_the_selection_and_are_memoised(evaluator):

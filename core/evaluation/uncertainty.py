@@ -1,0 +1,38 @@
+"""Intervals and tests beside every number (METHOD §11): Wilson intervals for accuracies,
+McNemar's exact test for accuracy changes on the same questions, standard errors of means."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The 95% Wilson score interval of a proportion; None when n = 0."""
+    if n == 0:
+        return None
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(right_to_wrong: int, wrong_to_right: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs against Binomial(b + c, 1/2)."""
+    n = right_to_wrong + wrong_to_right
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(right_to_wrong, wrong_to_right) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    """(mean, standard error of the mean); the SE needs at least two values."""
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) < 2:
+        return float(array.mean()), None
+    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
