@@ -2,6 +2,7 @@
 compare generations, sweep settings. core.evaluation.evaluator does the work; this page renders."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -60,7 +61,7 @@ try:
         pick = st.columns(2)
         count = int(pick[0].number_input("Questions to attribute", 1, 5000, 20, 10))
         n = int(pick[1].number_input("n", 1, d_sae, 10, key="attribution_n"))
-        plain = EvalSettings.for_device(ws.device, known_filter=False)
+        plain = EvalSettings.for_device(ws.device, known_filter=False, split="selection")
         config = AttributionConfig(question_limit=count, n=n)
         attributor = Attributor(_evaluator(ws.name, ws.config.provenance_hash(), plain), config)
         found = attributor.cached()
@@ -290,8 +291,11 @@ with st.expander("Screen these features one at a time, then add them up"):
         bar = st.progress(0.0, text="Screening…")
         try:
             config = ScreenConfig(tuple(features), float(base), float(tolerance), method, skip_bos)
+            chooser = _evaluator(
+                ws.name, ws.config.provenance_hash(), replace(settings, split="selection")
+            )
             st.session_state.screen = screen(
-                evaluator,
+                chooser,
                 config,
                 lambda d, t, p: bar.progress(
                     d / t, text=f"{'alone' if 'feature' in p else 'together'}: {d} of {t}"
@@ -336,8 +340,12 @@ with st.expander("Sweep thresholds × n × c"):
     result_sweep = st.session_state.get("sweep")
     if result_sweep:
         points = pd.DataFrame([p for p in result_sweep["points"] if "skipped" not in p])
-        st.metric("SAEBench score", format_score(result_sweep["saebench_score"]).split(" (")[0])
-        st.caption(format_score(result_sweep["saebench_score"]))
+        scores = st.columns(2)
+        if result_sweep["questions"] == "report":
+            held_out = format_score(result_sweep["held_out_score"], held_out=True)
+            scores[0].metric("Held-out score", held_out.split(" (")[0], help=held_out)
+        optimistic = format_score(result_sweep["saebench_score"])
+        scores[1].metric("SAEBench score (optimistic)", optimistic.split(" (")[0], help=optimistic)
         grid_rule = result_sweep["config"]
         line = provenance_line(
             result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"]

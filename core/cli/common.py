@@ -36,15 +36,22 @@ def command(
     return cmd
 
 
-def add_scoring_flags(cmd: argparse.ArgumentParser) -> None:
-    """The flags that make EvalSettings (see `settings`)."""
+def add_scoring_flags(cmd: argparse.ArgumentParser, split: str = "report") -> None:
+    """The flags that make EvalSettings (see `settings`); `split` is the command's default
+    (what chooses features runs on "selection", what reports on "report")."""
     from core.evaluation.known import VARIANTS
     from core.evaluation.mcq import SCORINGS
     from core.evaluation.settings import SPLITS
 
     cmd.add_argument("--scoring", choices=list(SCORINGS), default="letter")
     cmd.add_argument("--known-variant", choices=list(VARIANTS), default="correct")
-    cmd.add_argument("--split", choices=list(SPLITS), default="all", help="known half used")
+    cmd.add_argument(
+        "--split",
+        choices=list(SPLITS),
+        default=split,
+        help="questions used: the seeded report or selection half of the sample, or all "
+        f"(optimistic); default {split}",
+    )
     cmd.add_argument(
         "--questions",
         type=int,

@@ -74,6 +74,8 @@ def _sweep(args: argparse.Namespace) -> None:
         )
 
     result = sweep(Evaluator(ws, settings(args, ws)), config, report)
+    if result["held_out_score"] is not None or result["questions"] == "report":
+        print(f"Held-out score: {format_score(result['held_out_score'], held_out=True)}")
     print(f"SAEBench score: {format_score(result['saebench_score'])}")
     write_out(args.out, result)
 
@@ -146,8 +148,9 @@ def add_commands(sub: Subcommands) -> None:
     for cmd in (evaluate, sweep, gen, screen):
         cmd.add_argument("--method", choices=list(METHODS), default="clamp")
         cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too (authors)")
-    for cmd in (evaluate, sweep, known, screen):
+    for cmd in (evaluate, sweep, known):
         add_scoring_flags(cmd)
+    add_scoring_flags(screen, split="selection")
     evaluate.add_argument("--save", action="store_true", help="store the result in --set")
     evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
     sweep.add_argument("--thresholds", default="0.01", help="retain thresholds, e.g. 0.001,0.01")

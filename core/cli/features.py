@@ -145,4 +145,4 @@ def add_commands(sub: Subcommands) -> None:
     attribute.add_argument("--n", type=int, default=20, help="features to list (and save)")
     attribute.add_argument("--save-set", help="save the top n as a feature set of this name")
     attribute.add_argument("--out", help="write the ranking with its provenance as JSON")
-    add_scoring_flags(attribute)
+    add_scoring_flags(attribute, split="selection")

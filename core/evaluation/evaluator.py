@@ -23,13 +23,14 @@ from core.evaluation.known import VARIANTS, KnownSet, build_known
 from core.evaluation.loss import row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare
-from core.evaluation.settings import FORGET, LOSS_SETS, SIDE, EvalSettings
+from core.evaluation.settings import FORGET, LOSS_SETS, SIDE, SPLITS, EvalSettings
 from core.interventions import Intervention, applied
 from core.loading import data
 from core.loading.data import Question
 from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
 
+SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
 
@@ -63,10 +64,12 @@ class Evaluator:
         return self.settings.scoring
 
     def questions(self, role: str) -> list[Question]:
+        """The questions of this evaluator's split, in the sample's order."""
         return self._questions[role]
 
     @cached_property
-    def _questions(self) -> dict[str, list[Question]]:
+    def _pool(self) -> dict[str, list[Question]]:
+        """Per role the seeded sample of `question_limit` questions (all when None)."""
         found = {}
         for role in (FORGET, SIDE):
             questions = self.ws.questions(role)
@@ -77,6 +80,22 @@ class Evaluator:
                 questions = [questions[i] for i in keep]
             found[role] = questions
         return found
+
+    def split_indices(self, role: str) -> np.ndarray:
+        """Positions in the sample of this evaluator's split: a seeded permutation puts the
+        first `1 − report_fraction` of it in "selection" and the rest in "report"."""
+        n = len(self._pool[role])
+        if self.settings.split == "all":
+            return np.arange(n)
+        order = np.random.default_rng([self.settings.seed, SPLIT_STREAM]).permutation(n)
+        cut = n - round(n * self.settings.report_fraction)
+        return np.sort(order[:cut] if self.settings.split == "selection" else order[cut:])
+
+    @cached_property
+    def _questions(self) -> dict[str, list[Question]]:
+        return {
+            role: [self._pool[role][i] for i in self.split_indices(role)] for role in (FORGET, SIDE)
+        }
 
     def model_record(self) -> dict:
         cfg = self.ws.config.model
@@ -96,11 +115,12 @@ class Evaluator:
         return self.ws.folder / "known" / f"{role}-{record_key(self._known_record(role))}.json"
 
     def known(self, role: str, progress: Progress | None = None) -> KnownSet:
-        """The known-question record of a set (24 orderings, clean model; cached on disk)."""
+        """The known-question record of the whole sample (both splits: 24 orderings, clean
+        model; cached on disk)."""
         report = None if progress is None else (lambda d, t: progress(f"known {role}", d / t))
         return build_known(
             self.scorer,
-            self.questions(role),
+            self._pool[role],
             self.known_path(role),
             self._known_record(role),
             without_question=self.settings.known_variant == "correct-iff-question",
@@ -116,15 +136,12 @@ class Evaluator:
         return "with_question" in stored and (want is None or want in stored)
 
     def known_indices(self, role: str, progress: Progress | None = None) -> np.ndarray | None:
-        """The known questions used (a variant, split half or all); None when the filter has
-        not run and the settings do not ask to run it."""
+        """Positions in `questions(role)` of its known questions (the variant's); None when
+        the filter has not run and the settings do not ask to run it."""
         if not self.settings.known_filter and not self.has_known(role):
             return None
-        known = self.known(role, progress)
-        if self.settings.split == "all":
-            return known.indices(self.settings.known_variant)
-        train, test = known.split(self.settings.known_variant, self.settings.seed)
-        return train if self.settings.split == "train" else test
+        known = self.known(role, progress).indices(self.settings.known_variant)
+        return np.flatnonzero(np.isin(self.split_indices(role), known))
 
     @cached_property
     def loss_rows(self) -> dict[str, np.ndarray]:
@@ -230,6 +247,7 @@ class Evaluator:
             **self.ws.provenance(),
             "sae_fingerprint": self.ws.sae_fingerprint(),
             "settings": asdict(self.settings),
+            "split_rule": SPLITS[self.settings.split],
             "scoring_rule": SCORINGS[self.scoring],
             "known_rule": VARIANTS[self.settings.known_variant],
             "questions": {role: len(self.questions(role)) for role in (FORGET, SIDE)},

@@ -101,13 +101,6 @@ class KnownSet:
             raise UserError(f"variant must be one of {', '.join(VARIANTS)}")
         return np.flatnonzero(keep)
 
-    def split(self, variant: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """A 50/50 (train, test) split of a variant's questions, stable for a seed."""
-        kept = self.indices(variant)
-        order = np.random.default_rng(seed).permutation(len(kept))
-        half = (len(kept) + 1) // 2
-        return np.sort(kept[order[:half]]), np.sort(kept[order[half:]])
-
 
 def build_known(
     scorer: Scorer,

@@ -4,18 +4,36 @@ with, and keying, every result."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import SCORINGS
 
-SPLITS = ("all", "train", "test")
+if TYPE_CHECKING:
+    from core.evaluation.evaluator import Evaluator
+
+SPLITS = {
+    "report": "the report split: what results are shown on",
+    "selection": "the selection split: what attribution, screening and sweeps choose on",
+    "all": "selection = report (optimistic: whatever chose the settings also scores them)",
+}
 FORGET, SIDE = "forget_questions", "side_effect_questions"
 LOSS_SETS = {
     "general": ("loss_text", "packed general text (METHOD §7)"),
     "forget": ("forget_corpus", "held-out forget text"),
     "retain": ("retain_corpus", "held-out retain text"),
 }
+
+
+def refuse_report_split(evaluator: Evaluator, what: str) -> None:
+    """What chooses features or settings never sees the questions results are shown on."""
+    if evaluator.settings.split == "report":
+        raise UserError(
+            f"{what} chooses features, so it runs on the selection split (--split selection), "
+            "never on the report split its results are shown on; 'all' is allowed and "
+            "labelled optimistic."
+        )
 
 
 @dataclass(frozen=True)
@@ -25,8 +43,11 @@ class EvalSettings:
     Args:
         scoring: a key of `SCORINGS` (letter probabilities or choice likelihoods).
         known_variant: a key of `known.VARIANTS`: which questions count as known.
-        split: the known questions used: "all", or the seeded "train" / "test" half.
-        seed: the seed of the question sample and of the known split.
+        split: which questions of the sample are used, a key of SPLITS: a seeded "report" or
+            "selection" part (disjoint; known questions are the filter's known ones in it),
+            or "all" of them.
+        report_fraction: the share of the sample in the report split.
+        seed: the seed of the question sample and of the split.
         question_limit: questions per set, a seeded sample; None for all.
         loss_rows: rows of text per loss set (general, forget, retain).
         loss_context: tokens per loss row, BOS first.
@@ -37,7 +58,8 @@ class EvalSettings:
 
     scoring: str = "letter"
     known_variant: str = "correct"
-    split: str = "all"
+    split: str = "report"
+    report_fraction: float = 0.5
     seed: int = 42
     question_limit: int | None = None
     loss_rows: int = 16
@@ -60,6 +82,8 @@ class EvalSettings:
             raise UserError(f"known variant must be one of {', '.join(VARIANTS)}")
         if self.split not in SPLITS:
             raise UserError(f"split must be one of {', '.join(SPLITS)}")
+        if not 0 < self.report_fraction < 1:
+            raise UserError("the report fraction must be between 0 and 1")
         if self.question_limit is not None and self.question_limit < 1:
             raise UserError("question limit must be at least 1")
         if self.loss_rows < 1 or self.loss_context < 8:

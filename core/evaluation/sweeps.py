@@ -11,11 +11,12 @@ import itertools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
-from core.evaluation.metrics import pareto_axes, saebench_score
+from core.evaluation.metrics import held_out_score, pareto_axes, saebench_score
+from core.evaluation.settings import refuse_report_split
 from core.features.selection import SelectionConfig, select_features
 from core.features.stats import workspace_stats
 from core.interventions import METHODS, make_intervention
@@ -159,9 +160,16 @@ def _point(metrics: dict) -> dict:
 
 
 def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None = None) -> dict:
-    """Every (threshold, n, c) point's metrics, the SAEBench score and the provenance."""
+    """Every (threshold, n, c) point's metrics on the evaluator's questions, the scores and
+    the provenance. On the report split each point is also measured on the selection split
+    (`point["selection"]`), so the best point is chosen there and scored on the report
+    split (`held_out_score`); `saebench_score` is SAEBench's protocol, best of the points on
+    the questions they are scored on (optimistic)."""
     config.check()
     ws = evaluator.ws
+    chooser = None
+    if evaluator.settings.split == "report":
+        chooser = Evaluator(ws, replace(evaluator.settings, split="selection"))
     table, stats_record = workspace_stats(ws)
     grid = config.points()
     points = []
@@ -171,6 +179,9 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
         point = {"threshold": threshold, "n": n, "c": c, "features": features}
         if features:
             point |= _point(_metrics(evaluator, features, c, config.method, config.skip_bos))
+            if chooser is not None:
+                chosen = _metrics(chooser, features, c, config.method, config.skip_bos)
+                point["selection"] = _point(chosen)
         else:
             point["skipped"] = f"no feature has retain frequency < {threshold}"
         points.append(point)
@@ -182,7 +193,9 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
         "provenance": evaluator.provenance() | {"statistics": stats_record},
         "config": asdict(config),
         "points": points,
+        "questions": evaluator.settings.split,
         "saebench_score": saebench_score(points),
+        "held_out_score": None if chooser is None else held_out_score(points),
         "reference": REFERENCE_POINTS.get(ws.name, []),
     }
 
@@ -192,6 +205,7 @@ def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None
     questions when there are any) drops by at most the tolerance; then the kept ones added
     cumulatively in the candidates' order (first k, k = 1, 2, ...)."""
     config.check()
+    refuse_report_split(evaluator, "Screening")
     c, method, skip_bos = config.c, config.method, config.skip_bos
     candidates = list(config.candidates)
     make_intervention(evaluator.ws, candidates, [c] * len(candidates), method, 1.0, skip_bos)
@@ -223,6 +237,7 @@ def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None
         "version": 2,
         "provenance": evaluator.provenance(),
         "config": asdict(config),
+        "questions": evaluator.settings.split,
         "singles": singles,
         "kept": kept,
         "cumulative": cumulative,

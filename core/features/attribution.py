@@ -28,6 +28,7 @@ from torch import Tensor
 
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
+from core.evaluation.settings import refuse_report_split
 from core.loading.data import Question
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_logits, model_lock, pad_right
 from core.workspace.records import record_key
@@ -135,6 +136,7 @@ class Attributor:
     def __init__(self, evaluator: Evaluator, config: AttributionConfig | None = None):
         self.config = config or AttributionConfig()
         self.config.check()
+        refuse_report_split(evaluator, "Gradient attribution")
         self.evaluator = evaluator
 
     @property
@@ -148,10 +150,10 @@ class Attributor:
         settings = self.evaluator.settings
         if known is not None and len(known):
             questions = [questions[i] for i in known]
-            which = f"known ({settings.known_variant}, {settings.split})"
+            which = f"known ({settings.known_variant}), {settings.split} split"
         else:
             state = "has not run" if known is None else "found none"
-            which = f"all sampled (the known-question filter {state})"
+            which = f"all sampled, {settings.split} split (the known-question filter {state})"
         limit = self.config.question_limit
         return (questions[:limit] if limit else questions), which
 

@@ -4,10 +4,12 @@ provenance, the disk memo."""
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
+from core.evaluation.known import KnownSet
 from core.evaluation.settings import EvalSettings
 from core.interventions import make_intervention
 from core.workspace.config import load_config
@@ -19,7 +21,9 @@ pytestmark = pytest.mark.model
 
 def test_evaluate_reports_side_effects_and_is_memoised(offline_ws):
     features = biology_features(offline_ws, 10)
-    settings = EvalSettings(question_limit=3, loss_rows=3, loss_context=64, known_filter=False)
+    settings = EvalSettings(
+        question_limit=3, loss_rows=3, loss_context=64, known_filter=False, split="all"
+    )
     evaluator = Evaluator(offline_ws, settings)
     iv = make_intervention(offline_ws, features, [20.0] * len(features))
     result = evaluator.evaluate(iv)
@@ -73,3 +77,28 @@ def test_two_runs_at_once_on_the_shared_model_give_what_each_gives_alone(
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = dict(zip(edits, pool.map(evaluate, edits, ["together"] * 2), strict=True))
     assert together == alone
+
+
+def test_selection_and_report_splits_are_disjoint_seeded_and_share_the_known_filter(
+    offline_ws, monkeypatch
+):
+    role = "forget_questions"
+    split = {
+        name: Evaluator(offline_ws, EvalSettings(question_limit=10, split=name))
+        for name in ("selection", "report", "all")
+    }
+    chosen = {name: set(ev.split_indices(role).tolist()) for name, ev in split.items()}
+    assert len(chosen["selection"]) == len(chosen["report"]) == 5
+    assert chosen["selection"] | chosen["report"] == chosen["all"] == set(range(10))
+    assert not chosen["selection"] & chosen["report"]
+    again = Evaluator(offline_ws, EvalSettings(question_limit=10, split="report"))
+    assert again.questions(role) == split["report"].questions(role)
+    right = np.where(np.arange(10) % 3 == 0, 24, 23)  # questions 0, 3, 6, 9 of the sample known
+    for name, evaluator in split.items():
+        pool = evaluator._pool[role]
+        known = KnownSet(pool, right, None, {})
+        monkeypatch.setattr(evaluator, "known", lambda r, progress=None, k=known: k)
+        monkeypatch.setattr(evaluator, "has_known", lambda r: True)
+        positions = evaluator.known_indices(role)
+        sample_positions = evaluator.split_indices(role)[positions]
+        assert set(sample_positions.tolist()) == {0, 3, 6, 9} & chosen[name]

@@ -1,6 +1,8 @@
 """Sweeps and the paper's screening on the small real workspace: every point is an evaluation,
 memoised on disk; the SAEBench score from its definition."""
 
+from dataclasses import replace
+
 import pytest
 
 from core.errors import UserError
@@ -24,6 +26,12 @@ def evaluator(small_app_env, monkeypatch) -> Evaluator:
     return Evaluator(ws, settings)
 
 
+@pytest.fixture
+def chooser(evaluator) -> Evaluator:
+    """The same settings on the selection split, where screening runs."""
+    return Evaluator(evaluator.ws, replace(evaluator.settings, split="selection"))
+
+
 def test_saebench_score_is_one_minus_the_lowest_wmdp_with_side_effects_kept():
     points = [
         {"wmdp_known_accuracy": 0.4, "mmlu_known_accuracy": 0.98},  # side effects too big
@@ -44,13 +52,16 @@ def test_sweep_points_are_the_selection_and_are_memoised(evaluator):
     assert point["features"] == select_features(table, SelectionConfig(0.01, 2))["feature"].tolist()
     assert point["wmdp_all_accuracy"] is not None and point["forget_loss_added"] is not None
     assert "no feature" in empty["skipped"]
+    assert point["selection"]["wmdp_all_n"] == point["wmdp_all_n"] == 1  # halves of 2
+    assert result["questions"] == "report" and result["held_out_score"] is None  # none known
     runs = sorted(evaluator.folder.glob("run-*.json"))
     again = sweep(evaluator, SweepConfig((0.01,), (2,), (20.0,)))
     assert again["points"][0]["forget_loss_added"] == point["forget_loss_added"]
     assert sorted(evaluator.folder.glob("run-*.json")) == runs
 
 
-def test_screen_keeps_features_without_side_effects_and_adds_them_up(evaluator):
+def test_screen_keeps_features_without_side_effects_and_adds_them_up(chooser):
+    evaluator = chooser
     table, _ = workspace_stats(evaluator.ws)
     candidates = select_features(table, SelectionConfig(0.01, 3))["feature"].tolist()
     every_drop_kept = ScreenConfig(tuple(candidates), c=20.0, tolerance=1.0)
@@ -65,8 +76,13 @@ def test_screen_keeps_features_without_side_effects_and_adds_them_up(evaluator):
     assert strict["kept"] == [] and strict["cumulative"] == []
 
 
-def test_screen_refuses_a_bad_candidate_before_running_any(evaluator):
-    before = sorted(evaluator.folder.glob("*.json"))
+def test_screen_refuses_a_bad_candidate_before_running_any(chooser):
+    before = sorted(chooser.folder.glob("*.json"))
     with pytest.raises(UserError, match="out of range"):
-        screen(evaluator, ScreenConfig((1, 99_999), c=20.0))
-    assert sorted(evaluator.folder.glob("*.json")) == before
+        screen(chooser, ScreenConfig((1, 99_999), c=20.0))
+    assert sorted(chooser.folder.glob("*.json")) == before
+
+
+def test_screening_never_chooses_on_the_report_split(evaluator):
+    with pytest.raises(UserError, match="selection split"):
+        screen(evaluator, ScreenConfig((1, 2), c=20.0))

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def evaluator(offline_ws):
-    return Evaluator(offline_ws, EvalSettings(question_limit=3, known_filter=False))
+    settings = EvalSettings(question_limit=6, known_filter=False, split="selection")
+    return Evaluator(offline_ws, settings)  # 3 questions: the selection half of 6
 
 
 def _metric(ws, scorer, question, feature: int | None = None, eps: float = 0.0) -> float:
@@ -76,13 +77,13 @@ def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monke
 
     monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
     out = tmp_path / "ranking.json"
-    argv = ["attribute", "--questions", "2", "--skip-known", "--n", "3", "--save-set", "attr"]
+    argv = ["attribute", "--questions", "4", "--skip-known", "--n", "3", "--save-set", "attr"]
     assert main([*argv, "--out", str(out)]) == 0
     ranking = json.loads(out.read_text())
     assert 0 < len(ranking["features"]) <= 3
-    assert ranking["provenance"]["questions_used"].startswith("2 all sampled")
+    assert ranking["provenance"]["questions_used"].startswith("2 all sampled, selection split")
+    assert ranking["config"] == {"role": "forget_questions", "question_limit": None, "n": 3}
     assert ranking["provenance"]["hook"] == offline_ws.hook
-    saved = LabelStore.for_workspace(offline_ws).get_set(
-        "attr"
-    )  # the folder follows the environment
+    saved = LabelStore.for_workspace(offline_ws).get_set("attr")  # folder from the environment
     assert list(saved.features) == ranking["features"]
+    assert main(["attribute", "--split", "report", "--questions", "4"]) == 2  # never on report

@@ -22,7 +22,7 @@ def _number(at: AppTest, label: str):
 
 def test_short_run_shows_accuracy_and_loss_tables(app):
     _number(app, "n").set_value(3).run()
-    _number(app, "Questions per set (0 = all)").set_value(2)
+    _number(app, "Questions per set (0 = all)").set_value(4)  # 2 of them reported
     _number(app, "Loss rows per text").set_value(1)
     next(s for s in app.slider if s.label == "Global multiplier").set_value(1.5)
     next(b for b in app.button if b.label == "Run").click().run()

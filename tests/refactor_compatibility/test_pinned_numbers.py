@@ -87,7 +87,9 @@ def mcq(ws: Workspace) -> dict:
 
 def fixed_sweep(ws: Workspace) -> dict:
     """One sweep point on tiny budgets, and the SAEBench score of fixed points."""
-    settings = EvalSettings(question_limit=2, loss_rows=1, loss_context=32, known_filter=False)
+    settings = EvalSettings(
+        question_limit=2, loss_rows=1, loss_context=32, known_filter=False, split="all"
+    )
     result = sweep(Evaluator(ws, settings), SweepConfig((0.01,), (3,), (20.0,)))
     point = result["points"][0]
     keys = ("features", "wmdp_all_accuracy", "mmlu_all_accuracy", "loss_added")
@@ -101,9 +103,12 @@ def fixed_sweep(ws: Workspace) -> dict:
 
 def disk_keys(ws: Workspace) -> dict:
     """The folder and file names the caches, the known filter and the baseline are kept
-    under: unchanged names mean caches on disk keep working. (Re-pinned once on purpose:
-    evaluation memos are now also keyed by the contents of the question and text files.)"""
-    settings = EvalSettings(question_limit=2, loss_rows=1, loss_context=32, known_filter=False)
+    under: unchanged names mean caches on disk keep working. (The baseline's name was
+    re-pinned on purpose: evaluation memos are now also keyed by the contents of the
+    question and text files and by the new settings, split and min_known.)"""
+    settings = EvalSettings(
+        question_limit=2, loss_rows=1, loss_context=32, known_filter=False, split="all"
+    )
     evaluator = Evaluator(ws, settings)
     return {
         **{role: ActivationCache.for_workspace(ws, role).folder.name for role in CORPORA},
