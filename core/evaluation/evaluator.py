@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.evaluation.known import VARIANTS, KnownSet, build_known
+from core.evaluation.known import VARIANTS, WITHOUT_QUESTION, KnownSet, build_known
 from core.evaluation.loss import row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare
@@ -132,7 +132,8 @@ class Evaluator:
         if not path.exists():
             return False
         stored = json.loads(path.read_text())
-        want = "without_question" if self.settings.known_variant == "correct-iff-question" else None
+        iff = self.settings.known_variant == "correct-iff-question"
+        want = WITHOUT_QUESTION if iff else None
         return "with_question" in stored and (want is None or want in stored)
 
     def known_indices(self, role: str, progress: Progress | None = None) -> np.ndarray | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,14 @@ VARIANTS = {
     "correct": "right in all 24 orderings",
     "correct-iff-question": "right in all 24 orderings, and not right in all 24 without the "
     "question text",
-    "correct-no-tricks": "right in all 24 orderings, no 'All of the above' or 'A and B' choices",
+    "correct-no-tricks": "right in all 24 orderings, and no choice is exactly 'All of the above' "
+    "or '[Both ]X and|& Y' with X, Y letters A-D (SAEBench's rule)",
 }
-TRICKS = ("all of the above", "none of the above", "a and b", "both a and b", "a, b")
+TRICK_CHOICE = re.compile(r"^(Both )?(A|B|C|D) (and|&) (A|B|C|D)$")  # SAEBench's pattern
 CACHE_VERSION = 1
+# The no-question pass, stored under the name of its prompt (choices only, as SAEBench), so a
+# record of the earlier prompt (lead-in line kept) is recomputed, not read.
+WITHOUT_QUESTION = "without_question_choices_only"
 QUESTIONS_PER_CALL = 8  # their trees' rows batch together
 
 
@@ -42,7 +47,10 @@ def question_set_hash(questions: Sequence[Question]) -> str:
 
 
 def has_tricks(question: Question) -> bool:
-    return any(choice.strip().lower().startswith(TRICKS) for choice in question.choices)
+    """SAEBench's `_find_correct_no_tricks` rule, exactly (case and spaces matter)."""
+    return any(
+        TRICK_CHOICE.match(choice) or choice == "All of the above" for choice in question.choices
+    )
 
 
 @torch.no_grad()
@@ -116,7 +124,7 @@ def build_known(
     stored = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     if stored.get("key") != record:
         stored = {"key": record}
-    passes = [("with_question", True)] + ([("without_question", False)] * without_question)
+    passes = [("with_question", True)] + ([(WITHOUT_QUESTION, False)] * without_question)
     total = len(questions) * len(passes)
     done = 0
     for name, with_question in passes:
@@ -132,7 +140,7 @@ def build_known(
             write_json(cache_path, stored)
         else:
             done += len(questions)
-    without = stored.get("without_question")
+    without = stored.get(WITHOUT_QUESTION)
     return KnownSet(
         questions=questions,
         right=np.array(stored["with_question"]),
