@@ -218,9 +218,12 @@ if names:
         buttons[2].caption(plain(exc))
 st.download_button("Labels CSV", labels_csv(store), file_name=f"{ws.name}-labels.csv")
 upload = st.file_uploader("Import a feature set (JSON exported by this app)", type=["json"])
+force = st.checkbox(
+    "Import even if it was made for other weights of this SAE (e.g. before a retraining)"
+)
 if upload is not None and st.button("Import"):
     try:
-        imported = import_set(store, upload.getvalue())
+        imported = import_set(store, upload.getvalue(), force=force)
         st.success(f"Imported {plain(imported)}.")
     except UserError as exc:
         st.error(plain(exc))

@@ -46,7 +46,7 @@ def _import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"{path} is not a file.")
-    name = import_set(store, path.read_bytes(), args.name, args.overwrite)
+    name = import_set(store, path.read_bytes(), args.name, args.overwrite, args.force)
     print(f"imported set '{name}'")
 
 
@@ -62,4 +62,9 @@ def add_commands(sub: Subcommands) -> None:
     imported = command(sub, "import", _import, "Import a feature set exported as JSON.")
     imported.add_argument("file", help="the exported JSON file")
     imported.add_argument("--name", help="save under this name instead")
-    imported.add_argument("--overwrite", action="store_true", help="replace a set of that name")
+    imported.add_argument(
+        "--overwrite", action="store_true", help="replace a set of that name, newer labels too"
+    )
+    imported.add_argument(
+        "--force", action="store_true", help="accept a set made for other weights of the SAE"
+    )

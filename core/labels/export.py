@@ -52,7 +52,7 @@ def export_set(ws: Workspace, store: LabelStore, name: str) -> dict[str, Any]:
         "workspace": ws.config.provenance(),
         "provenance": ws.provenance(),
         "sae": {
-            "identity": store.sae,
+            "identity": store.identity,
             "d_sae": store.d_sae,
             "hook": ws.hook,
             "weights": ws.sae_fingerprint(),
@@ -90,8 +90,9 @@ def _label_record(label: Label | None) -> dict[str, Any] | None:
     }
 
 
-def parse_import(raw: bytes | str, store: LabelStore) -> dict[str, Any]:
-    """Validate an exported JSON against this SAE; return the payload or raise with a reason."""
+def parse_import(raw: bytes | str, store: LabelStore, force: bool = False) -> dict[str, Any]:
+    """Validate an exported JSON against this SAE (its weights, unless `force`, and its
+    width); return the payload or raise with a reason."""
     if len(raw) > MAX_IMPORT_BYTES:
         raise ImportRejected(
             f"The file is {len(raw):,} bytes; imports are limited to {MAX_IMPORT_BYTES:,}."
@@ -111,11 +112,18 @@ def parse_import(raw: bytes | str, store: LabelStore) -> dict[str, Any]:
     sae = payload.get("sae")
     if not isinstance(sae, dict):
         raise ImportRejected("The export has no 'sae' object saying which SAE it was made for.")
-    if sae.get("identity") != store.sae or sae.get("d_sae") != store.d_sae:
+    if sae.get("d_sae") != store.d_sae:
         raise ImportRejected(
             f"This set was made for SAE {sae.get('identity')!r} ({sae.get('d_sae')} features), "
-            f"not this workspace's {store.sae!r} ({store.d_sae} features). Open the workspace "
-            "it came from, or re-select the features here."
+            f"not this workspace's {store.identity!r} ({store.d_sae} features). Open the "
+            "workspace it came from, or re-select the features here."
+        )
+    if sae.get("weights") != store.sae and not force:
+        raise ImportRejected(
+            f"This set was made for SAE {sae.get('identity')!r} with weights "
+            f"{str(sae.get('weights'))[:23]!r}, not this workspace's {store.identity!r} "
+            f"({store.sae[:23]!r}): the same feature ids may mean other features (an SAE "
+            "retrained in place). Import anyway with --force (or the page's checkbox)."
         )
     body = payload.get("set")
     if not isinstance(body, dict):
@@ -148,10 +156,15 @@ def parse_import(raw: bytes | str, store: LabelStore) -> dict[str, Any]:
 
 
 def import_set(
-    store: LabelStore, raw: bytes | str, name: str | None = None, overwrite: bool = False
+    store: LabelStore,
+    raw: bytes | str,
+    name: str | None = None,
+    overwrite: bool = False,
+    force: bool = False,
 ) -> str:
-    """Import an exported set (and its labels). All or nothing; returns the set's name."""
-    payload = parse_import(raw, store)
+    """Import an exported set (and its labels). All or nothing; returns the set's name.
+    `force` accepts a set made for other weights of an SAE of the same width."""
+    payload = parse_import(raw, store, force)
     body = payload["set"]
     entries = body["features"]
     labels = {
@@ -277,7 +290,7 @@ def labels_csv(store: LabelStore) -> str:
     for feature, label in sorted(store.labels().items()):
         writer.writerow(
             [
-                store.sae,
+                store.identity,
                 feature,
                 *map(spreadsheet_safe, (label.label, label.note, ";".join(label.tags))),
                 spreadsheet_safe(label.author),

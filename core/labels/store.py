@@ -4,10 +4,12 @@
     store.set_label(40, label="DNA replication", tags=["biology"])
     store.save_set("top 10", [40, 12, 311])
 
-Keyed by (SAE identity, feature id), so labels survive restarts, cache rebuilds and app
-upgrades (core.labels.schema migrates forward). Every label write is also kept in a history
-table, an edit changes only the fields it names, and every write is one transaction, so two
-sessions editing at once lose nothing.
+Keyed by (SAE weights, feature id): the weights' hash for a local SAE, its registry
+coordinates for a public one. Labels survive restarts, cache rebuilds, moving the SAE's
+folder and app upgrades (core.labels.schema migrates forward); an SAE retrained in place
+starts with no labels instead of inheriting ones made for other features. Every label write
+is also kept in a history table, an edit changes only the fields it names, and every write
+is one transaction, so two sessions editing at once lose nothing.
 """
 
 from __future__ import annotations
@@ -61,12 +63,14 @@ class Label:
 
 
 class LabelStore:
-    """Labels and feature sets of one SAE (`sae` is its identity string)."""
+    """Labels and feature sets of one SAE: `sae` is the key rows are stored under (its
+    weights), `identity` how the workspace names it (defaults to the key)."""
 
-    def __init__(self, path: Path, sae: str, d_sae: int):
+    def __init__(self, path: Path, sae: str, d_sae: int, identity: str | None = None):
         self.path = path
         self.sae = sae
         self.d_sae = d_sae
+        self.identity = identity or sae
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             migrate(path)
@@ -97,8 +101,46 @@ class LabelStore:
 
     @classmethod
     def for_workspace(cls, ws: Workspace) -> LabelStore:
-        """The workspace's store, for its SAE."""
-        return cls(ws.folder / "labels.sqlite", ws.config.sae.identity(), ws.sae_width())
+        """The workspace's store, for its SAE's weights. Rows an earlier version stored under
+        the SAE's name are moved to its weights once (see `adopt`)."""
+        identity = ws.config.sae.identity()
+        store = cls(ws.folder / "labels.sqlite", ws.sae_fingerprint(), ws.sae_width(), identity)
+        store.adopt(identity)
+        return store
+
+    def adopt(self, old_key: str) -> int:
+        """Move rows kept under `old_key` (how labels were keyed before they were keyed by
+        weights) to this SAE, when this SAE has none yet; a history row records it. Returns
+        how many labels moved."""
+        if old_key == self.sae:
+            return 0
+        with self._db() as db:
+            old = db.execute("SELECT count(*) FROM labels WHERE sae = ?", (old_key,)).fetchone()
+            sets = db.execute(
+                "SELECT count(*) FROM feature_sets WHERE sae = ?", (old_key,)
+            ).fetchone()
+        if not old[0] and not sets[0]:
+            return 0
+        with self._db(write=True) as db:
+            db.execute("BEGIN IMMEDIATE")
+            taken = db.execute(
+                "SELECT (SELECT count(*) FROM labels WHERE sae = ?) + "
+                "(SELECT count(*) FROM feature_sets WHERE sae = ?)",
+                (self.sae, self.sae),
+            ).fetchone()[0]
+            if taken:
+                db.execute("ROLLBACK")
+                return 0
+            for table in ("labels", "label_history", "feature_sets"):
+                db.execute(f"UPDATE {table} SET sae = ? WHERE sae = ?", (self.sae, old_key))
+            note = json.dumps({"moved": f"from {old_key} to the weights {self.sae}"})
+            db.execute(
+                "INSERT INTO label_history (sae, feature, changes, author, at) "
+                "SELECT sae, feature, ?, 'unlearning-lens', ? FROM labels WHERE sae = ?",
+                (note, now(), self.sae),
+            )
+            db.execute("COMMIT")
+        return int(old[0])
 
     def check_feature(self, feature: int) -> int:
         if not isinstance(feature, int) or isinstance(feature, bool):

@@ -28,7 +28,7 @@ def ws() -> Workspace:
 
 
 def make_store(ws, path) -> LabelStore:
-    return LabelStore(path, ws.config.sae.identity(), d_sae=4096)
+    return LabelStore(path, ws.sae_fingerprint(), d_sae=4096, identity=ws.config.sae.identity())
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def snapshot(store: LabelStore):
 def test_json_round_trips_exactly(ws, store, tmp_path):
     exported = export_set(ws, store, "bio top-3")
     assert exported["sae"] == {
-        "identity": store.sae,
+        "identity": ws.config.sae.identity(),
         "d_sae": 4096,
         "hook": "blocks.9.hook_resid_post",
         "weights": ws.sae_fingerprint(),
@@ -115,8 +115,8 @@ def _export(ws, store):
         (lambda e: json.dumps({**e, "kind": "something-else"}), "Not an Unlearning Lens"),
         (lambda e: json.dumps({**e, "version": 99}), "version 99"),
         (
-            lambda e: json.dumps({**e, "sae": {**e["sae"], "identity": "sae-lens:other/sae"}}),
-            "made for SAE 'sae-lens:other/sae'",
+            lambda e: json.dumps({**e, "sae": {**e["sae"], "weights": "sha256:0123"}}),
+            "with weights 'sha256:0123'.* --force",
         ),
         (lambda e: json.dumps({**e, "sae": {**e["sae"], "d_sae": 16384}}), "16384 features"),
         (
@@ -146,7 +146,7 @@ def _export(ws, store):
         "malformed",
         "kind",
         "version",
-        "other-sae",
+        "retrained-sae",
         "width",
         "out-of-range",
         "duplicate",
@@ -205,3 +205,23 @@ def test_csv_cells_that_would_start_a_formula_are_quoted_as_text(ws, store):
     )
     steered = pd.read_csv(io.StringIO(steered_csv(ws, store, "bio top-3", 20.0)), dtype=str)
     assert steered[steered["feature_index"] == "11"]["description"].item().startswith("'=")
+
+
+def test_a_set_for_other_weights_imports_only_when_forced(ws, store):
+    exported = export_set(ws, store, "bio top-3")
+    exported["sae"]["weights"] = "sha256:retrained"
+    with pytest.raises(ImportRejected, match="--force"):
+        import_set(store, json.dumps(exported), name="old weights")
+    assert import_set(store, json.dumps(exported), name="old weights", force=True) == "old weights"
+
+
+def test_labels_kept_under_the_sae_name_move_to_its_weights_once(ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    before = LabelStore(ws.folder / "labels.sqlite", ws.config.sae.identity(), d_sae=4096)
+    before.set_label(12, label="kept by name", author="ada")
+    before.save_set("named", [12])
+    store = LabelStore.for_workspace(ws)
+    assert store.sae == ws.sae_fingerprint() != ws.config.sae.identity()
+    assert store.label(12).label == "kept by name" and store.set_names() == ["named"]
+    assert "moved" in store.history(12)[-1]["changes"]
+    assert store.adopt(ws.config.sae.identity()) == 0  # once

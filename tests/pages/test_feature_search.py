@@ -24,7 +24,7 @@ def app(small_app_env, monkeypatch) -> AppTest:
 
 def store() -> LabelStore:
     ws = Workspace.open("offline-gemma3-270m")
-    return LabelStore(ws.folder / "labels.sqlite", ws.config.sae.identity(), 4096)
+    return LabelStore.for_workspace(ws)
 
 
 def test_provenance_threshold_and_top_n(app):
