@@ -132,10 +132,11 @@ def _statistics(name: str, cache_keys: tuple[str, ...]):
 
 def statistics(ws: Workspace):
     """(feature table, provenance) from the caches; recomputed only when a cache changes."""
+    from core.cache.spec import default_rows
     from core.cache.store import ActivationCache
 
     keys = tuple(
-        ActivationCache.for_workspace(ws, role).spec.key()
+        f"{ActivationCache.for_workspace(ws, role).spec.key()}:{default_rows(ws, role)}"
         for role in ("forget_corpus", "retain_corpus")
     )
     return _statistics(ws.name, keys)

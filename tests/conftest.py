@@ -1,6 +1,14 @@
-"""Shared fixtures: the real offline workspace, loaded once per test session."""
+"""Shared fixtures: the real offline workspace, loaded once per test session.
+
+The session writes into a temporary cache folder: no test reads or writes the repo's
+cache/ (the converted model stays in the user cache, as `make run` leaves it)."""
+
+import os
+import tempfile
 
 import pytest
+
+os.environ["UNLEARNING_LENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="unlearning-lens-tests-")
 
 from core.workspace.environment import configure_environment
 from core.workspace.workspace import Workspace

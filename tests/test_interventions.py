@@ -1,9 +1,11 @@
 """Interventions at the SAE's hook on the real offline model and SAE: what changes, where,
 and what is refused."""
 
+import numpy as np
 import pytest
 import torch
 
+from core.cache.store import ActivationCache
 from core.errors import UserError
 from core.evaluation.mcq import encode_prompt
 from core.interventions import Intervention, applied, edit, make_intervention
@@ -83,8 +85,12 @@ def test_mean_ablation_moves_the_feature_to_its_retain_mean(small_app_env, monke
     row = table.sort_values("retain_freq_saebench").iloc[-1]  # fires most on retain text
     feature = int(row["feature"])
     iv = make_intervention(ws, [feature], [1.0], "mean")
-    expected = row["retain_mean_saebench"] * row["retain_freq_saebench"]
-    assert iv.means[0] == pytest.approx(expected) and iv.means[0] > 0
+    cache = ActivationCache.for_workspace(ws, "retain_corpus")  # the mean, straight from it
+    where, values = cache.feature(feature)
+    tokens = np.asarray(cache.tokens()).ravel()
+    counted = ~np.isin(tokens, cache.special_token_ids())
+    expected = values[counted[where]].astype(np.float64).sum() / counted.sum()
+    assert iv.means[0] == pytest.approx(expected, rel=1e-4) and iv.means[0] > 0
     assert make_intervention(ws, [feature], [1.0], "mean", table=table).means == iv.means
     acts = ws.sae.encode(resid)[..., feature]
     moved = (edit(ws.sae, resid, iv, [feature]) - resid)[0]

@@ -74,6 +74,10 @@ def test_screen_keeps_features_without_side_effects_and_adds_them_up(chooser):
     no_drop_kept = ScreenConfig(tuple(candidates), c=20.0, tolerance=-1.0)
     strict = screen(evaluator, no_drop_kept)
     assert strict["kept"] == [] and strict["cumulative"] == []
+    at_zero = screen(evaluator, ScreenConfig(tuple(candidates), c=20.0, tolerance=0.0))
+    assert [s["kept"] for s in at_zero["singles"]] == [
+        s["side_drop"] is not None and s["side_drop"] <= 0 for s in at_zero["singles"]
+    ]
 
 
 def test_screen_refuses_a_bad_candidate_before_running_any(chooser):

@@ -15,6 +15,7 @@ from core.features.examples import (
     logit_effects,
 )
 from core.features.render import render_tokens
+from core.runtime.forward import final_logits
 from core.workspace.paths import REPO_ROOT
 from core.workspace.workspace import Workspace
 
@@ -84,10 +85,20 @@ def test_pasted_text_is_capped_and_empty_text_refused(small):
     assert all(len(item["features"]) <= 5 for item in rows)
 
 
-def test_logit_effects_rank_and_range(small):
+@torch.no_grad()
+def test_logit_effects_are_what_the_feature_does_to_the_logits(small):
     promote, suppress = logit_effects(small, 3, k=5)
     assert len(promote) == len(suppress) == 5
-    assert promote[0][1] >= promote[-1][1] and suppress[0][1] <= suppress[-1][1]
+    model = small.model
+    resid = model(model.to_tokens("The cell membrane is made of"), stop_at_layer=model.cfg.n_layers)
+    last = resid[0, -1]
+    nudged = last + 1e-3 * last.norm() * small.sae.W_dec[3]  # the decoder direction, added
+    shift = final_logits(model, nudged) - final_logits(model, last)  # after the last block
+    near = 500  # of 262k tokens
+    raised = {small.tokenizer.decode([int(i)]) for i in shift.topk(near).indices}
+    lowered = {small.tokenizer.decode([int(i)]) for i in (-shift).topk(near).indices}
+    assert {token for token, _ in promote} <= raised
+    assert {token for token, _ in suppress} <= lowered
     with pytest.raises(UserError, match="out of range"):
         logit_effects(small, 4096)
 

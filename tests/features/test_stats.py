@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.cache.store import ActivationCache
 from core.features.selection import SelectionConfig, select_features
-from core.features.stats import _segment_max, _segment_sum
+from core.features.stats import _segment_max, _segment_sum, feature_histogram, workspace_stats
+from core.workspace.workspace import Workspace
 
 
 def table(forget, retain, variant="saebench") -> pd.DataFrame:
@@ -52,3 +54,16 @@ def test_segment_reductions_handle_empty_segments():
     values = np.array([1.0, 3.0, 2.0, 7.0, 0.5])
     assert _segment_sum(indptr, values).tolist() == [0.0, 4.0, 0.0, 9.5, 0.0]
     assert _segment_max(indptr, values).tolist() == [0.0, 3.0, 0.0, 7.0, 0.0]
+
+
+@pytest.mark.model
+def test_histogram_counts_the_positions_the_frequencies_count(small_app_env, monkeypatch):
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    ws = Workspace.open("offline-gemma3-270m")
+    table, _ = workspace_stats(ws)
+    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    for feature in table.nlargest(3, "forget_count_saebench")["feature"]:
+        edges, counts = feature_histogram(cache, int(feature))
+        assert counts.sum() == table.loc[feature, "forget_count_saebench"]
+        assert np.all(np.diff(edges) > 0) and edges[0] == 0

@@ -101,11 +101,6 @@ def browser():
     driver.quit()
 
 
-def test_health_endpoint(server):
-    with urllib.request.urlopen(f"{server}/_stcore/health", timeout=5) as response:
-        assert response.status == 200
-
-
 def test_page_shows_the_workspace_in_the_sidebar(server, browser, tmp_path_factory):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
