@@ -204,11 +204,20 @@ if names:
         file_name=f"{exported}.json",
         mime="application/json",
     )
-    buttons[1].download_button(
-        "lm-eval steered CSV",
-        steered_csv(ws, store, exported, c_value),
-        file_name=f"{exported}.csv",
-    )
+    steered_feature = None
+    chosen_set = store.get_set(exported)
+    if len(chosen_set.features) > 1:
+        steered_feature = buttons[3].selectbox(
+            "Feature for lm-eval (one per hook point)", chosen_set.features
+        )
+    try:
+        buttons[1].download_button(
+            "lm-eval steered CSV",
+            steered_csv(ws, store, exported, c_value, steered_feature),
+            file_name=f"{exported}.csv",
+        )
+    except UserError as exc:
+        buttons[1].caption(plain(exc))
     try:
         payload = json.dumps(neuronpedia_payload(ws, store, exported), indent=2)
         buttons[2].download_button(

@@ -129,7 +129,17 @@ with st.form("intervention"):
     method = top[0].selectbox(
         "Method", list(METHODS), format_func=lambda m: f"{m}: {METHODS[m]}", key="method"
     )
-    base = top[1].number_input("c (or m for scale)", 0.0, 10_000.0, 20.0, 1.0, key="base_c")
+    suggested = sources.typical_clamp(table, features)
+    base = top[1].number_input(
+        "c (or m for scale)",
+        0.0,
+        10_000.0,
+        suggested,
+        0.1,
+        key=f"base_c-{suggested}",
+        help=f"Starts at {suggested:g}: twice the median of these features' largest activation "
+        "on forget text (the paper's c = 20-100 suits SAEs whose activations run to tens).",
+    )
     multiplier = top[2].slider("Global multiplier", 0.0, 5.0, 1.0, 0.05, key="multiplier")
     skip_bos = top[3].toggle("Leave BOS alone (SAEBench)", value=True, key="skip_bos")
     st.caption(
@@ -147,7 +157,12 @@ with st.form("intervention"):
         )
         values.append(
             slider_columns[i % 2].slider(
-                label, 0.0, max(200.0, start), start, 1.0, key=f"c-{feature}-{start}"
+                label,
+                0.0,
+                max(10 * suggested, 2 * start, 1.0),
+                start,
+                0.1,
+                key=f"c-{feature}-{start}",
             )
         )
     if len(features) > 50:

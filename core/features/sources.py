@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from core.errors import UserError
@@ -88,3 +89,16 @@ def from_selection(table: pd.DataFrame, config: SelectionConfig) -> FeatureChoic
 
 def from_attribution(found: Attribution, n: int) -> FeatureChoice:
     return choice(found.top(n), "attribution")
+
+
+def typical_clamp(table: pd.DataFrame, features: list[int], variant: str = "saebench") -> float:
+    """A starting c on the features' own scale: twice the median of their largest activation
+    on forget text (two significant digits; 1.0 when none fires). The paper's c of 20-100
+    fits SAEs whose activations run to tens; clamps far beyond a feature's own size destroy
+    the answer format instead of the knowledge."""
+    peaks = table.set_index("feature").loc[features, f"forget_max_{variant}"].to_numpy()
+    peaks = peaks[peaks > 0]
+    if not len(peaks):
+        return 1.0
+    value = 2 * float(np.median(peaks))
+    return float(f"{value:.2g}")

@@ -27,7 +27,7 @@ MAX_IMPORT_BYTES = 5_000_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 STEERED_COLUMNS = (
     "loader",
-    "hook_action",
+    "action",
     "sparse_model",
     "hookpoint",
     "feature_index",
@@ -203,43 +203,58 @@ def hf_hookpoint(hook: str) -> str:
     return f"layers.{layer}"
 
 
-def steered_csv(ws: Workspace, store: LabelStore, name: str, clamp_value: float) -> str:
-    """lm-eval `steered` CSV: one `clamp` row per feature, clamped to −c × multiplier where
-    the feature fires (c = `clamp_value`)."""
+def steered_csv(
+    ws: Workspace, store: LabelStore, name: str, clamp_value: float, feature: int | None = None
+) -> str:
+    """lm-eval `steered` CSV (what `SteeredModel.derive_steer_config` reads) for one feature
+    of a set: the set's only feature, or `feature`. lm-eval keeps one steering entry per hook
+    point and loads SAEs from the sae-lens registry, so a set of several features, or an SAE
+    that is not in the registry, is refused with the reason (docs/export-format.md says what
+    lm-eval's clamp does differently from this product's)."""
     if not math.isfinite(clamp_value) or clamp_value < 0:
         raise LabelStoreError(
             f"c = {clamp_value} cannot be exported: c is a finite size ≥ 0 (the feature is "
             "clamped to −c × its multiplier)."
         )
-    feature_set = store.get_set(name)
-    negative = [
-        f for f, m in zip(feature_set.features, feature_set.multipliers, strict=True) if m < 0
-    ]
-    if negative:
-        raise LabelStoreError(
-            f"Features {negative[:10]} of '{name}' have negative multipliers: clamped to a "
-            "positive value they would be amplified, not ablated. Fix the multipliers first."
-        )
-    labels = store.labels(list(feature_set.features))
     sae = ws.config.sae
-    sparse_model = sae.release if sae.source == "sae-lens" else str(ws.sae_path)
+    if sae.source != "sae-lens":
+        raise LabelStoreError(
+            "lm-eval's steered model loads SAEs by sae-lens release and id "
+            "(SAE.from_pretrained); this workspace's SAE is local or trained here, so lm-eval "
+            "cannot load it. Evaluate the set here instead (`python -m core eval --set`)."
+        )
+    feature_set = store.get_set(name)
+    if feature is None and len(feature_set.features) > 1:
+        raise LabelStoreError(
+            f"'{name}' has {len(feature_set.features)} features, but lm-eval's steered model "
+            "keeps one steering entry per hook point (later rows replace earlier ones): export "
+            "one feature at a time (--feature N), or evaluate the whole set here."
+        )
+    chosen = feature_set.features[0] if feature is None else feature
+    if chosen not in feature_set.features:
+        raise LabelStoreError(f"Feature {chosen} is not in the set '{name}'.")
+    multiplier = feature_set.multiplier(chosen)
+    if multiplier < 0:
+        raise LabelStoreError(
+            f"Feature {chosen} of '{name}' has a negative multiplier: clamped to a positive "
+            "value it would be amplified, not ablated. Fix the multiplier first."
+        )
+    label = store.labels([chosen]).get(chosen)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(STEERED_COLUMNS)
-    for feature, multiplier in zip(feature_set.features, feature_set.multipliers, strict=True):
-        label = labels.get(feature)
-        writer.writerow(
-            [
-                "sae_lens",
-                "clamp",
-                sparse_model,
-                hf_hookpoint(sae.hook),
-                feature,
-                -clamp_value * multiplier,
-                sae.id or "",
-                spreadsheet_safe(label.label if label else ""),
-            ]
-        )
+    writer.writerow(
+        [
+            "sae_lens",
+            "clamp",
+            sae.release,
+            hf_hookpoint(sae.hook),
+            chosen,
+            -clamp_value * multiplier,
+            sae.id or "",
+            spreadsheet_safe(label.label if label else ""),
+        ]
+    )
     return out.getvalue()
 
 

@@ -1,6 +1,7 @@
 """Where an intervention's features come from, and the value rule the page and the CLI
 share (base × multiplier), without a model."""
 
+import pandas as pd
 import pytest
 
 from core.errors import UserError
@@ -32,3 +33,9 @@ def test_out_of_range_ids_are_split_off_with_their_multipliers():
     kept, dropped = chosen.within(4096)
     assert kept.features == (3, 7) and kept.multipliers == (1.0, 3.0)
     assert dropped == [4096, -1]
+
+
+def test_typical_clamp_follows_the_features_own_scale():
+    table = pd.DataFrame({"feature": [0, 1, 2, 3], "forget_max_saebench": [0.4, 1.6, 0.8, 0.0]})
+    assert sources.typical_clamp(table, [0, 1, 2]) == 1.6  # 2 × median 0.8
+    assert sources.typical_clamp(table, [3]) == 1.0  # never fires

@@ -68,17 +68,56 @@ def test_json_round_trips_exactly(ws, store, tmp_path):
     assert fresh.labels() == store.labels()
 
 
-def test_steered_csv_has_lm_eval_columns_and_clamp_values(ws, store):
-    table = pd.read_csv(io.StringIO(steered_csv(ws, store, "bio top-3", clamp_value=20.0)))
-    assert tuple(table.columns) == STEERED_COLUMNS
-    assert table["feature_index"].tolist() == [42, 11, 7]
-    assert table["steering_coefficient"].tolist() == [-20.0, -50.0, -10.0]
-    assert set(table["hook_action"]) == {"clamp"} and set(table["loader"]) == {"sae_lens"}
-    assert set(table["hookpoint"]) == {"layers.9"}
-    assert table["description"].fillna("").tolist()[:2] == [
-        "genes",
-        'protein <folding> & "chaperones"',
-    ]
+@pytest.fixture
+def hub_store(tmp_path) -> tuple[Workspace, LabelStore]:
+    """A registry SAE's workspace (opened, never loaded) and a store with two sets."""
+    hub = Workspace.open("gemma-2-2b-it-L7")
+    public = LabelStore(tmp_path / "hub.sqlite", hub.sae_fingerprint(), d_sae=16384)
+    public.set_label(12799, label="=virology")
+    public.save_set("one", [12799], [2.5])
+    public.save_set("two", [12799, 5453], [1.0, 0.5])
+    return hub, public
+
+
+def _as_lm_eval_reads_it(text: str) -> dict:
+    """What lm-eval's SteeredModel.derive_steer_config keeps: one entry per hook point."""
+    steer = {}
+    for _, row in pd.read_csv(io.StringIO(text)).iterrows():
+        steer[row["hookpoint"]] = {
+            "action": row.get("action", "add"),
+            "loader": row.get("loader", "sparsify"),
+            "release": row["sparse_model"],
+            "sae_id": row["sae_id"],
+            "feature": int(row["feature_index"]),
+            "coefficient": float(row["steering_coefficient"]),
+        }
+    return steer
+
+
+def test_steered_csv_is_what_lm_eval_reads(hub_store):
+    hub, public = hub_store
+    text = steered_csv(hub, public, "one", clamp_value=20.0)
+    assert tuple(pd.read_csv(io.StringIO(text)).columns) == STEERED_COLUMNS
+    assert _as_lm_eval_reads_it(text) == {
+        "layers.7": {
+            "action": "clamp",
+            "loader": "sae_lens",
+            "release": hub.config.sae.release,
+            "sae_id": hub.config.sae.id,
+            "feature": 12799,
+            "coefficient": -50.0,
+        }
+    }
+    assert "'=virology" in text  # a formula-looking label is kept as text
+    with pytest.raises(LabelStoreError, match="one steering entry per hook point"):
+        steered_csv(hub, public, "two", 20.0)
+    picked = _as_lm_eval_reads_it(steered_csv(hub, public, "two", 20.0, feature=5453))
+    assert picked["layers.7"]["feature"] == 5453 and picked["layers.7"]["coefficient"] == -10.0
+
+
+def test_steered_csv_is_refused_for_an_sae_lm_eval_cannot_load(ws, store):
+    with pytest.raises(LabelStoreError, match="cannot load it"):
+        steered_csv(ws, store, "bio top-3", 20.0)
 
 
 def test_neuronpedia_for_a_public_sae_and_refused_for_ours(ws, store, tmp_path):
@@ -181,16 +220,17 @@ def test_import_under_a_new_name_with_odd_characters(ws, store):
         (float("nan"), 1.0, "finite size ≥ 0"),
         (float("inf"), 1.0, "finite size ≥ 0"),
         (-5.0, 1.0, "finite size ≥ 0"),
-        (20.0, -1.0, "negative multipliers"),
+        (20.0, -1.0, "negative multiplier"),
     ],
     ids=["nan", "inf", "negative-c", "negative-multiplier"],
 )
 def test_steered_export_never_turns_an_ablation_into_an_amplification(
-    ws, store, c, multiplier, message
+    hub_store, c, multiplier, message
 ):
-    store.save_set("one", [5], [multiplier])
+    hub, public = hub_store
+    public.save_set("signed", [7], [multiplier])
     with pytest.raises(LabelStoreError, match=message):
-        steered_csv(ws, store, "one", clamp_value=c)
+        steered_csv(hub, public, "signed", clamp_value=c)
 
 
 def test_csv_cells_that_would_start_a_formula_are_quoted_as_text(ws, store):
@@ -203,8 +243,6 @@ def test_csv_cells_that_would_start_a_formula_are_quoted_as_text(ws, store):
         "'@a",
         "'-b",
     )
-    steered = pd.read_csv(io.StringIO(steered_csv(ws, store, "bio top-3", 20.0)), dtype=str)
-    assert steered[steered["feature_index"] == "11"]["description"].item().startswith("'=")
 
 
 def test_a_set_for_other_weights_imports_only_when_forced(ws, store):
