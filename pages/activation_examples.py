@@ -21,29 +21,45 @@ st.title("Activation examples")
 ws, table, provenance, store = workspace_with_statistics()
 d_sae = len(table)
 
-requested = st.query_params.get("feature", st.session_state.get("feature", 0))
-try:
-    feature = int(requested)
-except ValueError:
-    st.error(f"{plain(requested)} is not a feature id.")
-    feature = 0
-if not 0 <= feature < d_sae:
-    st.error(f"Feature {feature} is out of range: this SAE has features 0-{d_sae - 1}.")
-    feature = min(max(feature, 0), d_sae - 1)
+BOX = "feature_box"
+requested = st.query_params.get("feature")
+if requested is not None and requested != st.session_state.get("feature_in_url"):
+    st.session_state.feature_in_url = requested  # a new link: it sets the box once
+    try:
+        wanted = int(requested)
+    except ValueError:
+        st.error(f"{plain(requested)} is not a feature id.")
+        wanted = st.session_state.get(BOX, 0)
+    if not 0 <= wanted < d_sae:
+        st.error(f"Feature {wanted} is out of range: this SAE has features 0-{d_sae - 1}.")
+        wanted = min(max(wanted, 0), d_sae - 1)
+    st.session_state[BOX] = wanted
+st.session_state.setdefault(BOX, st.session_state.get("feature", 0))
 
-browse = st.session_state.get("browse_list") or list(range(d_sae))
-where = browse.index(feature) if feature in browse else None
+searched = st.session_state.get("browse_list")
+browse = searched or list(range(d_sae))
+
+
+def _step(offset: int) -> None:
+    where = browse.index(st.session_state[BOX])
+    st.session_state[BOX] = browse[where + offset]
+
+
+current = st.session_state[BOX]
+where = browse.index(current) if current in browse else None
 navigation = st.columns([1, 1, 2, 3])
-if navigation[0].button("◀ previous", disabled=where is None or where == 0):
-    feature = browse[where - 1]
-if navigation[1].button("next ▶", disabled=where is None or where == len(browse) - 1):
-    feature = browse[where + 1]
-chosen = navigation[2].number_input("Feature", 0, d_sae - 1, value=feature, step=1)
-feature = int(chosen)
+navigation[0].button("◀ previous", disabled=where is None or where == 0, on_click=_step, args=(-1,))
+navigation[1].button(
+    "next ▶", disabled=where is None or where == len(browse) - 1, on_click=_step, args=(1,)
+)
+feature = int(navigation[2].number_input("Feature", 0, d_sae - 1, step=1, key=BOX))
 st.session_state.feature = feature
 st.query_params["feature"] = str(feature)
-source = "the search page's filtered list" if where is not None else "all features"
-navigation[3].caption(f"Stepping through {source} ({len(browse):,} features).")
+st.session_state.feature_in_url = str(feature)
+if searched and where is not None:
+    navigation[3].caption(f"Stepping through the search page's filtered list ({len(browse):,}).")
+else:
+    navigation[3].caption(f"Stepping through all {d_sae:,} features.")
 
 row = table.iloc[feature]
 variant = "saebench"

@@ -112,6 +112,9 @@ def test_page_opens_a_feature_by_deep_link(small_app_env, monkeypatch):
     at.switch_page("pages/activation_examples.py").run()
     assert not at.exception, at.exception
     assert at.number_input[0].value == 5
+    for typed in (7, 9, 11):  # every id typed is taken, one after another
+        at.number_input[0].set_value(typed).run()
+        assert at.number_input[0].value == typed and at.query_params["feature"] == str(typed)
     assert "tokens counted" in " ".join(c.value for c in at.caption)
     at.query_params["feature"] = "99999"
     at.run()
