@@ -17,7 +17,12 @@ from core.features.search import (
     membership_edits,
     search_view,
 )
-from core.features.selection import SelectionConfig, select_features, selection_record
+from core.features.selection import (
+    SelectionConfig,
+    reselect,
+    select_features,
+    selection_record,
+)
 from core.features.stats import VARIANTS
 from core.labels.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
 from core.labels.sets import compare_sets
@@ -39,8 +44,14 @@ config = SelectionConfig(threshold, top_n, variant)
 selection = select_features(table, config)
 selection_key = (variant, threshold, top_n)
 if st.session_state.get("selection_key") != selection_key:
-    st.session_state.selection_key = selection_key
-    st.session_state.current = selection["feature"].tolist()
+    selected = selection["feature"].tolist()
+    previous = st.session_state.get("selected")
+    st.session_state.current = (
+        selected
+        if previous is None
+        else reselect(previous, st.session_state.get("current", []), selected)
+    )
+    st.session_state.selection_key, st.session_state.selected = selection_key, selected
 current: list[int] = st.session_state.current
 controls[3].metric("Current set", f"{len(current)} features", f"{len(selection)} from top-n")
 
@@ -54,8 +65,8 @@ st.caption(
     f"{provenance['variants'][variant]}"
 )
 
-view = search_view(table, store.labels(), set(current), variant)
 floor = frequency_floor(tokens["retain"])
+view = search_view(table, store.labels(), set(current), variant, floor)
 forget_shown, retain_shown = floored(view, floor)
 chart, histogram = st.columns([3, 2])
 colors = np.where(view["in_set"], "#d1495b", "#7aa095")
@@ -119,7 +130,9 @@ edited = st.data_editor(
     column_config={
         "forget_freq": st.column_config.NumberColumn(format="%.5f"),
         "retain_freq": st.column_config.NumberColumn(format="%.5f"),
-        "ratio": st.column_config.NumberColumn(format="%.2f"),
+        "ratio": st.column_config.NumberColumn(
+            format="%.2f", help="forget / retain frequency; a retain 0 counts as half a count"
+        ),
         "forget_max": st.column_config.NumberColumn(format="%.2f"),
         "retain_max": st.column_config.NumberColumn(format="%.2f"),
         "tags": st.column_config.TextColumn(help="comma-separated, e.g. biology, unclear"),
@@ -148,7 +161,7 @@ st.session_state.browse_list = shown["feature"].tolist()
 
 st.subheader("Feature sets")
 save, manage = st.columns(2)
-with save.form("save-set"):
+with save.form("save-set", clear_on_submit=True):
     name = st.text_input("Save the current set as")
     note = st.text_area("Note", height=68)
     if st.form_submit_button("Save set"):

@@ -23,17 +23,27 @@ VIEW_COLUMNS = [
 
 
 def search_view(
-    table: pd.DataFrame, labels: dict[int, Label], in_set: set[int], variant: str
+    table: pd.DataFrame,
+    labels: dict[int, Label],
+    in_set: set[int],
+    variant: str,
+    floor: float = 0.0,
 ) -> pd.DataFrame:
     """One row per feature with the chosen counting variant's columns, labels and set
-    membership."""
+    membership. The ratio's retain frequency is raised to `floor` (half a count), so a
+    feature never seen on retain text ranks by its forget frequency instead of as ∞."""
     features = table["feature"].to_numpy()
+    forget = table[f"forget_freq_{variant}"].to_numpy()
+    retain = table[f"retain_freq_{variant}"].to_numpy()
+    ratio = (
+        forget / np.maximum(retain, floor) if floor > 0 else table[f"ratio_{variant}"].to_numpy()
+    )
     view = pd.DataFrame(
         {
             "feature": features,
             "forget_freq": table[f"forget_freq_{variant}"].to_numpy(),
             "retain_freq": table[f"retain_freq_{variant}"].to_numpy(),
-            "ratio": table[f"ratio_{variant}"].to_numpy(),
+            "ratio": ratio,
             "forget_max": table[f"forget_max_{variant}"].to_numpy(),
             "retain_max": table[f"retain_max_{variant}"].to_numpy(),
             "label": [labels[f].label if f in labels else "" for f in features],

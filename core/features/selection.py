@@ -80,3 +80,12 @@ def selection_record(
         },
         "provenance": statistics,
     }
+
+
+def reselect(previous: list[int], current: list[int], selected: list[int]) -> list[int]:
+    """The current set after the selection changes from `previous` to `selected`: the new
+    selection, without the features removed by hand, then the ones added by hand."""
+    removed = set(previous) - set(current)
+    added = [f for f in current if f not in set(previous)]
+    kept = [f for f in selected if f not in removed]
+    return kept + [f for f in added if f not in set(kept)]

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from core.features.selection import SelectionConfig, select_features, selection_record
+from core.features.selection import (
+    SelectionConfig,
+    reselect,
+    select_features,
+    selection_record,
+)
 
 
 def _table() -> pd.DataFrame:
@@ -46,3 +51,10 @@ def test_record_carries_the_config_verbatim_and_what_was_changed_by_hand():
     assert record["features"] == [0, 3] and record["selected"] == [0, 2]
     assert record["added_by_hand"] == [3] and record["removed_by_hand"] == [2]
     assert record["tokens"] == {"forget": 100, "retain": 90}
+
+
+def test_a_new_selection_keeps_what_was_added_or_removed_by_hand():
+    previous, current = [1, 2, 3], [1, 3, 9]  # 2 removed, 9 added by hand
+    assert reselect(previous, current, [1, 2, 3, 4, 5]) == [1, 3, 4, 5, 9]
+    assert reselect(previous, current, [9, 1]) == [9, 1]
+    assert reselect([], [], [4, 5]) == [4, 5]

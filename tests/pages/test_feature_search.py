@@ -54,9 +54,13 @@ def test_label_a_feature_and_save_a_set(app):
     app.text_input[[t.label for t in app.text_input].index("Save the current set as")].input(
         "top 20"
     )
+    note = next(t for t in app.text_area if t.label == "Note" and t.form_id == "save-set")
+    note.input("from the scatter")
     next(b for b in app.button if b.label == "Save set").click().run()
     assert not app.exception
-    assert len(store().get_set("top 20").features) == 20
+    saved = store().get_set("top 20")
+    assert len(saved.features) == 20 and saved.note == "from the scatter"
+    assert saved.selection["config"] == {"threshold": 0.01, "n": 20, "variant": "saebench"}
 
 
 def test_missing_caches_offer_a_build(small_app_env, monkeypatch, tmp_path):
