@@ -72,3 +72,11 @@ def test_screening_runs_each_feature_then_the_kept_together(app):
     assert cumulative["k"].tolist() == [1, 2]
     hooks = [c for c in app.caption if "hook blocks.9.hook_resid_post" in shown(c.value)]
     assert len(hooks) == 2, "the run and the screening each say where their numbers come from"
+
+
+def test_a_bad_sweep_grid_is_a_message_and_no_stuck_bar(app):
+    next(t for t in app.text_input if t.label == "Numbers of features").input("0")
+    next(b for b in app.button if b.label == "Run sweep").click().run()
+    assert not app.exception, app.exception
+    assert any("≥ 1" in e.value for e in app.error)
+    assert not any("Sweeping" in getattr(p, "text", "") for p in app.get("progress"))
