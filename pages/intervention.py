@@ -143,34 +143,25 @@ with st.form("intervention"):
     multiplier = top[2].slider("Global multiplier", 0.0, 5.0, 1.0, 0.05, key="multiplier")
     skip_bos = top[3].toggle("Leave BOS alone (SAEBench)", value=True, key="skip_bos")
     st.caption(
-        "c is in SAE activation units; beside each slider, the feature's typical size on "
-        "forget text (mean where active / max)."
+        "c is in SAE activation units. Each slider is that feature's multiplier of c (a saved "
+        "set's own to start with; changing c keeps them); beside it, the feature's typical "
+        "size on forget text (mean where active / max)."
     )
-    starts = chosen.values(base)  # base × each feature's multiplier
-    values = []
+    weights = list(chosen.multipliers)
     slider_columns = st.columns(2)
-    for i, (feature, start) in enumerate(zip(features[:50], starts, strict=False)):
+    origin = feature_set.name if feature_set is not None else chosen.source
+    for i, feature in enumerate(features[:50]):
         row = table.iloc[feature]
         label = (
-            f"feature {feature} (mean {row['forget_mean_saebench']:.1f} / "
-            f"max {row['forget_max_saebench']:.1f})"
+            f"feature {feature} × (mean {row['forget_mean_saebench']:.2f} / "
+            f"max {row['forget_max_saebench']:.2f})"
         )
-        values.append(
-            slider_columns[i % 2].slider(
-                label,
-                0.0,
-                max(10 * suggested, 2 * start, 1.0),
-                start,
-                0.1,
-                key=f"c-{feature}-{start}",
-            )
+        weights[i] = slider_columns[i % 2].slider(
+            label, 0.0, max(5.0, weights[i]), weights[i], 0.05, key=f"m-{origin}-{feature}"
         )
     if len(features) > 50:
-        st.caption(
-            f"{len(features) - 50} more features use c = {base:g} × their multiplier "
-            "(sliders for 50)."
-        )
-        values += starts[50:]
+        st.caption(f"{len(features) - 50} more features keep their multipliers (sliders for 50).")
+    values = [float(base) * weight for weight in weights]
     st.markdown("**Scoring**")
     opts = st.columns(5)
     scoring = opts[0].selectbox("Scoring", list(SCORINGS), help="; ".join(SCORINGS.values()))
@@ -257,9 +248,21 @@ if result is not None:
         )
     record = {k: v for k, v in result.items() if k != "questions"}
     save = st.columns(2)
-    if feature_set is not None and save[0].button(f"Save result into set '{feature_set.name}'"):
+    if feature_set is not None and save[0].button(
+        f"Save the multipliers and this result into set '{feature_set.name}'"
+    ):
+        store.set_multipliers(feature_set.name, dict(zip(features, weights, strict=True)))
         store.add_results(feature_set.name, record)
         st.success(f"Saved into {plain(feature_set.name)}; it is exported with the set.")
+    if feature_set is None:
+        with save[0].form("save-as-set", clear_on_submit=True):
+            new_name = st.text_input("Save these features, their multipliers and this result as")
+            if st.form_submit_button("Save as a set"):
+                try:
+                    store.save_set(new_name, features, weights, results=[record])
+                    st.success(f"Saved {plain(new_name)}.")
+                except UserError as exc:
+                    st.error(plain(exc))
     save[1].download_button(
         "Download result (JSON)",
         json.dumps(result, indent=2),

@@ -393,6 +393,37 @@ class LabelStore:
             results=original.results,
         )
 
+    def set_multipliers(self, name: str, multipliers: dict[int, float]) -> FeatureSet:
+        """Change the multipliers of some of a set's features, in one transaction."""
+        checked = check_members(
+            name, list(multipliers), list(multipliers.values()), None, self.check_feature
+        )
+        with self._db(write=True) as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT id FROM feature_sets WHERE sae = ? AND name = ?", (self.sae, name)
+            ).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                raise LabelStoreError(f"No feature set named '{name}'.")
+            members = {
+                f
+                for (f,) in db.execute(
+                    "SELECT feature FROM feature_set_members WHERE set_id = ?", (row[0],)
+                )
+            }
+            strangers = [f for f, _, _ in checked if f not in members]
+            if strangers:
+                db.execute("ROLLBACK")
+                raise LabelStoreError(f"Features {strangers[:10]} are not in the set '{name}'.")
+            db.executemany(
+                "UPDATE feature_set_members SET multiplier = ? WHERE set_id = ? AND feature = ?",
+                [(m, row[0], f) for f, m, _ in checked],
+            )
+            db.execute("UPDATE feature_sets SET updated_at = ? WHERE id = ?", (now(), row[0]))
+            db.execute("COMMIT")
+        return self.get_set(name)
+
     def add_results(self, name: str, result: dict) -> FeatureSet:
         """Append an evaluation result (with its provenance) to a set, in one transaction."""
         with self._db(write=True) as db:

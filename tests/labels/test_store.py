@@ -251,3 +251,15 @@ def test_a_label_folder_that_cannot_be_made_is_one_clear_error(tmp_path):
     blocker.write_text("a file where the workspace folder should go")
     with pytest.raises(LabelStoreError, match="cannot be used"):
         LabelStore(blocker / "labels.sqlite", SAE, d_sae=4096)
+
+
+def test_multipliers_change_in_place_and_refuse_strangers(store):
+    store.save_set("s", [3, 5, 8], [1.0, 1.0, 1.0], note="kept", results=[{"r": 1}])
+    changed = store.set_multipliers("s", {5: 0.25, 8: 2.0})
+    assert changed.multipliers == (1.0, 0.25, 2.0) and changed.features == (3, 5, 8)
+    assert changed.note == "kept" and changed.results == [{"r": 1}]
+    with pytest.raises(LabelStoreError, match="not in the set"):
+        store.set_multipliers("s", {9: 1.0})
+    with pytest.raises(LabelStoreError, match="finite"):
+        store.set_multipliers("s", {3: float("inf")})
+    assert store.get_set("s").multipliers == (1.0, 0.25, 2.0)
