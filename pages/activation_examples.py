@@ -22,6 +22,7 @@ ws, table, provenance, store = workspace_with_statistics()
 d_sae = len(table)
 
 BOX = "feature_box"
+CONTEXT = 16  # tokens each side of the marked one: contexts are centred on their peak
 requested = st.query_params.get("feature")
 if requested is not None and requested != st.session_state.get("feature_in_url"):
     st.session_state.feature_in_url = requested  # a new link: it sets the box once
@@ -95,12 +96,12 @@ else:
             read = reads[name]
             if not read.fires:
                 st.info(f"Feature {feature} never fires on the cached {name} text.")
-            for context in read.top(k=10):
+            for context in read.top(k=10, left=CONTEXT, right=CONTEXT):
                 st.caption(f"row {context.row}, token {context.position}: {context.value:.2f}")
                 strings = token_strings(ws, context.token_ids)
                 st.html(render_tokens(strings, context.values, scale, mark=context.mark))
     with tabs[2]:
-        for lo, hi, examples in reads["forget"].by_interval():
+        for lo, hi, examples in reads["forget"].by_interval(left=CONTEXT, right=CONTEXT):
             st.markdown(f"**Activation in ({lo:.2f}, {hi:.2f}]** · forget corpus")
             for context in examples:
                 strings = token_strings(ws, context.token_ids)
@@ -164,7 +165,9 @@ if st.button("Show the features on each token"):
 if st.session_state.get("pasted"):
     rows = st.session_state.pasted
     tops = [item["features"][0][1] if item["features"] else 0.0 for item in rows]
-    st.html(render_tokens([item["token"] for item in rows], tops, max(tops) or 1.0))
+    scale = max(tops[1:], default=0.0) or 1.0  # BOS (position 0) is an outlier: left out
+    st.html(render_tokens([item["token"] for item in rows], tops, scale))
+    st.caption("Shaded by each token's strongest feature, relative to the largest after BOS.")
     st.dataframe(
         pd.DataFrame(
             {
