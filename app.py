@@ -16,7 +16,6 @@ from pages.common import plain, workspace_sidebar  # noqa: E402  (after the envi
 
 st.set_page_config(page_title="Unlearning Lens", page_icon=":material/biotech:", layout="wide")
 
-workspace_sidebar()
 navigation = st.navigation(
     [
         st.Page("pages/workspace.py", title="Workspace", icon=":material/home:", default=True),
@@ -40,6 +39,7 @@ navigation = st.navigation(
         ),
     ]
 )
+workspace_sidebar()  # after the pages are known: it links to one
 try:
     navigation.run()
 except UserError as exc:  # a page that let one through: the message is meant for the user

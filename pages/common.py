@@ -69,12 +69,16 @@ def workspace_sidebar() -> None:
         except UserError as exc:
             st.error(plain(exc))
             return
-        st.caption(plain(ws.config.description))
-        provenance = ws.provenance()
-        lines = [f"**{key.replace('_', ' ')}**: {plain(provenance[key])}" for key in provenance]
-        st.markdown("  \n".join(lines))
         for problem in _problems(ws.name, ws.config.provenance_hash()):
             st.error(plain(problem))
+        p = ws.provenance()
+        st.markdown(
+            plain(
+                f"{p['model']} · SAE {p['sae']} at {p['hook']} · {p['dtype']} on {p['device']} · "
+                f"forget text: {p.get('forget_corpus', '-')}"
+            )
+        )
+        st.page_link("pages/workspace.py", label="All provenance, caches and SAE health")
 
 
 def current_workspace() -> Workspace | None:
@@ -98,15 +102,22 @@ def workspace_with_statistics():
 
 def require_caches(ws: Workspace) -> None:
     """Stop the page with a build button (and progress bar) if the caches are not built."""
+    if cache_build_panel(ws):
+        st.stop()
+
+
+def cache_build_panel(ws: Workspace) -> bool:
+    """If some cache is short of its budget: say which, offer to build them (progress bar),
+    and return True."""
     from core.cache.build import build_caches, pending_caches
 
     try:
         pending = pending_caches(ws)
     except UserError as exc:
         st.error(plain(exc))
-        st.stop()
+        return True
     if not pending:
-        return
+        return False
     st.warning(
         "The activation caches of this workspace are not built yet: "
         + "; ".join(cache.status().describe() for cache in pending)
@@ -120,7 +131,7 @@ def require_caches(ws: Workspace) -> None:
         build_caches(ws, pending, progress=report)
         st.rerun()
     st.caption(f"Or headless: `python -m core cache build --workspace {ws.name}`")
-    st.stop()
+    return True
 
 
 @st.cache_data(show_spinner="Reading the caches…", max_entries=4)

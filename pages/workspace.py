@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from core import UserError
+from core.cache.store import caches_for
 from core.sae.health import cached_health, sae_health
-from pages.common import current_workspace, plain
+from pages.common import cache_build_panel, current_workspace, plain
 
 st.title("Workspace")
 ws = current_workspace()
@@ -23,6 +24,22 @@ training_report = ws.sae_path / "training.json"
 if training_report.exists():
     with st.expander("How this SAE was trained"):
         st.json(json.loads(training_report.read_text()))
+
+st.subheader("Activation caches")
+try:
+    statuses = [(cache, cache.status()) for cache in caches_for(ws)]
+except UserError as exc:
+    st.error(plain(exc))
+    statuses = []
+for cache, status in statuses:
+    st.text(f"{cache.spec.role}: {status.describe()}")
+if statuses:
+    st.caption(
+        f"Each cache: {ws.config.budgets.context_length}-token rows, "
+        f"{ws.config.budgets.forget_rows} forget and {ws.config.budgets.retain_rows} retain "
+        f"rows by the budgets. Headless: `python -m core cache status --workspace {ws.name}`."
+    )
+cache_build_panel(ws)
 
 st.subheader("SAE health")
 st.caption(
