@@ -290,11 +290,15 @@ with st.expander("Generation, clean vs intervened", expanded=False):
     tokens = st.slider("New tokens", 4, 64, 24)
     if st.button("Generate"):
         sides = st.columns(2)
-        with st.spinner("Generating…"):
-            sides[0].markdown("**Clean**")
-            sides[0].text(prompt + generate(ws, prompt, None, tokens))
-            sides[1].markdown("**Intervened**")
-            sides[1].text(prompt + generate(ws, prompt, iv, tokens))
+        bar = st.progress(0.0, text="Generating (the model loads first)…")
+        for side, (name, edit) in zip(sides, (("Clean", None), ("Intervened", iv)), strict=True):
+
+            def report(done: int, total: int, name: str = name) -> None:
+                bar.progress(done / total, text=f"{name}: token {done + 1} of {total}")
+
+            side.markdown(f"**{name}**")
+            side.text(prompt + generate(ws, prompt, edit, tokens, report))
+        bar.empty()
 
 # -- screening --------------------------------------------------------------------------
 with st.expander("Screen these features one at a time, then add them up"):

@@ -51,11 +51,17 @@ st.caption(
 )
 health = cached_health(ws)
 if health is None and st.button("Measure SAE health (loads the model, ~2 min on CPU)"):
+    bar = st.progress(0.0, text="Loading the model…")
     try:
-        with st.spinner("Running the model on held-out text..."):
-            health = sae_health(ws)
+        health = sae_health(
+            ws,
+            progress=lambda done, total: bar.progress(
+                done / total, text=f"{done} of {total} held-out rows"
+            ),
+        )
     except UserError as exc:
         st.error(plain(exc))
+    bar.empty()
 if health is not None:
     table = pd.DataFrame(
         [

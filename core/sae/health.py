@@ -9,6 +9,7 @@ Results are cached per workspace, keyed by everything that determines them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -60,7 +61,9 @@ def measure_health(
     corpus: str,
     source: str,
     batch_size: int = 8,
+    report: Callable[[int], None] | None = None,
 ) -> SAEHealth:
+    """L0, FVE, dead features and CE added on `rows`; `report` gets the rows done."""
     model, sae, hook = ws.model, ws.sae, ws.hook
     d_model = model.cfg.d_model
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
@@ -104,6 +107,8 @@ def measure_health(
         ce_clean += model.loss_fn(logits, tokens, per_token=True).sum().item()
         ce_spliced += model.loss_fn(spliced, tokens, per_token=True).sum().item()
         predictions += tokens.shape[0] * (tokens.shape[1] - 1)
+        if report is not None:
+            report(start + tokens.shape[0])
 
     def fve(name: str) -> float:
         total, squares = sums[name]
@@ -143,14 +148,24 @@ def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
     return [SAEHealth(**item) for item in json.loads(path.read_text())["results"]]
 
 
-def sae_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth]:
-    """Health on `n_rows` held-out rows of the retain and the forget corpus; cached."""
+def sae_health(
+    ws: Workspace, n_rows: int = 64, progress: Callable[[int, int], None] | None = None
+) -> list[SAEHealth]:
+    """Health on `n_rows` held-out rows of the retain and the forget corpus; cached.
+    `progress` gets (rows done, rows to do)."""
     if (found := cached_health(ws, n_rows)) is not None:
         return found
-    results = [
-        measure_health(ws, heldout_rows(ws, role, n_rows), role, ws.describe_source(role))
-        for role in HEALTH_ROLES
-    ]
+    results = []
+    for index, role in enumerate(HEALTH_ROLES):
+        rows = heldout_rows(ws, role, n_rows)
+
+        def report(
+            done: int, offset: int = index * len(rows), total: int = len(HEALTH_ROLES) * len(rows)
+        ) -> None:
+            if progress is not None:
+                progress(offset + done, total)
+
+        results.append(measure_health(ws, rows, role, ws.describe_source(role), report=report))
     path = ws.folder / f"health-{_health_key(ws, n_rows)}.json"
     record = {"provenance": ws.provenance(), "results": [asdict(r) for r in results]}
     write_json(path, record, indent=2)
