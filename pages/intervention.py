@@ -28,6 +28,7 @@ from core.features.sources import SOURCES
 from core.features.stats import VARIANTS as VARIANTS_COUNTED
 from core.interventions import METHODS, make_intervention
 from core.runtime.generation import generate
+from core.runtime.jobs import Jobs
 from pages.common import plain, workspace_with_statistics
 
 st.title("Live intervention")
@@ -38,6 +39,23 @@ d_sae = len(table)
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _evaluator(name: str, version: str, settings: EvalSettings) -> Evaluator:
     return Evaluator(ws, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> Jobs:
+    """The server's background runs: a run goes on when the page reruns or reloads."""
+    return Jobs()
+
+
+@st.fragment(run_every=1.0)
+def _watch(key: str) -> None:
+    """A running evaluation's progress and its Cancel button; the page reruns when it ends."""
+    job = _jobs().get(key)
+    if job is None or not job.running:
+        st.rerun()
+    st.progress(job.fraction, text=f"{job.stage} (the run goes on if you leave or reload)")
+    if st.button("Cancel the run"):
+        job.cancel()
 
 
 def _error_bars(error: dict | None) -> dict | None:
@@ -188,13 +206,16 @@ except UserError as exc:
     st.stop()
 
 result = evaluator.cached(iv)  # a run with exactly these settings, if one was made
+run_key = f"{ws.name}/{evaluator.result_path(iv).name}"
 if run and result is None:
-    bar = st.progress(0.0, text="Starting (the model loads first)…")
-    try:
-        result = evaluator.evaluate(iv, lambda stage, f: bar.progress(min(f, 1.0), text=stage))
-    except UserError as exc:
-        st.error(plain(exc))
-    bar.empty()
+    _jobs().start(run_key, lambda report: evaluator.evaluate(iv, report))
+job = _jobs().get(run_key)
+if job is not None and job.running:
+    _watch(run_key)
+elif job is not None:
+    if job.error:
+        st.error(plain(job.error))
+    _jobs().forget(run_key)
 
 
 if result is not None:

@@ -1,6 +1,8 @@
 """AppTest of the Live intervention page on the small real workspace: a short run shows the
 baseline vs intervened table and the per-question drill-down; bad ids say so."""
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -20,12 +22,23 @@ def _number(at: AppTest, label: str):
     return next(n for n in at.number_input if n.label == label)
 
 
+def _run_and_wait(app: AppTest, timeout: float = 600) -> None:
+    """Press Run, then rerun the page until the background run's results show."""
+    next(b for b in app.button if b.label == "Run").click().run()
+    deadline = time.monotonic() + timeout
+    while not app.table:
+        assert not app.exception, app.exception
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(1)
+        app.run()
+
+
 def test_short_run_shows_accuracy_and_loss_tables(app):
     _number(app, "n").set_value(3).run()
     _number(app, "Questions per set (0 = all)").set_value(4)  # 2 of them reported
     _number(app, "Loss rows per text").set_value(1)
     next(s for s in app.slider if s.label == "Global multiplier").set_value(1.5)
-    next(b for b in app.button if b.label == "Run").click().run()
+    _run_and_wait(app)
     assert not app.exception, app.exception
     table = app.table[0].value
     assert "WMDP-bio, all questions" in table.index
@@ -62,7 +75,7 @@ def test_screening_runs_each_feature_then_the_kept_together(app):
     _number(app, "n").set_value(2).run()
     _number(app, "Questions per set (0 = all)").set_value(2)
     _number(app, "Loss rows per text").set_value(1)
-    next(b for b in app.button if b.label == "Run").click().run()  # the form's settings apply
+    _run_and_wait(app)  # the form's settings apply
     _number(app, "Largest MMLU accuracy drop kept").set_value(1.0)
     next(b for b in app.button if b.label == "Screen").click().run()
     assert not app.exception, app.exception
@@ -80,3 +93,15 @@ def test_a_bad_sweep_grid_is_a_message_and_no_stuck_bar(app):
     assert not app.exception, app.exception
     assert any("≥ 1" in e.value for e in app.error)
     assert not any("Sweeping" in getattr(p, "text", "") for p in app.get("progress"))
+
+
+def test_a_run_can_be_cancelled_and_keeps_nothing(app):
+    _number(app, "Questions per set (0 = all)").set_value(40)
+    next(b for b in app.button if b.label == "Run").click().run()
+    next(b for b in app.button if b.label == "Cancel the run").click().run()
+    deadline = time.monotonic() + 300
+    while not any("cancelled" in e.value for e in app.error):
+        assert time.monotonic() < deadline and not app.table, "the run was not cancelled"
+        time.sleep(1)
+        app.run()
+    assert not app.exception

@@ -1,0 +1,91 @@
+"""Long runs in background threads that outlive the page run that started them: a page that
+reruns (a click elsewhere, a reload) finds its run still going, shows its progress, and can
+cancel it. A cancelled run stops at its next progress report; what it had not finished is
+not kept (memos are written only when a run completes)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[str, float], None]  # (stage, fraction done)
+
+
+class Cancelled(UserError):
+    """A run stopped by the user before it finished; nothing it computed was kept."""
+
+
+@dataclass
+class Job:
+    """One background run: its progress, and its result or error once finished."""
+
+    key: str
+    stage: str = "starting"
+    fraction: float = 0.0
+    result: Any = None
+    error: str | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def report(self, stage: str, fraction: float) -> None:
+        """The run's progress callback; raises Cancelled once the user asked to stop."""
+        if self.cancelled.is_set():
+            raise Cancelled(f"The run was cancelled during: {self.stage}.")
+        self.stage, self.fraction = stage, min(max(fraction, 0.0), 1.0)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    @property
+    def running(self) -> bool:
+        return not self.finished.is_set()
+
+
+class Jobs:
+    """The background runs of one server, one per key (starting a key that runs returns
+    the running job)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def start(self, key: str, work: Callable[[Report], Any]) -> Job:
+        """Run `work(report)` in a thread unless `key` runs already; its UserError becomes
+        the job's error, any other exception is logged and named."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.running:
+                return job
+            job = self._jobs[key] = Job(key)
+
+        def run() -> None:
+            try:
+                job.result = work(job.report)
+            except UserError as exc:
+                job.error = str(exc)
+            except Exception as exc:
+                log.exception("Background run %s failed", key)
+                job.error = f"The run failed ({exc.__class__.__name__}); see the server's log."
+            finally:
+                job.finished.set()
+
+        threading.Thread(target=run, name=f"run-{key}", daemon=True).start()
+        return job
+
+    def forget(self, key: str) -> None:
+        """Drop a finished job (its result has been shown)."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and not job.running:
+                del self._jobs[key]
