@@ -5,8 +5,10 @@ Not a page: app.py lists the pages explicitly, so this module is only imported.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -17,6 +19,22 @@ from core.workspace.paths import cache_dir, configs_dir
 
 WORKSPACE_KEY = "workspace"
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!<>:~$&|#])")  # what links, formats or colours
+
+
+def from_url(key: str, parse: Callable[[str], object] = str) -> None:
+    """Seed a widget's state from the URL once per session, so a reload or a shared link
+    restores it (a value the widget cannot take is ignored)."""
+    if key not in st.session_state and key in st.query_params:
+        with contextlib.suppress(ValueError):
+            st.session_state[key] = parse(st.query_params[key])
+
+
+def to_url(*keys: str) -> None:
+    """Write widgets' state into the URL (see `from_url`)."""
+    for key in keys:
+        value = st.session_state.get(key)
+        if value is not None and value != "":
+            st.query_params[key] = str(value)
 
 
 def plain(text: object) -> str:
@@ -63,7 +81,9 @@ def workspace_sidebar() -> None:
             help="A workspace is one frozen config under configs/: model, SAE, hook, data.",
         )
         st.query_params[WORKSPACE_KEY] = st.session_state[WORKSPACE_KEY]
+        from_url("author")
         st.text_input("Your name (recorded with labels)", key="author")
+        to_url("author")
         try:
             ws = _open(st.session_state[WORKSPACE_KEY])
         except UserError as exc:

@@ -29,7 +29,7 @@ from core.features.stats import VARIANTS as VARIANTS_COUNTED
 from core.interventions import METHODS, make_intervention
 from core.runtime.generation import generate
 from core.runtime.jobs import Jobs
-from pages.common import plain, workspace_with_statistics
+from pages.common import from_url, plain, to_url, workspace_with_statistics
 
 st.title("Live intervention")
 ws, table, _, store = workspace_with_statistics()
@@ -66,7 +66,16 @@ def _error_bars(error: dict | None) -> dict | None:
 
 # -- which features ---------------------------------------------------------------------
 st.subheader("Features")
-source = st.radio("Take features from", list(SOURCES), format_func=SOURCES.get, horizontal=True)
+for key, parse in (("source", str), ("set", str), ("method", str), ("c", float)):
+    from_url(key, parse)
+from_url("multiplier", float)
+from_url("skip_bos", lambda text: text == "True")
+if st.session_state.get("source") not in SOURCES:
+    st.session_state.pop("source", None)
+source = st.radio(
+    "Take features from", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="source"
+)
+to_url("source")
 feature_set = None
 try:
     if source == "selection":
@@ -122,7 +131,10 @@ try:
         if not names:
             st.info("No saved sets yet: save one on the Feature search page.")
             st.stop()
-        feature_set = store.get_set(st.selectbox("Set", names))
+        if st.session_state.get("set") not in names:
+            st.session_state.pop("set", None)
+        feature_set = store.get_set(st.selectbox("Set", names, key="set"))
+        to_url("set")
         chosen = sources.from_set(feature_set)
     elif source == "search":
         chosen = sources.from_list(st.session_state.get("current", []))
@@ -154,7 +166,7 @@ with st.form("intervention"):
         10_000.0,
         suggested,
         0.1,
-        key=f"base_c-{suggested}",
+        key="c",
         help=f"Starts at {suggested:g}: twice the median of these features' largest activation "
         "on forget text (the paper's c = 20-100 suits SAEs whose activations run to tens).",
     )
@@ -190,6 +202,7 @@ with st.form("intervention"):
     device_defaults = EvalSettings.for_device(ws.device)
     loss_rows = int(opts[4].number_input("Loss rows per text", 1, 4096, device_defaults.loss_rows))
     run = st.form_submit_button("Run", type="primary")
+to_url("method", "c", "multiplier", "skip_bos")
 
 settings = EvalSettings(
     scoring=scoring,

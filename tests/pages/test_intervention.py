@@ -6,6 +6,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.workspace.paths import REPO_ROOT
 from tests.helpers import open_app_page, shown
 
 pytestmark = pytest.mark.model
@@ -105,3 +106,18 @@ def test_a_run_can_be_cancelled_and_keeps_nothing(app):
         time.sleep(1)
         app.run()
     assert not app.exception
+
+
+def test_a_shared_link_restores_the_source_and_c(small_app_env, monkeypatch):
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=600)
+    at.query_params.update({"source": "selection", "c": "2.5", "author": "ada"})
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.radio[0].value == "selection"
+    assert _number(at, "c (or m for scale)").value == 2.5
+    assert at.sidebar.text_input[0].value == "ada"
+    at.radio[0].set_value("ids").run()
+    assert at.query_params["source"] == "ids"
