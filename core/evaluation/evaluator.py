@@ -31,6 +31,7 @@ from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
 
 SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
+LOSS_DOCUMENTS = 20_000  # of the general loss text: a hub corpus is streamed, never all read
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
 
@@ -149,11 +150,12 @@ class Evaluator:
         """The same packed rows every run: held-out documents of each text role."""
         rows = {}
         for name, (role, _) in LOSS_SETS.items():
-            _, heldout = self.ws.documents_split(role)
+            limit = LOSS_DOCUMENTS if role == "loss_text" else None
+            _, heldout = self.ws.documents_split(role, limit)
             if not heldout:
                 self._training_text.add(name)
             rows[name] = self.ws.token_rows(
-                heldout or self.ws.documents(role),
+                heldout or self.ws.documents(role, limit),
                 self.settings.loss_context,
                 None,
                 self.ws.config.budgets.seed,
@@ -256,6 +258,7 @@ class Evaluator:
                 name: f"{self.ws.describe_source(role, portable=True)}: {label}, "
                 f"{len(self.loss_rows[name])} rows x {self.settings.loss_context} tokens, "
                 f"BOS first, held-out fraction {budgets.heldout_fraction}, seed {budgets.seed}"
+                + (f", of its first {LOSS_DOCUMENTS:,} documents" if role == "loss_text" else "")
                 + (
                     " (no held-out documents: training documents used)"
                     if name in self._training_text

@@ -59,14 +59,16 @@ def missing_local_file(ws: WorkspaceConfig, source: DataSourceConfig) -> str | N
     )
 
 
-def load_documents(ws: WorkspaceConfig, role: str) -> list[str]:
-    """The documents of a corpus role, longer than 50 characters, in source order."""
+def load_documents(ws: WorkspaceConfig, role: str, limit: int | None = None) -> list[str]:
+    """The documents of a corpus role, longer than 50 characters, in source order; the first
+    `limit` of them when given (a hub source is then streamed: only those are read)."""
     source = ws.source(role)
     if source.source == "hub":
-        texts = _hub_column(source, source.field)
+        texts = _hub_column(source, source.field, limit)
     else:
         texts = _local_texts(ws, source)
     docs = [text for text in texts if isinstance(text, str) and len(text) > MIN_DOCUMENT_CHARS]
+    docs = docs[:limit] if limit is not None else docs
     if not docs:
         raise DataSourceError(
             f"{describe(ws, source)} has no documents longer than {MIN_DOCUMENT_CHARS} characters."
@@ -223,7 +225,9 @@ def _mmlu_csv(folder: Path, subject: str) -> list[Question]:
     return questions
 
 
-def _hub_dataset(source: DataSourceConfig, subset: str | None = None) -> Any:
+def _hub_dataset(
+    source: DataSourceConfig, subset: str | None = None, streaming: bool = False
+) -> Any:
     require_hub(
         f"dataset {source.dataset}",
         f'download it and set [data.{source.role}] source = "local" with a path under data_dir',
@@ -231,7 +235,9 @@ def _hub_dataset(source: DataSourceConfig, subset: str | None = None) -> Any:
     import datasets
 
     try:
-        return datasets.load_dataset(source.dataset, subset or source.subset, split=source.split)
+        return datasets.load_dataset(
+            source.dataset, subset or source.subset, split=source.split, streaming=streaming
+        )
     except Exception as exc:  # datasets raises many types for gated, missing or bad splits
         gated = " It is gated: request access on its hub page first." if source.gated else ""
         raise DataSourceError(
@@ -240,8 +246,19 @@ def _hub_dataset(source: DataSourceConfig, subset: str | None = None) -> Any:
         ) from exc
 
 
-def _hub_column(source: DataSourceConfig, column: str) -> list[str]:
-    return list(_hub_dataset(source)[column])
+def _hub_column(source: DataSourceConfig, column: str, limit: int | None = None) -> list[str]:
+    """A column of a hub dataset: all of it, or streamed until `limit` documents are long
+    enough to keep (OpenWebText is never materialised to read a few thousand)."""
+    if limit is None:
+        return list(_hub_dataset(source)[column])
+    kept: list[str] = []
+    for row in _hub_dataset(source, streaming=True):
+        text = row[column]
+        if isinstance(text, str) and len(text) > MIN_DOCUMENT_CHARS:
+            kept.append(text)
+            if len(kept) == limit:
+                break
+    return kept
 
 
 def _hub_questions(source: DataSourceConfig) -> list[Question]:

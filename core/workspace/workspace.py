@@ -148,13 +148,15 @@ class Workspace:
     def describe_source(self, role: str, portable: bool = False) -> str:
         return data.describe(self.config, self.config.source(role), portable)
 
-    def documents(self, role: str) -> list[str]:
-        return data.load_documents(self.config, role)
+    def documents(self, role: str, limit: int | None = None) -> list[str]:
+        return data.load_documents(self.config, role, limit)
 
-    def documents_split(self, role: str) -> tuple[list[str], list[str]]:
-        """(train, held-out) documents of a corpus role; held-out text is never trained on."""
+    def documents_split(self, role: str, limit: int | None = None) -> tuple[list[str], list[str]]:
+        """(train, held-out) documents of a corpus role (of its first `limit` documents
+        when given); held-out text is never trained on."""
         budgets = self.config.budgets
-        return data.split_heldout(self.documents(role), budgets.heldout_fraction, budgets.seed)
+        docs = self.documents(role, limit)
+        return data.split_heldout(docs, budgets.heldout_fraction, budgets.seed)
 
     def questions(self, role: str) -> list[data.Question]:
         return data.load_questions(self.config, role)

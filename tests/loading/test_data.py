@@ -158,3 +158,10 @@ def test_mmlu_that_is_not_utf8_is_named(tmp_path):
     ws = _mmlu(tmp_path, "Qüestion?,a,b,c,d,A\n".encode("latin-1"))
     with pytest.raises(DataSourceError, match=r"anatomy_test\.csv is not UTF-8"):
         ws.questions("side_effect_questions")
+
+
+def test_a_limit_keeps_the_first_documents(ws):
+    everything = ws.documents("loss_text")
+    assert ws.documents("loss_text", limit=7) == everything[:7]
+    train, heldout = ws.documents_split("loss_text", limit=200)
+    assert sorted(train + heldout) == sorted(everything[:200])
