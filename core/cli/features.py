@@ -45,20 +45,42 @@ def _stats(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
-    from core.features.selection import SelectionConfig, select_features, selection_record
+    from core.features.selection import (
+        DSGSelectionConfig,
+        SelectionConfig,
+        select_dsg,
+        select_features,
+        selection_record,
+    )
     from core.features.stats import workspace_stats
 
-    config = SelectionConfig(args.threshold, args.n, args.variant)
+    if args.mode == "dsg":
+        config = DSGSelectionConfig(
+            args.forget_percentile,
+            args.retain_percentile,
+            args.ratio_percentile,
+            args.n,
+            args.variant,
+        )
+    else:
+        config = SelectionConfig(args.threshold, args.n, args.variant)
     config.check()
     _check_rows(args)
     if args.out:
         check_out(Path(args.out))
     ws = open_workspace(args)
     table, record = workspace_stats(ws, args.forget_rows, args.retain_rows)
-    chosen = select_features(table, config)
+    dsg = isinstance(config, DSGSelectionConfig)
+    chosen = select_dsg(table, config) if dsg else select_features(table, config)
     v = config.variant
+    rule = (
+        f"DSG percentiles forget ≥ {config.forget_percentile}, retain ≤ "
+        f"{config.retain_percentile}, ratio ≥ {config.ratio_percentile}"
+        if dsg
+        else f"retain threshold {config.threshold}"
+    )
     print(
-        f"{ws.name}: retain threshold {config.threshold}, top {config.n}, variant {v} "
+        f"{ws.name}: {rule}, top {config.n}, variant {v} "
         f"({record['variants'][v]}); forget {record['forget']['tokens'][v]:,} tokens, "
         f"retain {record['retain']['tokens'][v]:,} tokens"
     )
@@ -129,7 +151,16 @@ def add_commands(sub: Subcommands) -> None:
     stats = command(sub, "stats", _stats, "Write the per-feature statistics table.")
     stats.add_argument("--out", required=True, help="a .parquet or .csv path")
     select = command(sub, "select", _select, "Select features the paper's way (METHOD §4).")
+    select.add_argument(
+        "--mode",
+        choices=["frequency", "dsg"],
+        default="frequency",
+        help="METHOD §4's retain threshold, or DSG's importance percentiles (METHOD §10)",
+    )
     select.add_argument("--threshold", type=float, default=0.01, help="retain frequency bound")
+    select.add_argument("--forget-percentile", type=float, default=5.0, help="dsg: lower bound")
+    select.add_argument("--retain-percentile", type=float, default=100.0, help="dsg: upper bound")
+    select.add_argument("--ratio-percentile", type=float, default=90.0, help="dsg: lower bound")
     select.add_argument("--n", type=int, default=20, help="how many features")
     select.add_argument("--variant", choices=list(VARIANTS), default="saebench")
     select.add_argument("--out", help="write the selection as JSON")

@@ -1,5 +1,6 @@
-"""The paper's frequency-threshold selection (METHOD §4), its config, and the record a
-selection leaves with what it chose (the same from the page, the CLI and a saved set)."""
+"""Choosing features from the cached statistics: the paper's frequency threshold (METHOD §4)
+and Dynamic SAE Guardrails' importance percentiles (METHOD §10), their configs, and the
+record a selection leaves with what it chose (the same from the page, the CLI and a set)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def select_features(table: pd.DataFrame, config: SelectionConfig) -> pd.DataFram
 
 
 def selection_record(
-    config: SelectionConfig,
+    config: SelectionConfig | DSGSelectionConfig,
     selected: list[int],
     statistics: dict[str, Any],
     features: list[int] | None = None,
@@ -68,8 +69,11 @@ def selection_record(
     counted, the statistics' provenance; `features` when the final list differs from the
     selection (features added or removed by hand)."""
     final = list(selected if features is None else features)
+    dsg = isinstance(config, DSGSelectionConfig)
     return {
-        "mode": "frequency threshold (METHOD §4)",
+        "mode": "DSG importance percentiles (METHOD §10)"
+        if dsg
+        else "frequency threshold (METHOD §4)",
         "config": asdict(config),
         "features": final,
         "selected": list(selected),
@@ -89,3 +93,60 @@ def reselect(previous: list[int], current: list[int], selected: list[int]) -> li
     added = [f for f in current if f not in set(previous)]
     kept = [f for f in selected if f not in removed]
     return kept + [f for f in added if f not in set(kept)]
+
+
+@dataclass(frozen=True)
+class DSGSelectionConfig:
+    """Dynamic SAE Guardrails' selection (METHOD §10), from the cached statistics alone.
+
+    Per feature, its statistic on a corpus is its mean activation over the counted positions
+    (mean where active × frequency); importance is the statistic squared, and the ratio is
+    forget importance / (retain importance + 1e-21). A feature is kept when its forget
+    importance is at least the `forget_percentile`-th percentile of all features', its retain
+    importance at most the `retain_percentile`-th, and its ratio at least the
+    `ratio_percentile`-th; kept features are ranked by forget importance.
+
+    Args:
+        forget_percentile: lower bound on forget importance, as a percentile (0-100).
+        retain_percentile: upper bound on retain importance, as a percentile (0-100).
+        ratio_percentile: lower bound on the ratio, as a percentile (0-100).
+        n: how many features to keep at most (the paper: 20-200).
+        variant: how positions are counted, a key of `stats.VARIANTS`.
+    """
+
+    forget_percentile: float = 5.0
+    retain_percentile: float = 100.0
+    ratio_percentile: float = 90.0
+    n: int = 20
+    variant: str = "saebench"
+
+    def check(self) -> None:
+        for name in ("forget_percentile", "retain_percentile", "ratio_percentile"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 100:
+                raise UserError(f"The {name.replace('_', ' ')} must be in [0, 100], not {value!r}.")
+        SelectionConfig(0.0, self.n, self.variant).check()
+
+
+def select_dsg(table: pd.DataFrame, config: DSGSelectionConfig) -> pd.DataFrame:
+    """METHOD §10's selection: columns rank, forget_importance, retain_importance, ratio,
+    then the table's; at most n rows, highest forget importance first (ties: lower id)."""
+    config.check()
+    v = config.variant
+    forget = (table[f"forget_mean_{v}"] * table[f"forget_freq_{v}"]).to_numpy() ** 2
+    retain = (table[f"retain_mean_{v}"] * table[f"retain_freq_{v}"]).to_numpy() ** 2
+    ratio = forget / (retain + 1e-21)
+    keep = (
+        (forget >= np.percentile(forget, config.forget_percentile))
+        & (retain <= np.percentile(retain, config.retain_percentile))
+        & (ratio >= np.percentile(ratio, config.ratio_percentile))
+        & (forget > 0)
+    )
+    order = np.lexsort((table["feature"].to_numpy(), -forget))
+    chosen = order[keep[order]][: config.n]
+    selected = table.iloc[chosen].copy()
+    selected.insert(0, "ratio", ratio[chosen])
+    selected.insert(0, "retain_importance", retain[chosen])
+    selected.insert(0, "forget_importance", forget[chosen])
+    selected.insert(0, "rank", np.arange(1, len(chosen) + 1))
+    return selected.reset_index(drop=True)

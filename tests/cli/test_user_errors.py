@@ -32,6 +32,7 @@ def cache_root(tmp_path, monkeypatch):
         (["attribute", "--n", "0"], "n (how many features) must be a whole number ≥ 1"),
         (["health", "--rows", "0"], "--rows must be ≥ 1"),
         (["select", "--threshold", "nan"], "must be a number"),
+        (["select", "--mode", "dsg", "--ratio-percentile", "120"], "in [0, 100]"),
         (["select", "--forget-rows", "0"], "--forget-rows must be ≥ 1"),
         (["stats", "--out", "x.txt"], "give a .csv or .parquet"),
         (["stats", "--out", "x.csv", "--retain-rows", "-1"], "--retain-rows must be ≥ 1"),
