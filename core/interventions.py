@@ -16,15 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from core.errors import UserError
-from core.runtime.forward import model_lock
+from core.runtime.forward import model_lock, sequence_positions
 from core.sae.encoding import linear_decoder, selected_activations
 
 if TYPE_CHECKING:
@@ -46,6 +46,54 @@ MAX_CLAMP = 10_000.0
 MAX_SCALE = 100.0
 
 
+GATE_RULES = {
+    "per feature": "in a gated sequence, a_j ← −c where a_j > 0 (METHOD §5)",
+    "any selected": "in a gated sequence, every selected a_j ← −c where any of them fires "
+    "(DSG's code)",
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Dynamic gating (METHOD §10): edit only sequences whose rho, the fraction of their
+    positions after BOS where any selected feature fires, exceeds `alpha`.
+
+    Args:
+        alpha: the threshold on rho (calibrated: a percentile of rho on retain text).
+        rule: a key of GATE_RULES: how features are clamped inside a gated sequence.
+        calibration: where alpha came from (corpus, rows, percentile, bootstrap, seed).
+    """
+
+    alpha: float
+    rule: str = "per feature"
+    calibration: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def check(self, method: str) -> None:
+        if self.rule not in GATE_RULES:
+            raise UserError(
+                f"Unknown gate rule '{self.rule}'; choose one of {', '.join(GATE_RULES)}."
+            )
+        if not 0 <= self.alpha <= 1 or not math.isfinite(self.alpha):
+            raise UserError(f"The gate's alpha is a fraction of positions, not {self.alpha}.")
+        if self.rule == "any selected" and method not in ("clamp", "random"):
+            raise UserError("The 'any selected' gate rule clamps; use it with clamp or random.")
+
+
+def sequence_rho(
+    active: Bool[Tensor, "batch pos"],
+    mask: Int[Tensor, "batch pos"] | None = None,
+    span: int | None = None,
+) -> Float[Tensor, " batch"]:
+    """The fraction of each sequence's counted positions where a selected feature fires:
+    real tokens (`mask`), after BOS, and only the first `span` positions when given."""
+    counted = torch.ones_like(active) if mask is None else mask.to(active.device).bool()
+    counted = counted.clone()
+    counted[:, 0] = False
+    if span is not None:
+        counted[:, span:] = False
+    return (active & counted).sum(1) / counted.sum(1).clamp(min=1)
+
+
 def bos_rule(skip_bos: bool) -> str:
     return "position 0 left alone" if skip_bos else "position 0 edited too"
 
@@ -61,6 +109,7 @@ class Intervention:
     multiplier: float = 1.0
     skip_bos: bool = True
     means: tuple[float, ...] = ()
+    gate: Gate | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -83,6 +132,8 @@ class Intervention:
             raise UserError(f"{len(self.features)} features but {len(self.values)} values.")
         if self.method == "mean" and len(self.means) != len(self.features):
             raise UserError("Mean ablation needs each feature's mean activation.")
+        if self.gate is not None:
+            self.gate.check(self.method)
         for feature, value in zip(self.features, self.effective_values(), strict=True):
             if not math.isfinite(value):
                 raise UserError(f"Feature {feature}: the value {value} is not a finite number.")
@@ -115,6 +166,10 @@ class Intervention:
         record["means"] = list(self.means)
         record["rule"] = METHODS.get(self.method, "")
         record["bos"] = bos_rule(self.skip_bos)
+        if self.gate is None:
+            del record["gate"]  # ungated runs keep the memo keys they had before gates
+        else:
+            record["gate"]["rule_text"] = GATE_RULES.get(self.gate.rule, "")
         return record
 
 
@@ -124,8 +179,11 @@ def edit(
     """x with the intervention applied; positions where nothing changes keep x exactly."""
     acts = selected_activations(sae, x, targets)
     values = torch.tensor(iv.effective_values(), dtype=acts.dtype, device=acts.device)
+    fires = acts > 0
+    if iv.gate is not None and iv.gate.rule == "any selected":
+        fires = fires.any(dim=-1, keepdim=True).expand_as(acts)
     if iv.method in ("clamp", "random"):
-        new = torch.where(acts > 0, -values, acts)
+        new = torch.where(fires, -values, acts)
     elif iv.method == "scale":
         new = (1 - values) * acts
     elif iv.method == "zero":
@@ -135,6 +193,9 @@ def edit(
     change = new - acts
     if iv.skip_bos and change.shape[-2] > 0:
         change[..., 0, :] = 0
+    if iv.gate is not None:
+        rho = sequence_rho((acts > 0).any(dim=-1), *sequence_positions())
+        change = change * (rho > iv.gate.alpha)[:, None, None].to(change.dtype)
     touched = (change != 0).any(dim=-1, keepdim=True)
     if not touched.any():
         return x
@@ -176,15 +237,16 @@ def make_intervention(
     multiplier: float = 1.0,
     skip_bos: bool = True,
     table: pd.DataFrame | None = None,
+    gate: Gate | None = None,
 ) -> Intervention:
     """An intervention checked against the workspace's SAE (mean ablation gets its means,
-    from `table` when given: the workspace's feature table)."""
+    from `table` when given: the workspace's feature table), gated when `gate` is given."""
     means: tuple[float, ...] = ()
     if method == "mean":
         Intervention(tuple(features), tuple(values)).check(ws.sae_width())  # ids before lookup
         from core.features.stats import feature_means
 
         means = feature_means(ws, features, table)
-    iv = Intervention(tuple(features), tuple(values), method, multiplier, skip_bos, means)
+    iv = Intervention(tuple(features), tuple(values), method, multiplier, skip_bos, means, gate)
     iv.check(ws.sae_width())
     return iv

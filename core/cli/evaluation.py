@@ -18,7 +18,7 @@ from core.cli.common import (
     write_out,
 )
 from core.evaluation.metrics import format_score, metric_rows, provenance_line
-from core.interventions import METHODS, make_intervention
+from core.interventions import GATE_RULES, METHODS, make_intervention
 from core.labels.store import LabelStore
 
 
@@ -30,8 +30,19 @@ def _eval(args: argparse.Namespace) -> None:
     ws = open_workspace(args)
     evaluator = Evaluator(ws, settings(args, ws))
     chosen = chosen_features(args, ws)
+    gate = None
+    if args.gate is not None:
+        from core.features.gate import calibrate
+
+        gate = calibrate(ws, list(chosen.features), args.gate, args.gate_rule)
     iv = make_intervention(
-        ws, list(chosen.features), chosen.values(args.c), args.method, 1.0, not args.edit_bos
+        ws,
+        list(chosen.features),
+        chosen.values(args.c),
+        args.method,
+        1.0,
+        not args.edit_bos,
+        gate=gate,
     )
     result = evaluator.evaluate(iv, progress_printer())
     if args.set and args.save:
@@ -151,6 +162,15 @@ def add_commands(sub: Subcommands) -> None:
     for cmd in (evaluate, sweep, known):
         add_scoring_flags(cmd)
     add_scoring_flags(screen, split="selection")
+    evaluate.add_argument(
+        "--gate",
+        type=float,
+        metavar="PERCENTILE",
+        help="gate the edit (DSG, METHOD §10): alpha = this percentile of rho on retain text",
+    )
+    evaluate.add_argument(
+        "--gate-rule", choices=list(GATE_RULES), default="per feature", help="clamp rule inside"
+    )
     evaluate.add_argument("--save", action="store_true", help="store the result in --set")
     evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
     sweep.add_argument("--thresholds", default="0.01", help="retain thresholds, e.g. 0.001,0.01")

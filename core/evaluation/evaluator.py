@@ -24,6 +24,7 @@ from core.evaluation.loss import row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare
 from core.evaluation.settings import FORGET, LOSS_SETS, SIDE, SPLITS, EvalSettings
+from core.evaluation.uncertainty import wilson
 from core.interventions import Intervention, applied
 from core.loading import data
 from core.loading.data import Question
@@ -226,6 +227,7 @@ class Evaluator:
         known = {role: self.known_indices(role, progress) for role in (FORGET, SIDE)}
         clean = self.baseline(progress)
         edited = self._run(iv, progress)
+        gate_rates = self._gate_rates(iv) if iv.gate is not None else None
         result = {
             "kind": RESULT_KIND,
             "version": RESULT_VERSION,
@@ -241,8 +243,30 @@ class Evaluator:
                 self.settings.min_known,
             ),
         }
+        if gate_rates is not None:
+            result["metrics"]["gate"] = gate_rates
         write_json(self.result_path(iv), result)
         return result
+
+    def _gate_rates(self, iv: Intervention) -> dict:
+        """How often the gate edits each kind of sequence, with n and a 95% interval: the
+        question prompts as scored, and the loss rows of each text."""
+        from core.features.gate import gated
+
+        sequences = {
+            "wmdp": [self.scorer.encode(q) for q in self.questions(FORGET)],
+            "mmlu": [self.scorer.encode(q) for q in self.questions(SIDE)],
+            **{f"{name}_text": rows.tolist() for name, rows in self.loss_rows.items()},
+        }
+        rates = {}
+        for name, rows in sequences.items():
+            on = gated(self.ws, iv, rows)
+            rates[name] = {
+                "n": len(on),
+                "on": float(on.mean()) if len(on) else None,
+                "on_ci": wilson(int(on.sum()), len(on)),
+            }
+        return rates
 
     def provenance(self) -> dict:
         budgets = self.ws.config.budgets

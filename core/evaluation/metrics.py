@@ -34,6 +34,13 @@ ACCURACY_ROWS = (
     ("MMLU side effect (pooled), known", "mmlu_known"),
     ("MMLU side effect (pooled), all", "mmlu_all"),
 )
+GATE_LABELS = {
+    "wmdp": "WMDP-bio prompts",
+    "mmlu": "MMLU prompts",
+    "general_text": "general text rows",
+    "forget_text": "forget text rows",
+    "retain_text": "retain text rows",
+}
 LOSS_LABELS = {"general": "general text", "forget": "forget", "retain": "retain"}
 
 
@@ -261,6 +268,17 @@ def metric_rows(metrics: dict) -> list[dict]:
         name = subject.replace("_", " ")
         rows.append(_accuracy_row(f"{name} (apart), known", sub, "known"))
         rows.append(_accuracy_row(f"{name} (apart), all", sub, "all"))
+    for name, rate in (metrics.get("gate") or {}).items():
+        rows.append(
+            {
+                "measure": f"gate on: {GATE_LABELS.get(name, name)} (share of sequences edited)",
+                "n": rate["n"],
+                "baseline": "",
+                "intervened": format_accuracy(rate["on"], rate["on_ci"]),
+                "change": "",
+                "test": "",
+            }
+        )
     merged = {second: first for first, second in metrics.get("same_text", [])}
     for name, label in LOSS_LABELS.items():
         if name in merged:

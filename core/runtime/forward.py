@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 MAX_BATCH_TOKENS = 4096
 LOGIT_CHUNK = 256
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RUN = threading.local()  # what hooks may need to know of the running forward pass
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -30,6 +32,25 @@ def model_lock(model: Model) -> threading.RLock:
     intervention (and no memo is written from a run that overlapped another)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(model, threading.RLock())
+
+
+@contextmanager
+def sequence_context(
+    mask: Int[Tensor, "batch pos"] | None = None, span: int | None = None
+) -> Iterator[None]:
+    """Tell hooks run inside which positions are real tokens (`mask`, None: all) and, for
+    generation, how many of them are the prompt (`span`): a gate reads only those."""
+    previous = getattr(_RUN, "context", (None, None))
+    _RUN.context = (mask, span if span is not None else previous[1])
+    try:
+        yield
+    finally:
+        _RUN.context = previous
+
+
+def sequence_positions() -> tuple[Int[Tensor, "batch pos"] | None, int | None]:
+    """(mask, span) of the forward pass running in this thread (see `sequence_context`)."""
+    return getattr(_RUN, "context", (None, None))
 
 
 def batches(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
@@ -66,7 +87,7 @@ def final_resid(
     """The residual after the last block (before the final norm). Pads sit after each row's
     real tokens, so positions and attention of real tokens are unaffected."""
     device = model.cfg.device
-    with model_lock(model):
+    with model_lock(model), sequence_context(mask):
         return model(
             tokens.to(device),
             stop_at_layer=model.cfg.n_layers,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from core.interventions import Intervention, applied
-from core.runtime.forward import final_logits, final_resid
+from core.runtime.forward import final_logits, final_resid, sequence_context
 from core.workspace.workspace import Workspace
 
 MAX_NEW_TOKENS = 64
@@ -27,7 +27,7 @@ def generate(
     tokenizer, model = ws.tokenizer, ws.model
     ids = [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]
     start = len(ids)
-    with applied(model, ws.sae, ws.hook, iv):
+    with applied(model, ws.sae, ws.hook, iv), sequence_context(span=start):  # gate: the prompt
         steps = min(max_new_tokens, MAX_NEW_TOKENS)
         for step in range(steps):
             if progress is not None:
