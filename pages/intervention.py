@@ -23,10 +23,11 @@ from core.evaluation.settings import FORGET, SIDE, EvalSettings
 from core.evaluation.sweeps import ScreenConfig, SweepConfig, pareto_plot, screen, sweep
 from core.features import sources
 from core.features.attribution import TOP_K, AttributionConfig, Attributor
+from core.features.gate import calibrate
 from core.features.selection import SelectionConfig
 from core.features.sources import SOURCES
 from core.features.stats import VARIANTS as VARIANTS_COUNTED
-from core.interventions import METHODS, make_intervention
+from core.interventions import GATE_RULES, METHODS, make_intervention
 from core.runtime.generation import generate
 from core.runtime.jobs import Jobs
 from pages.common import from_url, plain, to_url, workspace_with_statistics
@@ -192,6 +193,24 @@ with st.form("intervention"):
     if len(features) > 50:
         st.caption(f"{len(features) - 50} more features keep their multipliers (sliders for 50).")
     values = [float(base) * weight for weight in weights]
+    gating = st.columns([1, 1, 2])
+    gate_on = gating[0].toggle(
+        "Gate (DSG)",
+        value=False,
+        key="gate",
+        help="Edit only sequences where the features "
+        "fire often (METHOD §10); alpha from retain text, no model run.",
+    )
+    gate_percentile = gating[1].number_input(
+        "Gate percentile", 50.0, 99.9, 95.0, 0.5, disabled=not gate_on, key="gate_percentile"
+    )
+    gate_rule = gating[2].selectbox(
+        "Rule inside a gated sequence",
+        list(GATE_RULES),
+        format_func=lambda r: f"{r}: {GATE_RULES[r]}",
+        disabled=not gate_on,
+        key="gate_rule",
+    )
     st.markdown("**Scoring**")
     opts = st.columns(5)
     scoring = opts[0].selectbox("Scoring", list(SCORINGS), help="; ".join(SCORINGS.values()))
@@ -213,7 +232,17 @@ settings = EvalSettings(
 )
 evaluator = _evaluator(ws.name, ws.config.provenance_hash(), settings)
 try:
-    iv = make_intervention(ws, features, values, method, multiplier, skip_bos, table)
+    gate = calibrate(ws, features, gate_percentile, gate_rule) if gate_on else None
+    iv = make_intervention(ws, features, values, method, multiplier, skip_bos, table, gate)
+    if gate is not None:
+        st.caption(
+            plain(
+                f"Gate: alpha = {gate.alpha:.4f}, the {gate_percentile:g}th percentile of rho on "
+                f"{gate.calibration['rows']} retain rows ({gate.calibration['bootstrap']} "
+                "bootstrap resamples); MCQ and loss measure rho over the whole sequence, "
+                "generation over the prompt."
+            )
+        )
 except UserError as exc:
     st.error(plain(exc))
     st.stop()

@@ -121,3 +121,14 @@ def test_a_shared_link_restores_the_source_and_c(small_app_env, monkeypatch):
     assert at.sidebar.text_input[0].value == "ada"
     at.radio[0].set_value("ids").run()
     assert at.query_params["source"] == "ids"
+
+
+def test_a_gated_run_shows_how_often_the_gate_edits(app):
+    _number(app, "n").set_value(3).run()
+    _number(app, "Questions per set (0 = all)").set_value(4)
+    _number(app, "Loss rows per text").set_value(1)
+    app.toggle(key="gate").set_value(True)
+    _run_and_wait(app)
+    table = app.table[0].value
+    assert "gate on: WMDP-bio prompts (share of sequences edited)" in table.index
+    assert any("alpha = " in shown(c.value) for c in app.caption)
