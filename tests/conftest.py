@@ -63,3 +63,11 @@ def small_app_env(tmp_path_factory, offline_ws) -> dict[str, str]:
             else:
                 os.environ[key] = value
     return env
+
+
+@pytest.fixture
+def small_app_ws(small_app_env, monkeypatch) -> Workspace:
+    """The small workspace of `small_app_env`, opened with its environment set."""
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    return Workspace.open("offline-gemma3-270m")

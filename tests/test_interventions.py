@@ -10,7 +10,6 @@ from core.errors import UserError
 from core.evaluation.mcq import encode_prompt
 from core.interventions import Intervention, applied, edit, make_intervention
 from core.sae.encoding import selected_activations
-from core.workspace.workspace import Workspace
 
 pytestmark = pytest.mark.model
 
@@ -75,12 +74,10 @@ def test_bos_option_and_random_control(offline_ws, resid):
     assert Intervention((4095, 7), method="random").targets(4096) == (0, 8)
 
 
-def test_mean_ablation_moves_the_feature_to_its_retain_mean(small_app_env, monkeypatch, resid):
+def test_mean_ablation_moves_the_feature_to_its_retain_mean(small_app_ws, resid):
     from core.features.stats import workspace_stats
 
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    ws = Workspace.open("offline-gemma3-270m")
+    ws = small_app_ws
     table, _ = workspace_stats(ws)
     row = table.sort_values("retain_freq_saebench").iloc[-1]  # fires most on retain text
     feature = int(row["feature"])

@@ -56,12 +56,8 @@ def test_memo_keys_follow_the_question_files_contents(tmp_path):
     assert keys[0] != keys[1]
 
 
-def test_two_runs_at_once_on_the_shared_model_give_what_each_gives_alone(
-    small_app_env, monkeypatch, tmp_path
-):
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    ws = Workspace.open("offline-gemma3-270m")
+def test_two_runs_at_once_on_the_shared_model_give_what_each_gives_alone(small_app_ws, tmp_path):
+    ws = small_app_ws
     settings = EvalSettings(question_limit=2, loss_rows=2, loss_context=32, known_filter=False)
     edits = {
         "clamp": make_intervention(ws, [3080, 1829], [20.0, 20.0]),

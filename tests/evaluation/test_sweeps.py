@@ -12,16 +12,13 @@ from core.evaluation.settings import EvalSettings
 from core.evaluation.sweeps import ScreenConfig, SweepConfig, screen, sweep
 from core.features.selection import SelectionConfig, select_features
 from core.features.stats import workspace_stats
-from core.workspace.workspace import Workspace
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def evaluator(small_app_env, monkeypatch) -> Evaluator:
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    ws = Workspace.open("offline-gemma3-270m")
+def evaluator(small_app_ws) -> Evaluator:
+    ws = small_app_ws
     settings = EvalSettings(question_limit=2, loss_rows=1, loss_context=32, known_filter=False)
     return Evaluator(ws, settings)
 

@@ -23,10 +23,8 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def small(small_app_env, monkeypatch) -> Workspace:
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    return Workspace.open("offline-gemma3-270m")
+def small(small_app_ws) -> Workspace:
+    return small_app_ws
 
 
 @torch.no_grad()

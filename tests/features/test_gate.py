@@ -84,10 +84,8 @@ def test_generation_decides_on_the_prompt(offline_ws, pair):
 
 
 @pytest.fixture
-def small(small_app_env, monkeypatch) -> Workspace:
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    return Workspace.open("offline-gemma3-270m")
+def small(small_app_ws) -> Workspace:
+    return small_app_ws
 
 
 def test_calibration_reads_rho_from_the_cache(small, pair):

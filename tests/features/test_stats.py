@@ -7,7 +7,6 @@ import pytest
 from core.cache.store import ActivationCache
 from core.features.selection import SelectionConfig, select_features
 from core.features.stats import _segment_max, _segment_sum, feature_histogram, workspace_stats
-from core.workspace.workspace import Workspace
 
 
 def table(forget, retain, variant="saebench") -> pd.DataFrame:
@@ -57,10 +56,8 @@ def test_segment_reductions_handle_empty_segments():
 
 
 @pytest.mark.model
-def test_histogram_counts_the_positions_the_frequencies_count(small_app_env, monkeypatch):
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    ws = Workspace.open("offline-gemma3-270m")
+def test_histogram_counts_the_positions_the_frequencies_count(small_app_ws):
+    ws = small_app_ws
     table, _ = workspace_stats(ws)
     cache = ActivationCache.for_workspace(ws, "forget_corpus")
     for feature in table.nlargest(3, "forget_count_saebench")["feature"]:

@@ -143,15 +143,8 @@ def assert_same(found, pinned, where: str = "") -> None:
         assert found == pinned, f"{where}: {found!r} != {pinned!r}"
 
 
-@pytest.fixture
-def small_ws(small_app_env, monkeypatch) -> Workspace:
-    for key, value in small_app_env.items():
-        monkeypatch.setenv(key, value)
-    return Workspace.open("offline-gemma3-270m")
-
-
-def test_numbers_are_those_pinned_before_the_restructure(small_ws, offline_ws):
-    found = measure(small_ws, offline_ws)
+def test_numbers_are_those_pinned_before_the_restructure(small_app_ws, offline_ws):
+    found = measure(small_app_ws, offline_ws)
     if os.environ.get("UNLEARNING_LENS_REPIN"):
         PINNED_PATH.write_text(json.dumps(found, indent=1) + "\n")
     assert_same(found, json.loads(PINNED_PATH.read_text()))
