@@ -67,3 +67,23 @@ def test_uploads_are_refused_above_the_import_limit():
     config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * 1_000_000 >= MAX_IMPORT_BYTES
     assert config["server"]["maxUploadSize"] <= 10
+
+
+def test_an_unexpected_error_is_a_short_message_and_a_logged_trace(
+    small_app_env, monkeypatch, caplog
+):
+    import core.features.search
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an internal detail that must not reach the page")
+
+    monkeypatch.setattr(core.features.search, "search_view", broken)
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/feature_search.py").run()
+    assert not at.exception
+    shown_errors = [shown(e.value) for e in at.error]
+    assert any("Something went wrong on this page" in e for e in shown_errors)
+    assert not any("internal detail" in e for e in shown_errors)
+    assert "internal detail" in caplog.text
