@@ -16,6 +16,7 @@ from core.features.examples import (
 from core.features.render import render_tokens
 from core.features.stats import bin_centers, feature_histogram
 from pages.common import label_form, plain, recent_labels, workspace_with_statistics
+from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
 
 st.title("Activation examples")
 ws, table, provenance, store = workspace_with_statistics()
@@ -122,6 +123,12 @@ else:
         st.plotly_chart(figure)
         st.caption("Positions SAEBench counts (BOS, EOS and PAD left out), all cached rows.")
 
+near, together = st.columns(2)
+with near:
+    neighbours_view(ws, table, store, feature)
+with together:
+    cooccurrence_view(ws, feature)
+
 if st.toggle("Logit effects (loads the model)"):
     promote, suppress = logit_effects(ws, feature)
     frame = pd.DataFrame(
@@ -148,6 +155,7 @@ if st.toggle("Logit effects (loads the model)"):
 form_column, recent_column = st.columns(2)
 with form_column:
     label_form(store, [], feature)
+    suggestion_view(ws, store, feature)
 with recent_column:
     recent_labels(store)
 

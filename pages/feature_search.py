@@ -28,6 +28,7 @@ from core.labels.export import export_set, import_set, labels_csv, neuronpedia_p
 from core.labels.sets import compare_sets
 from core.labels.store import DEFAULT_TAGS
 from pages.common import label_form, plain, recent_labels, workspace_with_statistics
+from pages.feature_views import contrast_view, feature_map_view, label_search_view
 
 st.title("Feature search")
 ws, table, provenance, store = workspace_with_statistics()
@@ -109,6 +110,7 @@ histogram_figure.update_layout(
     legend={"orientation": "h"},
 )
 histogram.plotly_chart(histogram_figure)
+feature_map_view(ws, view, ratio, store, current)
 
 filters = st.columns([2, 2, 1, 1, 1])
 text = filters[0].text_input("Search labels and notes (or a feature id)")
@@ -158,6 +160,8 @@ with form_column:
 with recent_column:
     recent_labels(store)
 st.session_state.browse_list = shown["feature"].tolist()
+label_search_view(store)
+contrast_view(ws, store)
 
 st.subheader("Feature sets")
 save, manage = st.columns(2)

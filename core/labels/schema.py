@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -37,6 +37,54 @@ MIGRATIONS: dict[int, str] = {
         note TEXT NOT NULL DEFAULT '', position INTEGER NOT NULL,
         PRIMARY KEY (set_id, feature)
     );
+    """,
+    # Label suggestions (never labels until the user accepts one) and a full-text index of
+    # labels and suggestions, kept in step by triggers (an insert first drops the row's old
+    # entry: INSERT OR REPLACE fires no delete trigger); existing labels are indexed once.
+    2: """
+    CREATE TABLE suggestions (
+        sae TEXT NOT NULL, feature INTEGER NOT NULL, source TEXT NOT NULL,
+        text TEXT NOT NULL, evidence TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,
+        PRIMARY KEY (sae, feature, source)
+    );
+    CREATE VIRTUAL TABLE text_search USING fts5(
+        text, sae UNINDEXED, feature UNINDEXED, kind UNINDEXED, source UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER labels_indexed AFTER INSERT ON labels BEGIN
+        DELETE FROM text_search
+        WHERE sae = new.sae AND feature = new.feature AND kind = 'label';
+        INSERT INTO text_search (text, sae, feature, kind, source)
+        VALUES (new.label || ' ' || new.note || ' ' || new.tags, new.sae, new.feature, 'label', '');
+    END;
+    CREATE TRIGGER labels_reindexed AFTER UPDATE ON labels BEGIN
+        DELETE FROM text_search
+        WHERE sae = old.sae AND feature = old.feature AND kind = 'label';
+        INSERT INTO text_search (text, sae, feature, kind, source)
+        VALUES (new.label || ' ' || new.note || ' ' || new.tags, new.sae, new.feature, 'label', '');
+    END;
+    CREATE TRIGGER labels_unindexed AFTER DELETE ON labels BEGIN
+        DELETE FROM text_search
+        WHERE sae = old.sae AND feature = old.feature AND kind = 'label';
+    END;
+    CREATE TRIGGER suggestions_indexed AFTER INSERT ON suggestions BEGIN
+        DELETE FROM text_search WHERE sae = new.sae AND feature = new.feature
+        AND kind = 'suggestion' AND source = new.source;
+        INSERT INTO text_search (text, sae, feature, kind, source)
+        VALUES (new.text, new.sae, new.feature, 'suggestion', new.source);
+    END;
+    CREATE TRIGGER suggestions_unindexed AFTER DELETE ON suggestions BEGIN
+        DELETE FROM text_search WHERE sae = old.sae AND feature = old.feature
+        AND kind = 'suggestion' AND source = old.source;
+    END;
+    CREATE TRIGGER suggestions_reindexed AFTER UPDATE ON suggestions BEGIN
+        DELETE FROM text_search WHERE sae = old.sae AND feature = old.feature
+        AND kind = 'suggestion' AND source = old.source;
+        INSERT INTO text_search (text, sae, feature, kind, source)
+        VALUES (new.text, new.sae, new.feature, 'suggestion', new.source);
+    END;
+    INSERT INTO text_search (text, sae, feature, kind, source)
+    SELECT label || ' ' || note || ' ' || tags, sae, feature, 'label', '' FROM labels;
     """,
 }
 
@@ -84,6 +132,18 @@ def schema_version(db: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def statements(script: str) -> list[str]:
+    """A migration's SQL statements, each complete (a trigger's body keeps its semicolons)."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip())
+            pending = ""
+    return found
+
+
 def migrate(path: Path) -> None:
     """Bring the schema to SCHEMA_VERSION in one transaction (safe against a second process
     doing the same); a newer version is left as it is. A current database is only read."""
@@ -102,9 +162,8 @@ def migrate(path: Path) -> None:
             raise NewerSchemaError(version)
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in statements(MIGRATIONS[target]):
+                db.execute(statement)
         db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )

@@ -53,6 +53,34 @@ def _utc(feature: int, stamp: object) -> str:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    """A proposed label, from `source` (what it was built from); never a label by itself."""
+
+    feature: int
+    source: str
+    text: str
+    evidence: dict
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    feature: int
+    kind: str  # "label" or "suggestion"
+    source: str  # the suggestion's source; "" for a label
+    text: str
+
+
+def fts_query(text: str) -> str:
+    """Words as an FTS5 query: every word must match, as a word or a word's beginning;
+    quotes keep FTS5's own syntax (AND, NEAR, *, ...) from being read into plain words."""
+    words = text.replace('"', " ").split()
+    if not words:
+        raise LabelStoreError("Type a word to search for.")
+    return " ".join(f'"{word}"*' for word in words)
+
+
+@dataclass(frozen=True)
 class Label:
     feature: int
     label: str = ""
@@ -441,3 +469,54 @@ class LabelStore:
             )
             db.execute("COMMIT")
         return self.get_set(name)
+
+    # -- suggestions and text search ------------------------------------------------------
+    def put_suggestions(self, source: str, suggestions: dict[int, tuple[str, dict]]) -> int:
+        """Store suggested labels {feature: (text, evidence)} from `source`, replacing that
+        source's earlier suggestion for the same features; labels are left as they are."""
+        source = check_text("Suggestion source", source, MAX_NAME).strip()
+        if not source:
+            raise LabelStoreError("A suggestion needs the name of its source.")
+        at = now()
+        rows = [
+            (
+                self.sae,
+                self.check_feature(feature),
+                source,
+                check_text("Suggestion", text, MAX_NAME * 5),
+                json.dumps(evidence),
+                at,
+            )
+            for feature, (text, evidence) in suggestions.items()
+        ]
+        with self._db(write=True) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT OR REPLACE INTO suggestions (sae, feature, source, text, evidence, "
+                "created_at) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+            db.execute("COMMIT")
+        return len(rows)
+
+    def suggestions(self, feature: int) -> list[Suggestion]:
+        """A feature's stored suggestions, newest first."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT source, text, evidence, created_at FROM suggestions "
+                "WHERE sae = ? AND feature = ? ORDER BY created_at DESC, source",
+                (self.sae, feature),
+            ).fetchall()
+        return [Suggestion(feature, s, t, json.loads(e), c) for s, t, e, c in rows]
+
+    def search(self, text: str, suggestions: bool = True, limit: int = 500) -> list[SearchHit]:
+        """Labels (label, note and tags) and, with `suggestions`, suggested labels that
+        contain every word of `text` (word beginnings match), best matches first."""
+        kinds = ("label", "suggestion") if suggestions else ("label",)
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT feature, kind, source, text FROM text_search WHERE text_search MATCH ? "
+                f"AND sae = ? AND kind IN ({','.join('?' * len(kinds))}) ORDER BY rank LIMIT ?",
+                (fts_query(text), self.sae, *kinds, limit),
+            ).fetchall()
+        return [SearchHit(int(f), k, s, t) for f, k, s, t in rows]

@@ -1,0 +1,68 @@
+"""Full-text search of labels and suggestions (SQLite FTS5), kept in step by triggers, and a
+database of schema version 1 migrated forward with its labels indexed."""
+
+import sqlite3
+
+import pytest
+
+from core.labels.schema import MIGRATIONS, SCHEMA_VERSION, connect, statements
+from core.labels.store import LabelStore, LabelStoreError
+
+
+@pytest.fixture
+def store(tmp_path) -> LabelStore:
+    return LabelStore(tmp_path / "labels.sqlite", "sae-a", 100)
+
+
+def found(store: LabelStore, text: str, suggestions: bool = True) -> list[tuple[int, str]]:
+    return sorted((hit.feature, hit.kind) for hit in store.search(text, suggestions))
+
+
+def test_labels_notes_and_tags_are_searched_and_edits_reindex(store):
+    store.set_label(3, label="DNA replication", tags=["biology"])
+    store.set_label(4, label="Cell membrane", note="lipid bilayer")
+    assert found(store, "dna") == [(3, "label")]
+    assert found(store, "replic") == [(3, "label")]  # a word's beginning matches
+    assert found(store, "lipid") == [(4, "label")]
+    assert found(store, "biology") == [(3, "label")]
+    assert found(store, "dna membrane") == []  # every word must match
+    store.set_label(3, label="RNA splicing")
+    assert found(store, "dna") == [] and found(store, "splicing") == [(3, "label")]
+
+
+def test_suggestions_are_searched_separately_and_never_labels(store):
+    store.put_suggestions("neuronpedia", {7: ("protein folding", {"model": "x"})})
+    assert found(store, "protein") == [(7, "suggestion")]
+    assert found(store, "protein", suggestions=False) == []
+    assert store.label(7).label == ""
+    store.put_suggestions("neuronpedia", {7: ("enzyme kinetics", {})})
+    assert found(store, "protein") == [] and found(store, "enzyme") == [(7, "suggestion")]
+    assert [s.text for s in store.suggestions(7)] == ["enzyme kinetics"]
+
+
+def test_another_sae_and_fts_syntax_stay_out(store, tmp_path):
+    store.set_label(1, label="NEAR AND OR")
+    other = LabelStore(tmp_path / "labels.sqlite", "sae-b", 100)
+    other.set_label(1, label="something NEAR")
+    assert found(store, 'NEAR" OR "and') == [(1, "label")]
+    assert found(other, "near") == [(1, "label")]
+    with pytest.raises(LabelStoreError, match="Type a word"):
+        store.search('  " ')
+
+
+def test_a_version_1_database_migrates_and_indexes_its_labels(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with connect(path, write=True) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        for statement in statements(MIGRATIONS[1]):
+            db.execute(statement)
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute(
+            "INSERT INTO labels (sae, feature, label, updated_at) "
+            "VALUES ('sae-a', 9, 'photosynthesis', '2025-01-01T00:00:00+00:00')"
+        )
+    store = LabelStore(path, "sae-a", 100)
+    assert found(store, "photosynth") == [(9, "label")]
+    assert sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
