@@ -141,6 +141,16 @@ edited = st.data_editor(
         "in_set": st.column_config.CheckboxColumn("in set"),
     },
 )
+if len(shown):
+    opener = st.columns([2, 3])
+    to_open = opener[0].selectbox(
+        "Open a feature of this table", shown["feature"].tolist(), key="open_from_table"
+    )
+    opener[1].page_link(
+        "pages/activation_examples.py",
+        label=f"Open feature {to_open} in Activation examples",
+        query_params={"feature": str(to_open)},
+    )
 edits = label_edits(shown, edited)
 added, removed = membership_edits(shown, edited)
 if edits or added or removed:

@@ -87,3 +87,10 @@ def test_a_damaged_label_database_is_a_message_not_a_stack_trace(
     assert not at.exception
     assert any("label database" in e.value and "move it away" in e.value for e in at.error)
     assert labels.read_bytes() == b"\x8f" * 4096
+
+
+def test_a_row_of_the_table_opens_its_feature(app):
+    app.selectbox(key="open_from_table").set_value(7).run()
+    assert not app.exception
+    link = next(p for p in app.get("page_link") if "Open feature 7" in p.proto.label)
+    assert "feature=7" in link.proto.page or link.proto.query_string == "feature=7"
