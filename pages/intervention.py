@@ -89,9 +89,9 @@ try:
         pick = st.columns(2)
         count = int(pick[0].number_input("Questions to attribute", 1, 5000, 20, 10))
         n = int(pick[1].number_input("n", 1, d_sae, 10, key="attribution_n"))
-        plain = EvalSettings.for_device(ws.device, known_filter=False, split="selection")
+        choosing = EvalSettings.for_device(ws.device, known_filter=False, split="selection")
         config = AttributionConfig(question_limit=count, n=n)
-        attributor = Attributor(_evaluator(ws.name, ws.config.provenance_hash(), plain), config)
+        attributor = Attributor(_evaluator(ws.name, ws.config.provenance_hash(), choosing), config)
         found = attributor.cached()
         if found is None and st.button(
             "Attribute", help="One forward and backward pass per question"

@@ -70,6 +70,11 @@ def test_gradient_attribution_picks_the_features(app):
     assert any("2 all sampled" in c.value for c in app.caption)
     chosen = ", ".join(map(str, ranking["feature"].tolist()[:3]))
     assert any(f"features: {chosen}" in c.value for c in app.caption)
+    _number(app, "c (or m for scale)").set_value(9000.0)
+    next(s for s in app.slider if s.label == "Global multiplier").set_value(5.0)
+    next(b for b in app.button if b.label == "Run").click().run()
+    assert not app.exception, app.exception  # the message is escaped, not a crash
+    assert any("absurd" in shown(e.value) for e in app.error)
 
 
 def test_screening_runs_each_feature_then_the_kept_together(app):
