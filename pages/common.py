@@ -94,8 +94,8 @@ def workspace_sidebar() -> None:
         p = ws.provenance()
         st.markdown(
             plain(
-                f"{p['model']} · SAE {p['sae']} at {p['hook']} · {p['dtype']} on {p['device']} · "
-                f"forget text: {p.get('forget_corpus', '-')}"
+                f"{ws.name}: {p['model']} · SAE {p['sae']} at {p['hook']} · {p['dtype']} on "
+                f"{p['device']} · forget text: {p.get('forget_corpus', '-')}"
             )
         )
         st.page_link("pages/workspace.py", label="All provenance, caches and SAE health")
