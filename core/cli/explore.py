@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli.common import Subcommands, check_out, command, open_workspace, write_out
 from core.errors import UserError
 from core.labels.store import LabelStore
+
+if TYPE_CHECKING:
+    from core.workspace.workspace import Workspace
 
 
 def _neighbours(args: argparse.Namespace) -> None:
@@ -56,7 +60,9 @@ def _feature_map(args: argparse.Namespace) -> None:
         write_out(args.out, {"config": asdict(config), "xy": layout.tolist()})
 
 
-def _read_group(file: str | None, corpus: str | None, n: int, ws, name: str) -> list[str]:
+def _read_group(
+    file: str | None, corpus: str | None, n: int, ws: Workspace, name: str
+) -> list[str]:
     from core.features.contrast import corpus_texts, split_texts
 
     if bool(file) == bool(corpus):
