@@ -11,7 +11,13 @@ import streamlit as st
 
 from core import UserError
 from core.cache.store import ActivationCache
-from core.features.contrast import ContrastConfig, contrast, corpus_texts, split_texts
+from core.features.contrast import (
+    ContrastConfig,
+    contrast,
+    corpus_texts,
+    save_contrast_set,
+    split_texts,
+)
 from core.features.cooccurrence import CooccurrenceConfig, cooccurrence
 from core.features.feature_map import cached_feature_map, feature_map
 from core.features.neighbours import Neighbours, neighbour_table
@@ -199,7 +205,7 @@ def contrast_view(ws: Workspace, store: LabelStore) -> None:
         n = int(columns[1].number_input("Top", 1, max(len(found), 1), min(20, max(len(found), 1))))
         if st.form_submit_button("Save contrast set"):
             try:
-                store.save_set(name, found["feature"].head(n).tolist(), selection=record | {"n": n})
+                save_contrast_set(store, name, found, record, n)
                 st.success(f"Saved {plain(name)}.")
             except UserError as exc:
                 st.error(plain(exc))
@@ -235,8 +241,7 @@ def label_search_view(store: LabelStore) -> None:
         name = st.text_input("Make a set from this search, named")
         if st.form_submit_button("Save search set"):
             try:
-                record = {"method": "label search", "query": query, "suggestions": with_suggestions}
-                store.save_set(name, features, selection=record)
-                st.success(f"Saved {plain(name)} ({len(features)} features).")
+                saved = store.save_search_set(name, query, with_suggestions)
+                st.success(f"Saved {plain(name)} ({len(saved.features)} features).")
             except UserError as exc:
                 st.error(plain(exc))

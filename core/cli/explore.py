@@ -79,7 +79,7 @@ def _read_group(
 
 
 def _contrast(args: argparse.Namespace) -> None:
-    from core.features.contrast import ContrastConfig, contrast
+    from core.features.contrast import ContrastConfig, contrast, save_contrast_set
 
     config = ContrastConfig(args.max_tokens, args.batch_size, args.order)
     config.check()
@@ -96,9 +96,7 @@ def _contrast(args: argparse.Namespace) -> None:
     top = found.head(args.n)
     print(top.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
     if args.save_set:
-        LabelStore.for_workspace(ws).save_set(
-            args.save_set, top["feature"].tolist(), selection=record | {"n": args.n}
-        )
+        save_contrast_set(LabelStore.for_workspace(ws), args.save_set, found, record, args.n)
         print(f"saved the top {len(top)} as the set '{args.save_set}'")
     if args.out:
         write_out(args.out, record | {"features": top.to_dict(orient="records")})
@@ -132,14 +130,8 @@ def _search_labels(args: argparse.Namespace) -> None:
         print(f"{hit.feature:7d}  {where:30s}  {hit.text}")
     print(f"{len(hits)} matches")
     if args.save_set:
-        features = list(dict.fromkeys(hit.feature for hit in hits))
-        record = {
-            "method": "label search",
-            "query": args.query,
-            "suggestions": not args.labels_only,
-        }
-        store.save_set(args.save_set, features, selection=record)
-        print(f"saved {len(features)} features as the set '{args.save_set}'")
+        saved = store.save_search_set(args.save_set, args.query, not args.labels_only)
+        print(f"saved {len(saved.features)} features as the set '{args.save_set}'")
 
 
 def add_commands(sub: Subcommands) -> None:

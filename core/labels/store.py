@@ -520,3 +520,9 @@ class LabelStore:
                 (fts_query(text), self.sae, *kinds, limit),
             ).fetchall()
         return [SearchHit(int(f), k, s, t) for f, k, s, t in rows]
+
+    def save_search_set(self, name: str, text: str, suggestions: bool = True) -> FeatureSet:
+        """The features a search finds, best match first, saved as a set with the query."""
+        features = list(dict.fromkeys(hit.feature for hit in self.search(text, suggestions)))
+        record = {"method": "label search", "query": text, "suggestions": suggestions}
+        return self.save_set(name, features, selection=record)
