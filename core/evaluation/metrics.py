@@ -9,12 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from core.evaluation.mcq import Scores
-from core.evaluation.settings import FORGET, LOSS_SETS, SIDE
+from core.evaluation.settings import FORGET, LOSS_SETS, MIN_KNOWN, SIDE
 from core.evaluation.uncertainty import mcnemar_exact, mean_se, wilson
 from core.interventions import METHODS, bos_rule
 from core.loading.data import Question
 
-MIN_KNOWN = 20
 MASS_FLOOR = 0.05  # below this the four letters hold almost none of the next-token mass
 SET_NAMES = {FORGET: "WMDP-bio", SIDE: "MMLU"}
 QUESTION_COLUMNS = (

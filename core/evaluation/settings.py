@@ -13,6 +13,7 @@ from core.evaluation.mcq import SCORINGS
 if TYPE_CHECKING:
     from core.evaluation.evaluator import Evaluator
 
+MIN_KNOWN = 20  # fewer known questions: their accuracy is "not measured"
 SPLITS = {
     "report": "the report split: what results are shown on",
     "selection": "the selection split: what attribution, screening and sweeps choose on",
@@ -65,7 +66,7 @@ class EvalSettings:
     loss_rows: int = 16
     loss_context: int = 128
     known_filter: bool = True
-    min_known: int = 20
+    min_known: int = MIN_KNOWN
 
     @classmethod
     def for_device(cls, device: str, **overrides) -> EvalSettings:

@@ -200,6 +200,14 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
     }
 
 
+def side_drop(metrics: dict) -> tuple[str, float | None]:
+    """The side-effect accuracy drop screening judges by: on the known MMLU questions when
+    their accuracy is measured (enough of them), else on all; None when neither is."""
+    side = "known" if metrics["mmlu_known_accuracy"] is not None else "all"
+    before, after = metrics[f"mmlu_{side}_baseline"], metrics[f"mmlu_{side}_accuracy"]
+    return side, None if before is None or after is None else before - after
+
+
 def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None = None) -> dict:
     """Each candidate clamped alone, kept when the side-effect accuracy (MMLU-4 pooled, known
     questions when there are any) drops by at most the tolerance; then the kept ones added
@@ -214,9 +222,7 @@ def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None
     kept: list[int] = []
     for done, feature in enumerate(candidates, start=1):
         metrics = _metrics(evaluator, [feature], c, method, skip_bos)
-        side = "known" if metrics["mmlu_known_n"] else "all"
-        before, after = metrics[f"mmlu_{side}_baseline"], metrics[f"mmlu_{side}_accuracy"]
-        drop = None if before is None or after is None else before - after
+        side, drop = side_drop(metrics)
         single = {"feature": feature, "side_questions": side, "side_drop": drop}
         single |= _point(metrics)
         single["kept"] = drop is not None and drop <= config.tolerance

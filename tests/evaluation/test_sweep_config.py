@@ -3,7 +3,13 @@
 import pytest
 
 from core.errors import UserError
-from core.evaluation.sweeps import REFERENCE_POINTS, ScreenConfig, SweepConfig, pareto_plot
+from core.evaluation.sweeps import (
+    REFERENCE_POINTS,
+    ScreenConfig,
+    SweepConfig,
+    pareto_plot,
+    side_drop,
+)
 
 
 def test_grid_as_typed_on_the_page_or_the_command_line():
@@ -72,3 +78,17 @@ def test_the_papers_points_are_drawn_on_known_axes_only_and_rmu_is_named():
     assert [s["name"] for s in everything["series"]] == ["this workspace"]
     assert everything["series"][0]["x_error"] == {"array": [0.02], "arrayminus": [0.02]}
     assert "not drawn" in everything["note"]
+
+
+def test_screening_judges_on_known_questions_only_when_they_are_measured():
+    too_few = {
+        "mmlu_known_n": 5,  # known, but fewer than min_known: not measured
+        "mmlu_known_baseline": None,
+        "mmlu_known_accuracy": None,
+        "mmlu_all_baseline": 0.5,
+        "mmlu_all_accuracy": 0.25,
+    }
+    assert side_drop(too_few) == ("all", 0.25)
+    measured = too_few | {"mmlu_known_baseline": 1.0, "mmlu_known_accuracy": 0.9}
+    assert side_drop(measured)[0] == "known"
+    assert side_drop(measured)[1] == pytest.approx(0.1)
