@@ -4,7 +4,7 @@ The 24 orderings of one question share every token up to the first choice, and o
 with the same first choices share more: their token trie runs as trees (core.runtime.prefix_tree),
 each shared token once, instead of 24 full prompts.
 Results are cached on disk per (model, dtype, device, chat, scoring, question set); the
-variants and the 50/50 train/test split are computed from the cached counts.
+variants are computed from the cached counts.
 """
 
 from __future__ import annotations

@@ -165,10 +165,6 @@ class Scores:
     def correct(self) -> np.ndarray:
         return self.predictions == self.answers
 
-    def accuracy(self, mask: np.ndarray | None = None) -> float | None:
-        correct = self.correct if mask is None else self.correct[mask]
-        return float(correct.mean()) if len(correct) else None
-
 
 class Scorer:
     """Scores questions with a workspace's model and tokenizer (the model may be hooked)."""
