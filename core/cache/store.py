@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
 
 CSC_FILES = ("meta.json", "indptr.npy", "token.npy", "value.npy")
+_CHECKED: dict[Path, tuple[tuple, int, str | None]] = {}  # folder: (file stamps, rows, problem)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,6 @@ class ActivationCache:
     def __init__(self, folder: Path, spec: CacheSpec):
         self.folder = folder
         self.spec = spec
-        self._checked_stamp: tuple | None = None
-        self._csc_rows, self._csc_issue = 0, None
 
     @classmethod
     def for_workspace(cls, ws: Workspace, role: str) -> ActivationCache:
@@ -161,20 +160,21 @@ class ActivationCache:
                 f"build --workspace {self.spec.workspace}`: it moves the damaged copy aside "
                 "and rebuilds."
             )
-        return self._csc_rows
+        return _CHECKED[self.folder][1]
 
     def csc_problem(self) -> str | None:
         """What is wrong with the feature-major copy (sizes against each other, against
-        its meta and the token rows), or None. Checked once per version of its files."""
-        files = [self.csc_dir / name for name in CSC_FILES]
+        its meta and the token rows), or None. Checked once per version of its files in a
+        process, whichever ActivationCache object asks (pages make new ones every rerun)."""
+        files = [*(self.csc_dir / name for name in CSC_FILES), self.tokens_path]
         try:
             stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
         except OSError as exc:
             return f"{exc.filename} is missing"
-        if stamp != self._checked_stamp:
-            self._csc_rows, self._csc_issue = self._check_csc()
-            self._checked_stamp = stamp
-        return self._csc_issue
+        checked = _CHECKED.get(self.folder)
+        if checked is None or checked[0] != stamp:
+            checked = _CHECKED[self.folder] = (stamp, *self._check_csc())
+        return checked[2]
 
     def _check_csc(self) -> tuple[int, str | None]:
         try:
@@ -194,6 +194,7 @@ class ActivationCache:
         if len(token) and int(token.max()) >= rows * self.spec.context_length:
             return 0, f"token indices beyond the {rows} rows meta.json says"
         return rows, None
+
     def complete_shards(self) -> list[tuple[int, int]]:
         if not self.shards_dir.exists():
             return []
@@ -229,7 +230,9 @@ class ActivationCache:
     # -- reading ------------------------------------------------------------------------
     def csc(
         self,
-    ) -> tuple[Int[np.ndarray, " d_sae_plus_1"], Int[np.ndarray, " nnz"], Float[np.ndarray, " nnz"]]:
+    ) -> tuple[
+        Int[np.ndarray, " d_sae_plus_1"], Int[np.ndarray, " nnz"], Float[np.ndarray, " nnz"]
+    ]:
         """(indptr, token index uint32, value fp16), memory-mapped."""
         self.rows_final()  # a damaged copy is refused with the fix
         try:
