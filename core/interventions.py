@@ -24,7 +24,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from core.errors import UserError
-from core.runtime.forward import model_lock, sequence_positions
+from core.runtime.forward import model_lock, sequence_offset, sequence_positions
 from core.sae.encoding import linear_decoder, selected_activations
 
 if TYPE_CHECKING:
@@ -191,9 +191,11 @@ def edit(
     else:  # mean
         new = torch.tensor(iv.means, dtype=acts.dtype, device=acts.device).expand_as(acts)
     change = new - acts
-    if iv.skip_bos and change.shape[-2] > 0:
+    offset = sequence_offset()
+    if iv.skip_bos and change.shape[-2] > 0 and offset == 0:
         change[..., 0, :] = 0
     if iv.gate is not None:
+        assert offset == 0, "a gate reads whole sequences: run them without a prefix cache"
         rho = sequence_rho((acts > 0).any(dim=-1), *sequence_positions())
         change = change * (rho > iv.gate.alpha)[:, None, None].to(change.dtype)
     touched = (change != 0).any(dim=-1, keepdim=True)

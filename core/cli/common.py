@@ -61,6 +61,13 @@ def add_scoring_flags(cmd: argparse.ArgumentParser, split: str = "report") -> No
         "--loss-rows", type=int, help="rows of text per loss set (default 64 on a CPU, 1600 else)"
     )
     cmd.add_argument("--skip-known", action="store_true", help="do not run the 24-ordering filter")
+    cmd.add_argument(
+        "--shots",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also score with K solved examples before each question, beside k = 0 (METHOD §12)",
+    )
 
 
 def open_workspace(args: argparse.Namespace) -> Workspace:
@@ -74,6 +81,7 @@ def settings(args: argparse.Namespace, ws: Workspace) -> EvalSettings:
         "known_variant": args.known_variant,
         "split": args.split,
         "known_filter": not args.skip_known,
+        "shots": args.shots,
     }
     if args.loss_rows is not None:
         overrides["loss_rows"] = args.loss_rows

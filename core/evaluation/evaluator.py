@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from core.evaluation.known import VARIANTS, WITHOUT_QUESTION, KnownSet, build_known
 from core.evaluation.loss import row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
-from core.evaluation.metrics import compare
-from core.evaluation.settings import FORGET, LOSS_SETS, SIDE, SPLITS, EvalSettings
+from core.evaluation.metrics import SET_NAMES, compare, k_shot_metrics
+from core.evaluation.settings import FORGET, LOSS_SETS, SHOTS_RULE, SIDE, SPLITS, EvalSettings
 from core.evaluation.uncertainty import wilson
 from core.interventions import Intervention, applied
 from core.loading import data
@@ -32,6 +33,7 @@ from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
 
 SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
+SHOT_STREAM = 2  # the k-shot examples' stream
 LOSS_DOCUMENTS = 20_000  # of the general loss text: a hub corpus is streamed, never all read
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
@@ -70,17 +72,57 @@ class Evaluator:
         return self._questions[role]
 
     @cached_property
-    def _pool(self) -> dict[str, list[Question]]:
-        """Per role the seeded sample of `question_limit` questions (all when None)."""
+    def _sample(self) -> dict[str, np.ndarray]:
+        """Per role the positions in the whole set of its seeded sample of `question_limit`
+        questions (all when None)."""
         found = {}
         for role in (FORGET, SIDE):
-            questions = self.ws.questions(role)
+            n = len(self.ws.questions(role))
             limit = self.settings.question_limit
-            if limit is not None and limit < len(questions):
+            keep = np.arange(n)
+            if limit is not None and limit < n:
                 rng = np.random.default_rng(self.settings.seed)
-                keep = np.sort(rng.permutation(len(questions))[:limit])
-                questions = [questions[i] for i in keep]
-            found[role] = questions
+                keep = np.sort(rng.permutation(n)[:limit])
+            found[role] = keep
+        return found
+
+    @cached_property
+    def _pool(self) -> dict[str, list[Question]]:
+        """Per role the sample's questions, in the set's order."""
+        return {
+            role: [self.ws.questions(role)[i] for i in self._sample[role]]
+            for role in (FORGET, SIDE)
+        }
+
+    @cached_property
+    def _shots(self) -> dict[str, dict[str, list[Question]]]:
+        """Per role and subject the k solved examples of k-shot scoring (SHOTS_RULE): never
+        a question this evaluator scores, and on the report split never one it reports."""
+        k = self.settings.shots
+        found: dict[str, dict[str, list[Question]]] = {}
+        for role in (FORGET, SIDE):
+            everything = self.ws.questions(role)
+            outside = np.setdiff1d(np.arange(len(everything)), self._sample[role])
+            if not len(outside):
+                if self.settings.split != "report":
+                    raise UserError(
+                        f"k-shot scoring needs examples outside the scored questions, and the "
+                        f"{self.settings.split!r} split uses every {SET_NAMES[role]} question: "
+                        "set a question limit below the set's size."
+                    )
+                selection = replace(self.settings, split="selection")
+                outside = self._sample[role][Evaluator(self.ws, selection).split_indices(role)]
+            rng = np.random.default_rng([self.settings.seed, SHOT_STREAM])
+            outside = outside[rng.permutation(len(outside))]
+            found[role] = {}
+            for subject in dict.fromkeys(q.subject for q in self.questions(role)):
+                examples = [everything[i] for i in outside if everything[i].subject == subject]
+                if len(examples) < k:
+                    raise UserError(
+                        f"k = {k} is more than the {len(examples)} {SET_NAMES[role]} "
+                        f"examples of {subject!r} outside the scored questions."
+                    )
+                found[role][subject] = examples[:k]
         return found
 
     def split_indices(self, role: str) -> np.ndarray:
@@ -174,6 +216,10 @@ class Evaluator:
                 report = None if progress is None else (lambda d, t, r=role: progress(r, d / t))
                 scores = self.scorer.score(self.questions(role), report)
                 out["scores"][role] = scores.probs.tolist()
+                if self.settings.shots:
+                    shots, whole = self._shots[role], iv is not None and iv.gate is not None
+                    scores = self.scorer.score(self.questions(role), None, shots, not whole)
+                    out.setdefault("scores_k", {})[role] = scores.probs.tolist()
             measured: dict[bytes, list[float]] = {}  # the same rows (one text, two roles) once
             for name, rows in self.loss_rows.items():
                 if progress:
@@ -195,7 +241,7 @@ class Evaluator:
             "workspace": self.ws.config.provenance_hash(),
             "sae": self.ws.sae_fingerprint(),
             "data": self._data_fingerprints,
-            "settings": asdict(self.settings),
+            "settings": self.settings.key(),
             "version": RESULT_VERSION,
         }
 
@@ -224,6 +270,7 @@ class Evaluator:
         iv.check(self.ws.sae_width())
         if (found := self.cached(iv)) is not None:
             return found
+        _ = self._shots  # k larger than the examples: refused before anything runs
         known = {role: self.known_indices(role, progress) for role in (FORGET, SIDE)}
         clean = self.baseline(progress)
         edited = self._run(iv, progress)
@@ -245,6 +292,16 @@ class Evaluator:
         }
         if gate_rates is not None:
             result["metrics"]["gate"] = gate_rates
+        if self.settings.shots:
+            result["metrics"]["k_shot"] = k_shot_metrics(
+                self._questions,
+                self.ws.config.source(SIDE).apart,
+                clean,
+                edited,
+                known,
+                self.settings.shots,
+                self.settings.min_known,
+            )
         write_json(self.result_path(iv), result)
         return result
 
@@ -275,6 +332,7 @@ class Evaluator:
             "sae_fingerprint": self.ws.sae_fingerprint(),
             "settings": asdict(self.settings),
             "split_rule": SPLITS[self.settings.split],
+            **({"shots_rule": SHOTS_RULE} if self.settings.shots else {}),
             "scoring_rule": SCORINGS[self.scoring],
             "known_rule": VARIANTS[self.settings.known_variant],
             "questions": {role: len(self.questions(role)) for role in (FORGET, SIDE)},

@@ -28,6 +28,7 @@ from core.runtime.forward import (
     final_resid,
     pad_right,
 )
+from core.runtime.shared_prefix import common_prefix, prefix_kv, resid_after
 
 if TYPE_CHECKING:
     from core.loading.models import Model, Tokenizer
@@ -43,16 +44,30 @@ PERMUTATIONS = tuple(itertools.permutations(range(4)))  # the identity first
 Progress = Callable[[int, int], None]
 
 
+def _solved(example: Question) -> str:
+    """A k-shot example as MMLU's dev prompts write it: question, choices, its answer."""
+    choices = [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(example.choices)]
+    return "\n".join([example.question, *choices, f"Answer: {LETTERS[example.answer]}"])
+
+
 def prompt_text(
-    question: Question, order: Sequence[int] = (0, 1, 2, 3), with_question: bool = True
+    question: Question,
+    order: Sequence[int] = (0, 1, 2, 3),
+    with_question: bool = True,
+    shots: Sequence[Question] = (),
 ) -> str:
     """The METHOD §6 prompt with the choices in `order`. Without the question it is the
     choices and "Answer:" alone, lead-in line dropped too, as SAEBench's
-    `convert_wmdp_data_to_prompt(without_question=True)` writes it."""
+    `convert_wmdp_data_to_prompt(without_question=True)` writes it. `shots` are solved
+    examples put between the lead-in line and the question, each followed by a blank line
+    (MMLU's k-shot style, METHOD §12)."""
     lines = [f"{LETTERS[i]}. {question.choices[j]}" for i, j in enumerate(order)]
     if with_question:
         subject = (question.subject or "biology").replace("_", " ")
         lead = f"The following are multiple choice questions (with answers) about {subject}."
+        if shots:
+            lead += "\n\n" + "".join(_solved(example) + "\n\n" for example in shots)
+            lead = lead.removesuffix("\n")
         lines = [lead, question.question, *lines]
     return "\n".join(lines) + "\nAnswer:"
 
@@ -150,6 +165,33 @@ def score_sequences(
     return out
 
 
+@torch.no_grad()
+def score_after_prefix(
+    model: Model,
+    sequences: Sequence[Sequence[int]],
+    letter_ids: Int[Tensor, "4 2"],
+    pad: int,
+    starts: Sequence[int] | None = None,
+    max_tokens: int = MAX_BATCH_TOKENS,
+) -> Float[np.ndarray, "n 4"] | Float[np.ndarray, " n"]:
+    """`score_sequences`, with the prefix all `sequences` share (a k-shot block) run once and
+    kept as a key-value cache: only each sequence's own tokens run per batch."""
+    keep = min(len(s) for s in sequences) - 1  # every sequence keeps its last token
+    if starts is not None:
+        keep = min(keep, min(starts) - 1)  # and every token it is scored on
+    length = min(common_prefix(sequences), keep)
+    if length < 1:
+        return score_sequences(model, sequences, letter_ids, pad, starts, None, max_tokens)
+    kv = prefix_kv(model, sequences[0][:length])
+    out = np.zeros((len(sequences), 4) if starts is None else len(sequences))
+    for group in batches([len(s) - length for s in sequences], max_tokens):
+        rows = [sequences[i] for i in group]
+        resid = resid_after(model, kv, [row[length:] for row in rows], pad)
+        picked = None if starts is None else [starts[i] for i in group]
+        out[group] = scores_from_resid(model, resid, rows, letter_ids, picked, length)
+    return out
+
+
 @dataclass
 class Scores:
     """Per question: the four choice scores shown as probabilities, and the prediction."""
@@ -177,9 +219,14 @@ class Scorer:
         self.letter_ids = letter_token_ids(tokenizer)
 
     def encode(
-        self, question: Question, order: Sequence[int] = (0, 1, 2, 3), with_question: bool = True
+        self,
+        question: Question,
+        order: Sequence[int] = (0, 1, 2, 3),
+        with_question: bool = True,
+        shots: Sequence[Question] = (),
     ) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt_text(question, order, with_question), self.chat)
+        text = prompt_text(question, order, with_question, shots)
+        return encode_prompt(self.tokenizer, text, self.chat)
 
     def choice_tokens(self, choice: str) -> list[int]:
         return self.tokenizer.encode(" " + choice, add_special_tokens=False)
@@ -209,18 +256,47 @@ class Scorer:
         shifted = np.exp(logprobs - logprobs.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
 
-    def score(self, questions: Sequence[Question], progress: Progress | None = None) -> Scores:
-        """Scores of each question in its original order of choices."""
+    def score(
+        self,
+        questions: Sequence[Question],
+        progress: Progress | None = None,
+        shots: dict[str, Sequence[Question]] | None = None,
+        reuse: bool = True,
+    ) -> Scores:
+        """Scores of each question in its original order of choices; with `shots` (solved
+        examples per subject) each prompt starts with its subject's examples, a prefix run
+        once per subject when `reuse` (the hooked edit does not read whole sequences)."""
         answers = np.array([q.answer for q in questions], dtype=np.int64)
         if not questions:
             return Scores(np.zeros((0, 4), dtype=np.float32), answers)
-        contexts = [self.encode(q) for q in questions]
-        if self.scoring == "letter":
-            return Scores(self.score_sequences(contexts, None, progress), answers)
-        sequences, starts = [], []
-        for context, q in zip(contexts, questions, strict=True):
-            for choice in q.choices:
-                sequences.append(context + self.choice_tokens(choice))
-                starts.append(len(context))
-        logprobs = self.score_sequences(sequences, starts, progress).reshape(len(questions), 4)
+        contexts = [self.encode(q, shots=(shots or {}).get(q.subject, ())) for q in questions]
+        sequences, starts = contexts, None
+        if self.scoring != "letter":
+            sequences, starts = [], []
+            for context, q in zip(contexts, questions, strict=True):
+                for choice in q.choices:
+                    sequences.append(context + self.choice_tokens(choice))
+                    starts.append(len(context))
+        if shots and reuse:
+            out = np.zeros((len(sequences), 4) if starts is None else len(sequences))
+            per = 1 if starts is None else 4
+            subjects = [q.subject for q in questions for _ in range(per)]
+            done = 0
+            for subject in dict.fromkeys(subjects):
+                group = [i for i, s in enumerate(subjects) if s == subject]
+                out[group] = score_after_prefix(
+                    self.model,
+                    [sequences[i] for i in group],
+                    self.letter_ids,
+                    self.pad,
+                    None if starts is None else [starts[i] for i in group],
+                )
+                done += len(group)
+                if progress:
+                    progress(done, len(sequences))
+        else:
+            out = self.score_sequences(sequences, starts, progress)
+        if starts is None:
+            return Scores(out, answers)
+        logprobs = out.reshape(len(questions), 4)
         return Scores(self.choice_probs(logprobs, [q.choices for q in questions]), answers)

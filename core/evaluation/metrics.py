@@ -243,6 +243,33 @@ def format_change(before: float | None, after: float | None, flips: list[int] | 
     return f"{100 * (after - before):+.1f} pts ({flips[0]} right→wrong, {flips[1]} wrong→right)"
 
 
+def k_shot_metrics(
+    questions: dict[str, list[Question]],
+    apart: Sequence[str],
+    clean: dict,
+    edited: dict,
+    known: dict[str, np.ndarray | None],
+    k: int,
+    min_known: int = MIN_KNOWN,
+) -> dict:
+    """The accuracies of `compare` measured with k solved examples before each question
+    (`scores_k` of both runs): how much of the unlearning a few examples undo (METHOD §12)."""
+    record: dict = {"k": k}
+    for role, prefix in ((FORGET, "wmdp"), (SIDE, "mmlu")):
+        answers = np.array([q.answer for q in questions[role]])
+        before = Scores(np.array(clean["scores_k"][role]).reshape(-1, 4), answers)
+        after = Scores(np.array(edited["scores_k"][role]).reshape(-1, 4), answers)
+        n = len(answers)
+        chosen = np.ones(n, bool)
+        if role == SIDE:
+            subjects = np.array([q.subject for q in questions[SIDE]])
+            chosen = np.isin(subjects, list(apart), invert=True)
+        known_mask = _mask(n, known[role])
+        record |= _accuracies(f"{prefix}_known", before, after, chosen & known_mask, min_known)
+        record |= _accuracies(f"{prefix}_all", before, after, chosen)
+    return record
+
+
 def _accuracy_row(measure: str, record: dict, key: str) -> dict:
     p = record[f"{key}_change_p"]
     return {
@@ -263,6 +290,10 @@ def metric_rows(metrics: dict) -> list[dict]:
     the loss added ± its standard error over rows. A text measured on the same rows as
     another is one row."""
     rows = [_accuracy_row(name, metrics, key) for name, key in ACCURACY_ROWS]
+    if shots := metrics.get("k_shot"):
+        rows += [
+            _accuracy_row(f"{name}, {shots['k']}-shot", shots, key) for name, key in ACCURACY_ROWS
+        ]
     for subject, sub in metrics["apart"].items():
         name = subject.replace("_", " ")
         rows.append(_accuracy_row(f"{name} (apart), known", sub, "known"))

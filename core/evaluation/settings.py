@@ -3,7 +3,7 @@ with, and keying, every result."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import UserError
@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from core.evaluation.evaluator import Evaluator
 
 MIN_KNOWN = 20  # fewer known questions: their accuracy is "not measured"
+MAX_SHOTS = 10
+SHOTS_RULE = (
+    "k solved examples of the question's subject before it, the same for every question of "
+    "the subject: a seeded draw from the set's questions outside the evaluated sample (both "
+    "splits), or, when the sample is the whole set, from the selection split (report split "
+    "only)"
+)
 SPLITS = {
     "report": "the report split: what results are shown on",
     "selection": "the selection split: what attribution, screening and sweeps choose on",
@@ -55,6 +62,9 @@ class EvalSettings:
         known_filter: run the 24-ordering filter when needed; False reports known-question
             metrics only when the filter's result is already cached.
         min_known: a known-question accuracy on fewer questions is "not measured".
+        shots: k > 0 also scores every question after k solved examples of its subject
+            (METHOD §12), baseline and intervened, reported beside the k = 0 accuracies;
+            the known filter stays at k = 0.
     """
 
     scoring: str = "letter"
@@ -67,6 +77,7 @@ class EvalSettings:
     loss_context: int = 128
     known_filter: bool = True
     min_known: int = MIN_KNOWN
+    shots: int = 0
 
     @classmethod
     def for_device(cls, device: str, **overrides) -> EvalSettings:
@@ -91,3 +102,13 @@ class EvalSettings:
             raise UserError("loss rows must be ≥ 1 and loss context ≥ 8 tokens")
         if self.min_known < 1:
             raise UserError("the minimum number of known questions must be at least 1")
+        if not 0 <= self.shots <= MAX_SHOTS:
+            raise UserError(f"k (shots) must be between 0 and {MAX_SHOTS}, not {self.shots}")
+
+    def key(self) -> dict:
+        """What keys results: every setting, `shots` only when used (so results measured
+        before k-shot scoring existed keep their keys)."""
+        record = asdict(self)
+        if not self.shots:
+            del record["shots"]
+        return record

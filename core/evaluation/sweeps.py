@@ -1,8 +1,10 @@
-"""Sweeps over retain thresholds x number of features x clamp sizes (METHOD §4–§8), and the
-paper's screening of candidate features (METHOD §4, second mode).
+"""Sweeps over retain thresholds x number of features x clamp sizes x gate (METHOD §4–§10), and
+the paper's screening of candidate features (METHOD §4, second mode).
 
 Each point is an `Evaluator.evaluate` run, memoised on disk, so a sweep that stops part way
-resumes where it stopped and a repeated sweep costs nothing.
+resumes where it stopped and a repeated sweep costs nothing. `planned_runs` lists the runs a
+sweep makes, so another engine (core.scale) can compute them first and the sweep then reads
+them all from the memo.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ from dataclasses import asdict, dataclass, replace
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.metrics import held_out_score, pareto_axes, saebench_score
-from core.evaluation.settings import refuse_report_split
+from core.evaluation.settings import EvalSettings, refuse_report_split
 from core.features.selection import SelectionConfig, select_features
 from core.features.stats import workspace_stats
-from core.interventions import METHODS, make_intervention
+from core.interventions import METHODS, Gate, Intervention, make_intervention
+from core.workspace.workspace import Workspace
 
-# METHOD §8: the authors' stored results for gemma-2-2b-it with Gemma Scope 16k, thr 0.01.
+# METHOD §8: the authors' stored results for gemma-2-2b-it with Gemma Scope 16k, thr 0.01;
+# METHOD §10: DSG's headline on the same model ("dsg": True), known questions.
 REFERENCE_POINTS = {
     "gemma-2-2b-it-L3": [
         {"n": 10, "c": 50, "wmdp": 0.584, "mmlu": 0.963, "loss_added": -0.0035},
         {"n": 20, "c": 50, "wmdp": 0.475, "mmlu": 0.923, "loss_added": 0.021},
         {"n": None, "c": None, "wmdp": 0.441, "mmlu": 1.000, "loss_added": 0.011, "rmu": True},
+        {"n": None, "c": None, "wmdp": 0.296, "mmlu": 0.993, "loss_added": None, "dsg": True},
     ],
     "gemma-2-2b-it-L7": [
         {"n": 10, "c": 50, "wmdp": 0.787, "mmlu": 0.997, "loss_added": -0.007},
@@ -51,7 +56,9 @@ POINT_METRICS = (
     "forget_loss_added",
     "retain_loss_added",
     "selectivity",
+    "gate",
 )
+GATE_OFF = ("off", "none", "ungated")
 
 
 Progress = Callable[[int, int, dict], None]  # (done, total, the point just measured)
@@ -66,6 +73,14 @@ def parse_numbers(text: str, what: str, kind: type = float) -> tuple:
     except ValueError as exc:
         kinds = "whole numbers" if kind is int else "numbers"
         raise UserError(f"{what} must be {kinds} separated by commas, not {text!r}.") from exc
+
+
+def parse_gates(text: str) -> tuple[float | None, ...]:
+    """Gate percentiles as typed ("off, 95, 99"): "off" (or "none") is the ungated run."""
+    parts = [part for part in re.split(r"[,\s]+", text.strip().lower()) if part]
+    return tuple(
+        None if part in GATE_OFF else parse_numbers(part, "Gate percentiles")[0] for part in parts
+    )
 
 
 def _check_edit(method: str, values: tuple[float, ...]) -> None:
@@ -89,6 +104,9 @@ class SweepConfig:
         variant: how positions are counted for the selection ("saebench" or "authors").
         method: a key of `interventions.METHODS`.
         skip_bos: leave position 0 alone (SAEBench) rather than edit it too (the authors).
+        gates: gate percentiles (METHOD §10), each calibrated on the point's own features;
+            None is the ungated run, so (None, 95.0) draws both families.
+        gate_rule: a key of `interventions.GATE_RULES`, for the gated points.
     """
 
     thresholds: tuple[float, ...] = (0.01,)
@@ -97,14 +115,19 @@ class SweepConfig:
     variant: str = "saebench"
     method: str = "clamp"
     skip_bos: bool = True
+    gates: tuple[float | None, ...] = (None,)
+    gate_rule: str = "per feature"
 
     @classmethod
-    def from_text(cls, thresholds: str, ns: str, cs: str, **options) -> SweepConfig:
+    def from_text(
+        cls, thresholds: str, ns: str, cs: str, gates: str = "off", **options
+    ) -> SweepConfig:
         """The grid as typed on the page or the command line: comma-separated lists."""
         return cls(
             parse_numbers(thresholds, "Retain thresholds"),
             parse_numbers(ns, "Numbers of features", int),
             parse_numbers(cs, "c values"),
+            gates=parse_gates(gates),
             **options,
         )
 
@@ -114,9 +137,18 @@ class SweepConfig:
         for threshold, n in itertools.product(self.thresholds, self.ns):
             SelectionConfig(threshold, n, self.variant).check()
         _check_edit(self.method, self.cs)
+        if not self.gates:
+            raise UserError('Give at least one gate setting ("off" for the ungated run).')
+        for percentile in self.gates:
+            if percentile is not None and not 0 < percentile < 100:
+                raise UserError(
+                    f"Gate percentiles must be strictly between 0 and 100, not {percentile:g}."
+                )
+        if any(p is not None for p in self.gates):
+            Gate(0.0, self.gate_rule).check(self.method)
 
-    def points(self) -> list[tuple[float, int, float]]:
-        return list(itertools.product(self.thresholds, self.ns, self.cs))
+    def points(self) -> list[tuple[float, int, float, float | None]]:
+        return list(itertools.product(self.thresholds, self.ns, self.cs, self.gates))
 
 
 @dataclass(frozen=True)
@@ -159,37 +191,77 @@ def _point(metrics: dict) -> dict:
     return {name: metrics.get(name) for name in POINT_METRICS}
 
 
-def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None = None) -> dict:
-    """Every (threshold, n, c) point's metrics on the evaluator's questions, the scores and
-    the provenance. On the report split each point is also measured on the selection split
-    (`point["selection"]`), so the best point is chosen there and scored on the report
-    split (`held_out_score`); `saebench_score` is SAEBench's protocol, best of the points on
-    the questions they are scored on (optimistic)."""
+def sweep_settings(settings: EvalSettings) -> list[EvalSettings]:
+    """The settings every sweep point is evaluated with: its own, and on the report split
+    also the selection split, where the best point is chosen."""
+    if settings.split == "report":
+        return [settings, replace(settings, split="selection")]
+    return [settings]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One sweep point: what it is (`point`: threshold, n, c, gate percentile, features) and
+    the intervention evaluated there (None when the selection is empty)."""
+
+    point: dict
+    intervention: Intervention | None
+
+
+def planned_runs(ws: Workspace, config: SweepConfig) -> list[PlannedRun]:
+    """The sweep's points in order, each with its intervention (gates calibrated on the
+    point's features from the retain cache)."""
+    from core.features.gate import calibrate
+
     config.check()
-    ws = evaluator.ws
-    chooser = None
-    if evaluator.settings.split == "report":
-        chooser = Evaluator(ws, replace(evaluator.settings, split="selection"))
-    table, stats_record = workspace_stats(ws)
-    grid = config.points()
-    points = []
-    for done, (threshold, n, c) in enumerate(grid, start=1):
+    table, _ = workspace_stats(ws)
+    runs = []
+    for threshold, n, c, percentile in config.points():
         selection = SelectionConfig(threshold, n, config.variant)
         features = select_features(table, selection)["feature"].tolist()
-        point = {"threshold": threshold, "n": n, "c": c, "features": features}
-        if features:
-            point |= _point(_metrics(evaluator, features, c, config.method, config.skip_bos))
-            if chooser is not None:
-                chosen = _metrics(chooser, features, c, config.method, config.skip_bos)
-                point["selection"] = _point(chosen)
-        else:
+        point = {"threshold": threshold, "n": n, "c": c, "gate_percentile": percentile}
+        point["features"] = features
+        if not features:
             point["skipped"] = f"no feature has retain frequency < {threshold}"
+            runs.append(PlannedRun(point, None))
+            continue
+        gate = None
+        if percentile is not None:
+            gate = calibrate(ws, features, percentile, config.gate_rule)
+            point["gate_alpha"] = gate.alpha
+        values = [c] * len(features)
+        iv = make_intervention(
+            ws, features, values, config.method, 1.0, config.skip_bos, None, gate
+        )
+        runs.append(PlannedRun(point, iv))
+    return runs
+
+
+def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None = None) -> dict:
+    """Every (threshold, n, c, gate) point's metrics on the evaluator's questions, the scores
+    and the provenance. On the report split each point is also measured on the selection
+    split (`point["selection"]`), so the best point is chosen there and scored on the report
+    split (`held_out_score`); `saebench_score` is SAEBench's protocol, best of the points on
+    the questions they are scored on (optimistic)."""
+    ws = evaluator.ws
+    runs = planned_runs(ws, config)
+    chooser = None
+    if evaluator.settings.split == "report":
+        chooser = Evaluator(ws, sweep_settings(evaluator.settings)[1])
+    _, stats_record = workspace_stats(ws)
+    points = []
+    for done, run in enumerate(runs, start=1):
+        point = dict(run.point)
+        if run.intervention is not None:
+            point |= _point(evaluator.evaluate(run.intervention)["metrics"])
+            if chooser is not None:
+                point["selection"] = _point(chooser.evaluate(run.intervention)["metrics"])
         points.append(point)
         if progress:
-            progress(done, len(grid), point)
+            progress(done, len(runs), point)
     return {
         "kind": "unlearning-lens/sweep",
-        "version": 2,
+        "version": 3,
         "provenance": evaluator.provenance() | {"statistics": stats_record},
         "config": asdict(config),
         "points": points,
@@ -261,33 +333,70 @@ def _interval_error(points: list[dict], key: str) -> dict | None:
     }
 
 
+def _family(points: list[dict]) -> str:
+    percentile = points[0].get("gate_percentile")
+    return "ungated" if percentile is None else f"gated at the {percentile:g}th percentile"
+
+
+def _point_text(point: dict) -> str:
+    text = f"thr {point['threshold']}, n {point['n']}, c {point['c']}"
+    if point.get("gate_percentile") is not None:
+        on = (point.get("gate") or {}).get("wmdp") or {}
+        text += f", gate p{point['gate_percentile']:g} alpha {point['gate_alpha']:.3f}"
+        if on.get("on") is not None:
+            text += f", on for {on['on']:.0%} of WMDP prompts"
+    return text
+
+
+REFERENCE_SERIES = (  # name, which reference points, marker
+    ("paper's SAE clamp (METHOD §8)", "clamp", "x"),
+    ("RMU (METHOD §8)", "rmu", "star"),
+    ("DSG (METHOD §10)", "dsg", "diamond"),
+)
+
+
+def _reference_kind(point: dict) -> str:
+    return "rmu" if point.get("rmu") else "dsg" if point.get("dsg") else "clamp"
+
+
 def pareto_plot(result: dict, against: str) -> dict:
     """What a sweep's Pareto plot draws, `against` "side effect" or "loss added": forget
-    accuracy (known questions when any point has them) with 95% intervals; the paper's
-    reference points (METHOD §8, known questions) only on known-question axes, RMU apart."""
+    accuracy (known questions when any point has them) with 95% intervals, one series per
+    gate setting (ungated and each gate percentile) on the same axes; the published reference
+    points (METHOD §8 and §10, known questions, labelled by method) only on known-question
+    axes, and only those that report the x measure."""
     points = [p for p in result["points"] if "skipped" not in p]
     side_key, y_key = pareto_axes(points)
     x_key = side_key if against == "side effect" else "loss_added"
-    if x_key == "loss_added":
-        ses = [p.get("loss_added_se") for p in points]
-        x_error = None if None in ses else {"array": ses, "arrayminus": ses}
-    else:
-        x_error = _interval_error(points, x_key)
-    series = [
-        {
-            "name": "this workspace",
-            "x": [p[x_key] for p in points],
-            "y": [p[y_key] for p in points],
-            "x_error": x_error,
-            "y_error": _interval_error(points, y_key),
-            "text": [f"thr {p['threshold']}, n {p['n']}, c {p['c']}" for p in points],
-            "symbol": "circle",
-        }
-    ]
+    families: dict[object, list[dict]] = {}
+    for point in points:
+        families.setdefault(point.get("gate_percentile"), []).append(point)
+    series = []
+    for family in families.values():
+        if x_key == "loss_added":
+            ses = [p.get("loss_added_se") for p in family]
+            x_error = None if None in ses else {"array": ses, "arrayminus": ses}
+        else:
+            x_error = _interval_error(family, x_key)
+        series.append(
+            {
+                "name": f"this workspace, {_family(family)}",
+                "x": [p[x_key] for p in family],
+                "y": [p[y_key] for p in family],
+                "x_error": x_error,
+                "y_error": _interval_error(family, y_key),
+                "text": [_point_text(p) for p in family],
+                "symbol": "circle" if family[0].get("gate_percentile") is None else "square",
+            }
+        )
     known = y_key.startswith("wmdp_known")
     reference_x = "mmlu" if x_key != "loss_added" else "loss_added"
-    for name, rmu, symbol in (("paper's SAE clamp (METHOD §8)", False, "x"), ("RMU", True, "star")):
-        chosen = [r for r in result["reference"] if bool(r.get("rmu")) == rmu]
+    for name, kind, symbol in REFERENCE_SERIES:
+        chosen = [
+            r
+            for r in result["reference"]
+            if _reference_kind(r) == kind and r.get(reference_x) is not None
+        ]
         if known and chosen:
             series.append(
                 {
@@ -296,14 +405,14 @@ def pareto_plot(result: dict, against: str) -> dict:
                     "y": [r["wmdp"] for r in chosen],
                     "x_error": None,
                     "y_error": None,
-                    "text": [f"n {r['n']}, c {r['c']}" if r["n"] else "RMU" for r in chosen],
+                    "text": [f"n {r['n']}, c {r['c']}" if r["n"] else name for r in chosen],
                     "symbol": symbol,
                 }
             )
     note = "Bars: 95% Wilson intervals (accuracy), ± one SE over rows (loss added)."
     if result["reference"] and not known:
         note += (
-            " The paper's points are on known questions and are not drawn on these "
+            " The published points are on known questions and are not drawn on these "
             "all-question axes."
         )
     titles = {"loss_added": "loss added (nats)"}

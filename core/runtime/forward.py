@@ -36,21 +36,29 @@ def model_lock(model: Model) -> threading.RLock:
 
 @contextmanager
 def sequence_context(
-    mask: Int[Tensor, "batch pos"] | None = None, span: int | None = None
+    mask: Int[Tensor, "batch pos"] | None = None, span: int | None = None, offset: int = 0
 ) -> Iterator[None]:
-    """Tell hooks run inside which positions are real tokens (`mask`, None: all) and, for
-    generation, how many of them are the prompt (`span`): a gate reads only those."""
+    """Tell hooks run inside which positions are real tokens (`mask`, None: all), for
+    generation how many of them are the prompt (`span`): a gate reads only those, and where
+    in the sequences this pass starts (`offset`: tokens already in a key-value cache)."""
     previous = getattr(_RUN, "context", (None, None))
     _RUN.context = (mask, span if span is not None else previous[1])
+    _RUN.offset, before = offset, getattr(_RUN, "offset", 0)
     try:
         yield
     finally:
-        _RUN.context = previous
+        _RUN.context, _RUN.offset = previous, before
 
 
 def sequence_positions() -> tuple[Int[Tensor, "batch pos"] | None, int | None]:
     """(mask, span) of the forward pass running in this thread (see `sequence_context`)."""
     return getattr(_RUN, "context", (None, None))
+
+
+def sequence_offset() -> int:
+    """The position of this pass's first token in its sequences (0 unless a cache holds
+    earlier tokens)."""
+    return getattr(_RUN, "offset", 0)
 
 
 def batches(lengths: Sequence[int], max_tokens: int = MAX_BATCH_TOKENS) -> list[list[int]]:
@@ -87,7 +95,8 @@ def final_resid(
     """The residual after the last block (before the final norm). Pads sit after each row's
     real tokens, so positions and attention of real tokens are unaffected."""
     device = model.cfg.device
-    with model_lock(model), sequence_context(mask):
+    offset = 0 if past_kv_cache is None else past_kv_cache.previous_attention_mask.shape[1]
+    with model_lock(model), sequence_context(mask, offset=offset):
         return model(
             tokens.to(device),
             stop_at_layer=model.cfg.n_layers,

@@ -100,3 +100,16 @@ def test_known_variants_keep_what_saebench_keeps():
     assert known.indices("correct").tolist() == [0, 1, 3]
     assert known.indices("correct-iff-question").tolist() == [1, 3]
     assert known.indices("correct-no-tricks").tolist() == [0]
+
+
+def test_k_shot_prompt_puts_solved_examples_between_the_lead_and_the_question():
+    first = Question("Where is DNA kept?", ("Nucleus", "Golgi", "Vacuole", "Wall"), 0, "biology")
+    second = Question("What makes proteins?", ("Lipid", "Ribosome", "Sugar", "Salt"), 1, "biology")
+    assert prompt_text(QUESTION, shots=[first, second]) == (
+        "The following are multiple choice questions (with answers) about biology.\n\n"
+        "Where is DNA kept?\nA. Nucleus\nB. Golgi\nC. Vacuole\nD. Wall\nAnswer: A\n\n"
+        "What makes proteins?\nA. Lipid\nB. Ribosome\nC. Sugar\nD. Salt\nAnswer: B\n\n"
+        "Which organelle makes ATP?\n"
+        "A. Nucleus\nB. Mitochondrion\nC. Golgi\nD. Ribosome\nAnswer:"
+    )
+    assert prompt_text(QUESTION, shots=()) == prompt_text(QUESTION)  # k = 0 is unchanged
