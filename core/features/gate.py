@@ -1,8 +1,10 @@
 """Dynamic gating (METHOD §10) around the intervention: calibrating alpha on retain text from
-the activation cache (no model run), and the gate's decision on any token sequences."""
+the activation cache (no model run; a forward pass to the SAE's hook when the cache is not
+built), memoised on disk, and the gate's decision on any token sequences."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,11 +12,13 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float
 
+from core.cache.spec import cache_spec, default_rows
 from core.cache.store import ActivationCache
 from core.errors import UserError
 from core.interventions import Gate, Intervention, sequence_rho
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, pad_right
 from core.sae.encoding import selected_activations
+from core.workspace.records import record_key, write_json
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -32,6 +36,47 @@ def cached_rho(cache: ActivationCache, features: Sequence[int]) -> Float[np.ndar
     return fires.reshape(rows, ctx)[:, 1:].mean(axis=1)
 
 
+def forward_rho(ws: Workspace, features: Sequence[int], rows: int) -> Float[np.ndarray, " rows"]:
+    """rho of the retain corpus's first `rows` cache rows (the same token rows the cache
+    would hold), by a forward pass up to the SAE's hook: for when the cache is not built."""
+    spec = cache_spec(ws, "retain_corpus")
+    train, _ = ws.documents_split("retain_corpus")
+    tokens = torch.from_numpy(ws.token_rows(train, spec.context_length, rows, spec.seed))
+    out = np.zeros(len(tokens))
+    for group in batches([tokens.shape[1]] * len(tokens), MAX_BATCH_TOKENS):
+        acts = selected_activations(ws.sae, ws.residual(tokens[group]), list(features))
+        out[group] = sequence_rho((acts > 0).any(dim=-1)).cpu().numpy()
+    return out
+
+
+def bootstrapped_percentile(rho: Float[np.ndarray, " rows"], percentile: float, seed: int) -> float:
+    """The `percentile`-th percentile of rho, averaged over BOOTSTRAP seeded resamples."""
+    samples = np.random.default_rng(seed).choice(rho, size=(BOOTSTRAP, len(rho)), replace=True)
+    return float(np.percentile(samples, percentile, axis=1).mean())
+
+
+def _rho(ws: Workspace, features: Sequence[int]) -> tuple[np.ndarray, dict]:
+    """rho per retain row, from the cache when it holds rows, else by a forward pass over the
+    rows a full cache would hold; with where it came from."""
+    cache = ActivationCache.for_workspace(ws, "retain_corpus")
+    source = {
+        "corpus": cache.spec.corpus,
+        "cache": cache.spec.key(),
+        "context_length": cache.spec.context_length,
+    }
+    if cache.rows_final() > 0:
+        return cached_rho(cache, features), source | {"from": "activation cache"}
+    try:
+        ws.sae  # noqa: B018 (loads the model and SAE, or says why it cannot)
+    except UserError as exc:
+        raise UserError(
+            "Calibrating the gate needs the retain corpus's activation cache, which is not "
+            f"built, or the model to compute it, which cannot load: {exc}"
+        ) from exc
+    rows = default_rows(ws, "retain_corpus")
+    return forward_rho(ws, features, rows), source | {"from": "forward pass to the SAE's hook"}
+
+
 def calibrate(
     ws: Workspace,
     features: Sequence[int],
@@ -39,8 +84,10 @@ def calibrate(
     rule: str = "per feature",
     seed: int = 0,
 ) -> Gate:
-    """A gate whose alpha is the `percentile`-th percentile of rho over the retain cache's
-    rows, averaged over BOOTSTRAP seeded resamples of the rows (as DSG's code does)."""
+    """A gate whose alpha is the `percentile`-th percentile of rho over the retain corpus's
+    rows (the cache's, or a forward pass's when it is not built), averaged over BOOTSTRAP
+    seeded resamples of the rows (as DSG's code does). Memoised on disk by everything that
+    determines it."""
     if not features:
         raise UserError("A gate needs features: choose some first.")
     if not 0 < percentile < 100:
@@ -48,25 +95,29 @@ def calibrate(
             f"The gate's percentile must be strictly between 0 and 100, not {percentile}."
         )
     cache = ActivationCache.for_workspace(ws, "retain_corpus")
-    if cache.rows_final() == 0:
-        raise UserError(
-            "Calibrating the gate reads the retain corpus's activation cache, which is not built: "
-            f"run `python -m core cache build --workspace {ws.name}`."
-        )
-    rho = cached_rho(cache, features)
-    samples = np.random.default_rng(seed).choice(rho, size=(BOOTSTRAP, len(rho)), replace=True)
-    alpha = float(np.percentile(samples, percentile, axis=1).mean())
-    calibration = {
-        "corpus": cache.spec.corpus,
+    wanted = {
         "cache": cache.spec.key(),
+        "rows": cache.rows_final() or default_rows(ws, "retain_corpus"),
+        "features": sorted(int(f) for f in features),
+        "percentile": percentile,
+        "bootstrap": BOOTSTRAP,
+        "seed": seed,
+    }
+    path = ws.folder / "gates" / f"alpha-{record_key(wanted)}.json"
+    if path.exists():
+        return Gate(json.loads(path.read_text())["alpha"], rule, json.loads(path.read_text()))
+    rho, source = _rho(ws, features)
+    alpha = bootstrapped_percentile(rho, percentile, seed)
+    calibration = {
+        **source,
         "rows": len(rho),
-        "context_length": cache.spec.context_length,
         "percentile": percentile,
         "bootstrap": BOOTSTRAP,
         "seed": seed,
         "alpha": alpha,
         "rho": "fraction of a row's positions after BOS where any selected feature fires",
     }
+    write_json(path, calibration)
     return Gate(alpha, rule, calibration)
 
 

@@ -17,6 +17,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from core.labels.sets import check_gate_record
 from core.labels.store import Label, LabelStore
 from core.labels.text import LabelStoreError
 from core.workspace.workspace import Workspace
@@ -137,6 +138,11 @@ def parse_import(raw: bytes | str, store: LabelStore, force: bool = False) -> di
     ):
         if key in body and not isinstance(body[key], kind):
             raise ImportRejected(f"The set's '{key}' must be {what}, not {body[key]!r:.60}.")
+    if "gate" in body.get("selection", {}):
+        try:
+            check_gate_record(body["selection"]["gate"])
+        except LabelStoreError as exc:
+            raise ImportRejected(str(exc)) from exc
     entries = body.get("features")
     if not isinstance(entries, list) or not entries:
         raise ImportRejected("The set has no features.")
@@ -204,13 +210,19 @@ def hf_hookpoint(hook: str) -> str:
 
 
 def steered_csv(
-    ws: Workspace, store: LabelStore, name: str, clamp_value: float, feature: int | None = None
+    ws: Workspace,
+    store: LabelStore,
+    name: str,
+    clamp_value: float,
+    feature: int | None = None,
+    ungated: bool = False,
 ) -> str:
     """lm-eval `steered` CSV (what `SteeredModel.derive_steer_config` reads) for one feature
     of a set: the set's only feature, or `feature`. lm-eval keeps one steering entry per hook
     point and loads SAEs from the sae-lens registry, so a set of several features, or an SAE
     that is not in the registry, is refused with the reason (docs/export-format.md says what
-    lm-eval's clamp does differently from this product's)."""
+    lm-eval's clamp does differently from this product's). lm-eval cannot gate, so a gated
+    set is refused unless `ungated` asks for its ungated equivalent (labelled so)."""
     if not math.isfinite(clamp_value) or clamp_value < 0:
         raise LabelStoreError(
             f"c = {clamp_value} cannot be exported: c is a finite size ≥ 0 (the feature is "
@@ -224,6 +236,13 @@ def steered_csv(
             "cannot load it. Evaluate the set here instead (`python -m core eval --set`)."
         )
     feature_set = store.get_set(name)
+    if feature_set.gate is not None and not ungated:
+        raise LabelStoreError(
+            f"'{name}' is gated (DSG: it edits only sequences where the features fire on more "
+            f"than {feature_set.gate['alpha']:.3g} of the positions), and lm-eval's steered "
+            "model cannot gate. Export its ungated equivalent (--ungated, labelled so in the "
+            "file) or evaluate the gated set here (`python -m core eval --set`)."
+        )
     if feature is None and len(feature_set.features) > 1:
         raise LabelStoreError(
             f"'{name}' has {len(feature_set.features)} features, but lm-eval's steered model "
@@ -252,7 +271,10 @@ def steered_csv(
             chosen,
             -clamp_value * multiplier,
             sae.id or "",
-            spreadsheet_safe(label.label if label else ""),
+            spreadsheet_safe(
+                ("UNGATED equivalent of a gated set: " if feature_set.gate else "")
+                + (label.label if label else "")
+            ),
         ]
     )
     return out.getvalue()

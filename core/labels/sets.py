@@ -25,6 +25,39 @@ class FeatureSet:
     def multiplier(self, feature: int) -> float:
         return self.multipliers[self.features.index(feature)]
 
+    @property
+    def gate(self) -> dict | None:
+        """The gate kept with the set (see `LabelStore.set_gate`), if any."""
+        return self.selection.get("gate")
+
+
+def check_gate_record(gate: object) -> dict:
+    """A gate as sets keep it and exports carry it: {"alpha", "rule", "calibration"}, with
+    the calibration's percentile; a LabelStoreError naming what is wrong."""
+    from core.interventions import GATE_RULES
+
+    if not isinstance(gate, dict):
+        raise LabelStoreError(f"A gate must be an object, not {gate!r:.60}.")
+    alpha, rule, calibration = gate.get("alpha"), gate.get("rule"), gate.get("calibration")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise LabelStoreError(f"The gate's alpha must be a fraction in [0, 1], not {alpha!r:.60}.")
+    if rule not in GATE_RULES:
+        raise LabelStoreError(
+            f"The gate's rule must be one of {', '.join(GATE_RULES)}, not {rule!r:.60}."
+        )
+    if not isinstance(calibration, dict):
+        raise LabelStoreError("The gate has no calibration record (where alpha came from).")
+    percentile = calibration.get("percentile")
+    if (
+        isinstance(percentile, bool)
+        or not isinstance(percentile, (int, float))
+        or not (0 < percentile < 100)
+    ):
+        raise LabelStoreError(
+            f"The gate's percentile must be strictly between 0 and 100, not {percentile!r:.60}."
+        )
+    return gate
+
 
 def check_members(
     name: str,

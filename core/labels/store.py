@@ -30,7 +30,7 @@ from core.labels.schema import (
     connect,
     migrate,
 )
-from core.labels.sets import FeatureSet, check_members
+from core.labels.sets import FeatureSet, check_gate_record, check_members
 from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
 
 if TYPE_CHECKING:
@@ -449,6 +449,31 @@ class LabelStore:
                 [(m, row[0], f) for f, m, _ in checked],
             )
             db.execute("UPDATE feature_sets SET updated_at = ? WHERE id = ?", (now(), row[0]))
+            db.execute("COMMIT")
+        return self.get_set(name)
+
+    def set_gate(self, name: str, gate: dict | None) -> FeatureSet:
+        """Keep a gate (METHOD §10: rule, alpha and its calibration) with a set, in its
+        selection record under "gate", or drop it (None)."""
+        if gate is not None:
+            check_gate_record(gate)
+        with self._db(write=True) as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT id, selection FROM feature_sets WHERE sae = ? AND name = ?",
+                (self.sae, name),
+            ).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                raise LabelStoreError(f"No feature set named '{name}'.")
+            selection = json.loads(row[1])
+            selection.pop("gate", None)
+            if gate is not None:
+                selection["gate"] = gate
+            db.execute(
+                "UPDATE feature_sets SET selection = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(selection), now(), row[0]),
+            )
             db.execute("COMMIT")
         return self.get_set(name)
 

@@ -126,3 +126,25 @@ def test_an_evaluation_reports_how_often_the_gate_edits(small, pair, tmp_path):
     questions = [evaluator.scorer.encode(q) for q in evaluator.questions("forget_questions")]
     assert rates["wmdp"]["on"] == gated(small, iv, questions).mean()
     assert result["intervention"]["gate"]["alpha"] == gate.alpha
+
+
+def test_calibration_without_a_cache_runs_to_the_hook_and_is_memoised(
+    offline_ws, pair, tmp_path, monkeypatch
+):
+    from core.cache.build import build_caches
+    from core.features.gate import forward_rho
+    from tests.helpers import small_workspace_config
+
+    _, _, features = pair
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path / "cache"))
+    ws = Workspace.open(str(small_workspace_config(tmp_path, rows=4)))
+    gate = calibrate(ws, features, percentile=90)
+    assert gate.calibration["from"] == "forward pass to the SAE's hook"
+    assert gate.calibration["rows"] == 4
+    memo = list((ws.folder / "gates").glob("alpha-*.json"))
+    assert len(memo) == 1
+    cache = ActivationCache.for_workspace(ws, "retain_corpus")
+    build_caches(ws, [cache])
+    np.testing.assert_allclose(cached_rho(cache, features), forward_rho(ws, features, 4))
+    assert calibrate(ws, features, percentile=90).alpha == gate.alpha  # the memo
+    assert list((ws.folder / "gates").glob("alpha-*.json")) == memo

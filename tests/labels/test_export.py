@@ -115,6 +115,39 @@ def test_steered_csv_is_what_lm_eval_reads(hub_store):
     assert picked["layers.7"]["feature"] == 5453 and picked["layers.7"]["coefficient"] == -10.0
 
 
+GATE = {
+    "alpha": 0.042,
+    "rule": "any selected",
+    "calibration": {"percentile": 95.0, "rows": 256, "seed": 0, "bootstrap": 100},
+}
+
+
+def _with_gate(exported: dict, **changes) -> str:
+    selection = {**exported["set"]["selection"], "gate": {**GATE, **changes}}
+    return json.dumps({**exported, "set": {**exported["set"], "selection": selection}})
+
+
+def test_a_gate_kept_with_a_set_round_trips_and_lm_eval_gets_only_the_ungated_twin(
+    ws, store, hub_store, tmp_path
+):
+    store.set_gate("bio top-3", GATE)
+    exported = export_set(ws, store, "bio top-3")
+    assert exported["set"]["selection"]["gate"] == GATE
+    fresh = make_store(ws, tmp_path / "b.sqlite")
+    import_set(fresh, json.dumps(exported))
+    assert fresh.get_set("bio top-3").gate == GATE
+    assert fresh.set_gate("bio top-3", None).gate is None
+    hub, public = hub_store
+    public.set_gate("one", GATE)
+    with pytest.raises(LabelStoreError, match="cannot gate"):
+        steered_csv(hub, public, "one", 20.0)
+    twin = steered_csv(hub, public, "one", 20.0, ungated=True)
+    assert "UNGATED equivalent of a gated set" in twin
+    assert _as_lm_eval_reads_it(twin)["layers.7"]["coefficient"] == -50.0
+    with pytest.raises(LabelStoreError, match="percentile"):
+        store.set_gate("bio top-3", {**GATE, "calibration": {}})
+
+
 def test_steered_csv_is_refused_for_an_sae_lm_eval_cannot_load(ws, store):
     with pytest.raises(LabelStoreError, match="cannot load it"):
         steered_csv(ws, store, "bio top-3", 20.0)
@@ -180,6 +213,9 @@ def _export(ws, store):
         (lambda e: json.dumps({**e, "set": {**e["set"], "results": {}}}), "'results' must be"),
         (lambda e: json.dumps({**e, "set": {**e["set"], "selection": []}}), "'selection' must"),
         (lambda e: json.dumps({**e, "set": {**e["set"], "name": 7}}), "'name' must be text"),
+        (lambda e: _with_gate(e, alpha=1.5), "alpha must be a fraction"),
+        (lambda e: _with_gate(e, rule="sometimes"), "rule must be one of"),
+        (lambda e: _with_gate(e, calibration={"percentile": 100}), "strictly between 0 and 100"),
     ],
     ids=[
         "malformed",
@@ -198,6 +234,9 @@ def _export(ws, store):
         "results-not-list",
         "selection-not-object",
         "name-not-text",
+        "gate-alpha",
+        "gate-rule",
+        "gate-percentile",
     ],
 )
 def test_bad_import_changes_nothing(ws, store, mangle, message):
