@@ -19,7 +19,7 @@ from core.evaluation.metrics import (
     provenance_line,
     question_rows,
 )
-from core.evaluation.settings import FORGET, SIDE, EvalSettings
+from core.evaluation.settings import FORGET, MAX_SHOTS, SHOTS_RULE, SIDE, EvalSettings
 from core.evaluation.sweeps import ScreenConfig, SweepConfig, pareto_plot, screen, sweep
 from core.features import sources
 from core.features.attribution import TOP_K, AttributionConfig, Attributor
@@ -30,7 +30,7 @@ from core.features.stats import VARIANTS as VARIANTS_COUNTED
 from core.interventions import GATE_RULES, METHODS, make_intervention
 from core.runtime.generation import generate
 from core.runtime.jobs import Jobs
-from pages.common import from_url, plain, to_url, workspace_with_statistics
+from pages.common import ProgressBar, from_url, plain, time_left, to_url, workspace_with_statistics
 
 st.title("Live intervention")
 ws, table, _, store = workspace_with_statistics()
@@ -54,7 +54,8 @@ def _watch(key: str) -> None:
     job = _jobs().get(key)
     if job is None or not job.running:
         st.rerun()
-    st.progress(job.fraction, text=f"{job.stage} (the run goes on if you leave or reload)")
+    left = time_left(job.fraction, job.stage_started) or "…"
+    st.progress(job.fraction, text=f"{job.stage} · {left} (the run goes on if you leave or reload)")
     if st.button("Cancel the run"):
         job.cancel()
 
@@ -96,10 +97,8 @@ try:
         if found is None and st.button(
             "Attribute", help="One forward and backward pass per question"
         ):
-            bar = st.progress(0.0, text="Attributing (the model loads first)…")
-            found = attributor.attribute(
-                lambda done, total: bar.progress(done / total, text=f"{done} of {total} questions")
-            )
+            bar = ProgressBar("Attributing (the model loads first)…")
+            found = attributor.attribute(lambda done, total: bar.count(done, total, "questions"))
             bar.empty()
         if found is None:
             st.info(
@@ -212,7 +211,7 @@ with st.form("intervention"):
         key="gate_rule",
     )
     st.markdown("**Scoring**")
-    opts = st.columns(5)
+    opts = st.columns(6)
     scoring = opts[0].selectbox("Scoring", list(SCORINGS), help="; ".join(SCORINGS.values()))
     cpu_default = 100 if ws.device == "cpu" else 0
     limit = opts[1].number_input("Questions per set (0 = all)", 0, 100_000, cpu_default, 10)
@@ -220,6 +219,16 @@ with st.form("intervention"):
     known_variant = opts[3].selectbox("Known variant", list(VARIANTS), disabled=not known_filter)
     device_defaults = EvalSettings.for_device(ws.device)
     loss_rows = int(opts[4].number_input("Loss rows per text", 1, 4096, device_defaults.loss_rows))
+    shots = int(
+        opts[5].number_input(
+            "k-shot check",
+            0,
+            MAX_SHOTS,
+            0,
+            help="Also score every question after k solved examples of its subject, beside "
+            "k = 0 (METHOD §12: 5-shot prompting undoes shallow unlearning). " + SHOTS_RULE,
+        )
+    )
     run = st.form_submit_button("Run", type="primary")
 to_url("method", "c", "multiplier", "skip_bos")
 
@@ -229,6 +238,7 @@ settings = EvalSettings(
     question_limit=int(limit) or None,
     loss_rows=loss_rows,
     known_filter=known_filter,
+    shots=shots,
 )
 evaluator = _evaluator(ws.name, ws.config.provenance_hash(), settings)
 try:
@@ -287,7 +297,9 @@ if result is not None:
     known_only = only[1].toggle("Known only", value=False)
     rows = question_rows(questions, flipped_only, known_only)
     st.caption(f"{len(rows)} of {len(questions)} questions shown")
-    view = pd.DataFrame(rows, columns=list(QUESTION_COLUMNS))
+    gated_run = any("gated" in q for q in questions)
+    columns = [c for c in QUESTION_COLUMNS if c != "gated" or gated_run]
+    view = pd.DataFrame(rows, columns=columns)
     st.dataframe(view.drop(columns="at"), hide_index=True, width="stretch", height=300)
     if rows:
         pick = st.selectbox(
@@ -316,13 +328,18 @@ if result is not None:
     ):
         store.set_multipliers(feature_set.name, dict(zip(features, weights, strict=True)))
         store.add_results(feature_set.name, record)
+        store.set_gate(feature_set.name, record["intervention"].get("gate"))
         st.success(f"Saved into {plain(feature_set.name)}; it is exported with the set.")
     if feature_set is None:
         with save[0].form("save-as-set", clear_on_submit=True):
             new_name = st.text_input("Save these features, their multipliers and this result as")
             if st.form_submit_button("Save as a set"):
                 try:
-                    store.save_set(new_name, features, weights, results=[record])
+                    gate_kept = record["intervention"].get("gate")
+                    selection = {"gate": gate_kept} if gate_kept else None
+                    store.save_set(
+                        new_name, features, weights, selection=selection, results=[record]
+                    )
                     st.success(f"Saved {plain(new_name)}.")
                 except UserError as exc:
                     st.error(plain(exc))
@@ -340,9 +357,9 @@ with st.expander("Known questions (24 orderings, clean model)"):
         "of its choices. Cached on disk per model, dtype and question set."
     )
     if st.button("Find known questions"):
-        bar = st.progress(0.0, text="Scoring 24 orderings per question…")
+        bar = ProgressBar("Scoring 24 orderings per question…")
         for role in (FORGET, SIDE):
-            known = evaluator.known(role, lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+            known = evaluator.known(role, lambda stage, f: bar.stage(f, stage))
             counts = {v: len(known.indices(v)) for v in VARIANTS if v != "correct-iff-question"}
             st.write(f"{role}: {len(known.questions)} scored; known: {counts}")
         bar.empty()
@@ -353,11 +370,11 @@ with st.expander("Generation, clean vs intervened", expanded=False):
     tokens = st.slider("New tokens", 4, 64, 24)
     if st.button("Generate"):
         sides = st.columns(2)
-        bar = st.progress(0.0, text="Generating (the model loads first)…")
+        bar = ProgressBar("Generating (the model loads first)…")
         for side, (name, edit) in zip(sides, (("Clean", None), ("Intervened", iv)), strict=True):
 
             def report(done: int, total: int, name: str = name) -> None:
-                bar.progress(done / total, text=f"{name}: token {done + 1} of {total}")
+                bar.count(done, total, "tokens", name)
 
             side.markdown(f"**{name}**")
             side.text(prompt + generate(ws, prompt, edit, tokens, report))
@@ -373,7 +390,7 @@ with st.expander("Screen these features one at a time, then add them up"):
     )
     tolerance = st.number_input("Largest MMLU accuracy drop kept", -1.0, 1.0, 0.0, 0.01)
     if st.button("Screen"):
-        bar = st.progress(0.0, text="Screening…")
+        bar = ProgressBar("Screening…")
         try:
             config = ScreenConfig(tuple(features), float(base), float(tolerance), method, skip_bos)
             chooser = _evaluator(
@@ -382,9 +399,7 @@ with st.expander("Screen these features one at a time, then add them up"):
             st.session_state.screen = screen(
                 chooser,
                 config,
-                lambda d, t, p: bar.progress(
-                    d / t, text=f"{'alone' if 'feature' in p else 'together'}: {d} of {t}"
-                ),
+                lambda d, t, p: bar.count(d, t, "runs", "alone" if "feature" in p else "together"),
             )
         except UserError as exc:
             st.error(plain(exc))
@@ -404,20 +419,41 @@ with st.expander("Screen these features one at a time, then add them up"):
             mime="application/json",
         )
 
+
 # -- sweeps -----------------------------------------------------------------------------
-with st.expander("Sweep thresholds × n × c"):
-    grid = st.columns(3)
+def sweep_table(points: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's points as a flat table: the gate's on-rates as columns of their own."""
+    table = points.drop(columns=["features", "selection", "gate"], errors="ignore")
+    if "gate" in points:
+        for name in ("wmdp", "mmlu"):
+            table[f"gate on {name}"] = [
+                (rates or {}).get(name, {}).get("on") if isinstance(rates, dict) else None
+                for rates in points["gate"]
+            ]
+    return table
+
+
+with st.expander("Sweep thresholds × n × c × gate"):
+    grid = st.columns(4)
     thresholds = grid[0].text_input("Retain thresholds", "0.01")
     ns = grid[1].text_input("Numbers of features", "10,20")
     cs = grid[2].text_input("c values", "20,50")
+    gates = grid[3].text_input(
+        "Gate percentiles",
+        "off",
+        help='"off" is the ungated run; e.g. "off, 95" draws both families (METHOD §10). '
+        "Each gate is calibrated on its point's own features; the rule is the one chosen above.",
+    )
     if st.button("Run sweep"):
-        bar = st.progress(0.0, text="Sweeping…")
+        bar = ProgressBar("Sweeping…")
         try:
-            config = SweepConfig.from_text(thresholds, ns, cs, method=method, skip_bos=skip_bos)
+            config = SweepConfig.from_text(
+                thresholds, ns, cs, gates, method=method, skip_bos=skip_bos, gate_rule=gate_rule
+            )
             st.session_state.sweep = sweep(
                 evaluator,
                 config,
-                lambda d, t, p: bar.progress(d / t, text=f"point {d} of {t}"),
+                lambda d, t, p: bar.count(d, t, "points"),
             )
         except UserError as exc:
             st.error(plain(exc))
@@ -436,7 +472,7 @@ with st.expander("Sweep thresholds × n × c"):
             result_sweep["provenance"], grid_rule["method"], grid_rule["skip_bos"]
         )
         st.caption(plain(line))
-        st.dataframe(points.drop(columns=["features"]), hide_index=True)
+        st.dataframe(sweep_table(points), hide_index=True)
         for against in ("side effect", "loss added"):
             plot = pareto_plot(result_sweep, against)
             fig = go.Figure()

@@ -30,7 +30,7 @@ def _export(args: argparse.Namespace) -> None:
     if args.format == "json":
         text = json.dumps(export.export_set(ws, store, args.set), indent=2) + "\n"
     elif args.format == "steered":
-        text = export.steered_csv(ws, store, args.set, args.c, args.feature)
+        text = export.steered_csv(ws, store, args.set, args.c, args.feature, args.ungated)
     elif args.format == "neuronpedia":
         text = json.dumps(export.neuronpedia_payload(ws, store, args.set), indent=2) + "\n"
     else:
@@ -59,6 +59,11 @@ def add_commands(sub: Subcommands) -> None:
     )
     export.add_argument("--c", type=float, default=20.0, help="clamp value for steered CSV")
     export.add_argument("--feature", type=int, help="the set's feature for a steered CSV")
+    export.add_argument(
+        "--ungated",
+        action="store_true",
+        help="steered CSV of a gated set: its ungated equivalent (lm-eval cannot gate)",
+    )
     export.add_argument("--out", required=True, help="file to write")
     imported = command(sub, "import", _import, "Import a feature set exported as JSON.")
     imported.add_argument("file", help="the exported JSON file")

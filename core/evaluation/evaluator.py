@@ -34,6 +34,7 @@ from core.workspace.workspace import Workspace
 
 SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
 SHOT_STREAM = 2  # the k-shot examples' stream
+GATED_SETS = {FORGET: "wmdp", SIDE: "mmlu"}  # the gate's on-rate of each question set
 LOSS_DOCUMENTS = 20_000  # of the general loss text: a hub corpus is streamed, never all read
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
@@ -291,6 +292,11 @@ class Evaluator:
             ),
         }
         if gate_rates is not None:
+            each = {role: gate_rates[name].pop("each") for role, name in GATED_SETS.items()}
+            for record in result["questions"]:
+                record["gated"] = each[record["set"]][record["index"]]
+            for rate in gate_rates.values():
+                rate.pop("each", None)
             result["metrics"]["gate"] = gate_rates
         if self.settings.shots:
             result["metrics"]["k_shot"] = k_shot_metrics(
@@ -322,6 +328,7 @@ class Evaluator:
                 "n": len(on),
                 "on": float(on.mean()) if len(on) else None,
                 "on_ci": wilson(int(on.sum()), len(on)),
+                "each": on.tolist(),
             }
         return rates
 

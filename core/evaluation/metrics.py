@@ -26,6 +26,7 @@ QUESTION_COLUMNS = (
     "after",
     "flipped",
     "known",
+    "gated",
 )
 ACCURACY_ROWS = (
     ("WMDP-bio, known questions", "wmdp_known"),
@@ -207,7 +208,8 @@ def question_rows(
     questions: Sequence[dict], flipped_only: bool = False, known_only: bool = False
 ) -> list[dict]:
     """The per-question table: one row per drill-down record kept by the two filters, with
-    its position in the record list (`at`) to open it."""
+    its position in the record list (`at`) to open it; for a gated run, whether the gate
+    edited the question's prompt."""
     return [
         {
             "at": at,
@@ -219,6 +221,7 @@ def question_rows(
             "after": describe_probs(q["after"]),
             "flipped": q["flipped"],
             "known": q["known"],
+            **({"gated": q["gated"]} if "gated" in q else {}),
         }
         for at, q in enumerate(questions)
         if (q["flipped"] or not flipped_only) and (q["known"] or not known_only)

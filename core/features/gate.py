@@ -55,6 +55,13 @@ def bootstrapped_percentile(rho: Float[np.ndarray, " rows"], percentile: float, 
     return float(np.percentile(samples, percentile, axis=1).mean())
 
 
+def _unavailable(exc: UserError) -> UserError:
+    return UserError(
+        "Calibrating the gate needs the retain corpus's activation cache, which is not built, "
+        f"or the model and SAE to compute it, which cannot load: {exc}"
+    )
+
+
 def _rho(ws: Workspace, features: Sequence[int]) -> tuple[np.ndarray, dict]:
     """rho per retain row, from the cache when it holds rows, else by a forward pass over the
     rows a full cache would hold; with where it came from."""
@@ -69,10 +76,7 @@ def _rho(ws: Workspace, features: Sequence[int]) -> tuple[np.ndarray, dict]:
     try:
         ws.sae  # noqa: B018 (loads the model and SAE, or says why it cannot)
     except UserError as exc:
-        raise UserError(
-            "Calibrating the gate needs the retain corpus's activation cache, which is not "
-            f"built, or the model to compute it, which cannot load: {exc}"
-        ) from exc
+        raise _unavailable(exc) from exc
     rows = default_rows(ws, "retain_corpus")
     return forward_rho(ws, features, rows), source | {"from": "forward pass to the SAE's hook"}
 
@@ -94,7 +98,10 @@ def calibrate(
         raise UserError(
             f"The gate's percentile must be strictly between 0 and 100, not {percentile}."
         )
-    cache = ActivationCache.for_workspace(ws, "retain_corpus")
+    try:
+        cache = ActivationCache.for_workspace(ws, "retain_corpus")  # its key names the SAE
+    except UserError as exc:
+        raise _unavailable(exc) from exc
     wanted = {
         "cache": cache.spec.key(),
         "rows": cache.rows_final() or default_rows(ws, "retain_corpus"),

@@ -125,6 +125,9 @@ def test_an_evaluation_reports_how_often_the_gate_edits(small, pair, tmp_path):
     assert rates["wmdp"]["n"] == 2 and rates["retain_text"]["n"] == 2
     questions = [evaluator.scorer.encode(q) for q in evaluator.questions("forget_questions")]
     assert rates["wmdp"]["on"] == gated(small, iv, questions).mean()
+    drill = [q["gated"] for q in result["questions"] if q["set"] == "forget_questions"]
+    assert drill == gated(small, iv, questions).tolist()  # the drill-down's "gated" column
+    assert "each" not in rates["wmdp"]
     assert result["intervention"]["gate"]["alpha"] == gate.alpha
 
 
@@ -148,3 +151,13 @@ def test_calibration_without_a_cache_runs_to_the_hook_and_is_memoised(
     np.testing.assert_allclose(cached_rho(cache, features), forward_rho(ws, features, 4))
     assert calibrate(ws, features, percentile=90).alpha == gate.alpha  # the memo
     assert list((ws.folder / "gates").glob("alpha-*.json")) == memo
+
+
+def test_calibration_without_a_cache_or_a_model_says_so(unreachable_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path / "cache"))
+    ws = Workspace.open("gemma-3-270m-it-L9")  # a hub preset: no cache, the hub unreachable
+    with pytest.raises(
+        UserError, match="not built, or the model and SAE to compute it, which cannot load"
+    ):
+        calibrate(ws, [1, 2], percentile=95)
+    assert not (ws.folder / "gates").exists()

@@ -34,6 +34,8 @@ def test_gated_k_shot_run_then_a_sweep_over_the_gate(small_app_env, monkeypatch)
     assert "WMDP-bio, all questions" in table.index
     assert "WMDP-bio, all questions, 1-shot" in table.index
     assert "gate on: MMLU prompts (share of sequences edited)" in table.index
+    drill = next(d.value for d in app.dataframe if "flipped" in d.value.columns)
+    assert drill["gated"].isin([True, False]).all()  # each prompt: edited by the gate or not
     inputs = {t.label: t for t in app.text_input}
     inputs["Numbers of features"].input("2")
     inputs["c values"].input("0.5")
