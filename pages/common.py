@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import time
 from collections.abc import Callable
 
 import streamlit as st
@@ -30,11 +31,104 @@ def from_url(key: str, parse: Callable[[str], object] = str) -> None:
 
 
 def to_url(*keys: str) -> None:
-    """Write widgets' state into the URL (see `from_url`)."""
+    """Write widgets' state into the URL (see `from_url`); an emptied one leaves it."""
     for key in keys:
         value = st.session_state.get(key)
         if value is not None and value != "":
             st.query_params[key] = str(value)
+        elif key in st.query_params:
+            del st.query_params[key]
+
+
+def within(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    """A `from_url` parser for a number input's bounds (outside them: ignored)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def one_of(options) -> Callable[[str], str]:
+    """A `from_url` parser for a radio's or a selectbox's options (others: ignored)."""
+
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
+def flag(text: str) -> bool:
+    """A `from_url` parser for a checkbox or a toggle."""
+    if text not in ("True", "False"):
+        raise ValueError(text)
+    return text == "True"
+
+
+def time_left(fraction: float, started: float, now: float | None = None) -> str:
+    """The time left at the pace since `started` (a time.monotonic()), e.g. "0:35 left"; ""
+    while nothing is done yet (no pace to go by) or once all is done."""
+    if not 0 < fraction < 1:
+        return ""
+    elapsed = (time.monotonic() if now is None else now) - started
+    minutes, seconds = divmod(round(elapsed * (1 - fraction) / fraction), 60)
+    hours, minutes = divmod(minutes, 60)
+    clock = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return f"{clock} left"
+
+
+def progress_text(
+    done: int, total: int, started: float | None, unit: str, now: float | None = None
+) -> str:
+    """The count and the time left, e.g. "12 of 40 questions · 0:35 left" (the time once
+    something is done and the start is known)."""
+    fraction = done / total if total > 0 else 1.0
+    left = "" if started is None else time_left(fraction, started, now)
+    return f"{done:,} of {total:,} {unit}" + (f" · {left}" if left else "")
+
+
+class ProgressBar:
+    """An st.progress whose text counts the work done and says how long is left. The pace is
+    measured from a stage's first report, so loading the model first does not skew it; a new
+    stage (another name, another total, or a fraction that falls back) starts a new pace."""
+
+    def __init__(self, text: str) -> None:
+        self._bar = st.progress(0.0, text=text)
+        self._stage: object = None
+        self._first = (0.0, 0.0)  # (time, fraction) of the stage's first report
+        self._last = 0.0
+
+    def _started(self, stage: object, fraction: float, now: float) -> float | None:
+        """When the stage would have started at its pace so far (None until it has moved)."""
+        if stage != self._stage or fraction < self._last:
+            self._stage, self._first = stage, (now, fraction)
+        self._last = fraction
+        at, start = self._first
+        return None if fraction <= start else at - start * (now - at) / (fraction - start)
+
+    def count(self, done: int, total: int, unit: str, what: str = "") -> None:
+        """Show "what: done of total unit · m:ss left"."""
+        fraction = min(done / total, 1.0) if total > 0 else 1.0
+        now = time.monotonic()
+        started = self._started((what, unit, total), fraction, now)
+        text = progress_text(done, total, started, unit, now)
+        self._bar.progress(fraction, text=f"{what}: {text}" if what else text)
+
+    def stage(self, fraction: float, text: str) -> None:
+        """Show a stage's own text, the fraction of it done and the time left."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        now = time.monotonic()
+        started = self._started(text, fraction, now)
+        left = "" if started is None else time_left(fraction, started, now)
+        self._bar.progress(fraction, text=f"{text} · {left}" if left else text)
+
+    def empty(self) -> None:
+        self._bar.empty()
 
 
 def plain(text: object) -> str:
@@ -143,12 +237,8 @@ def cache_build_panel(ws: Workspace) -> bool:
         + "; ".join(cache.status().describe() for cache in pending)
     )
     if st.button("Build the caches now", type="primary"):
-        bar = st.progress(0.0, text="Starting (the model loads first)…")
-
-        def report(role: str, done: int, total: int) -> None:
-            bar.progress(done / max(total, 1), text=f"{role}: {done:,} of {total:,} tokens")
-
-        build_caches(ws, pending, progress=report)
+        bar = ProgressBar("Starting (the model loads first)…")
+        build_caches(ws, pending, progress=lambda role, d, t: bar.count(d, t, "tokens", role))
         st.rerun()
     st.caption(f"Or headless: `python -m core cache build --workspace {ws.name}`")
     return True

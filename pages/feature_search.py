@@ -2,6 +2,7 @@
 feature sets, export and import."""
 
 import json
+from dataclasses import astuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,8 +19,10 @@ from core.features.search import (
     search_view,
 )
 from core.features.selection import (
+    DSGSelectionConfig,
     SelectionConfig,
     reselect,
+    select_dsg,
     select_features,
     selection_record,
 )
@@ -27,23 +30,81 @@ from core.features.stats import VARIANTS
 from core.labels.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
 from core.labels.sets import compare_sets
 from core.labels.store import DEFAULT_TAGS
-from pages.common import label_form, plain, recent_labels, workspace_with_statistics
+from pages.common import (
+    flag,
+    from_url,
+    label_form,
+    one_of,
+    plain,
+    recent_labels,
+    to_url,
+    within,
+    workspace_with_statistics,
+)
 from pages.feature_views import contrast_view, feature_map_view, label_search_view
 
 st.title("Feature search")
 ws, table, provenance, store = workspace_with_statistics()
 
-controls = st.columns([2, 1, 1, 2])
-variant = controls[0].radio(
-    "Counting", VARIANTS, horizontal=True, help="saebench: BOS/EOS/PAD not counted; authors: all"
+MODES = {
+    "frequency": "frequency threshold (METHOD §4)",
+    "dsg": "DSG importance percentiles (METHOD §10)",
+}
+PERCENTILES = (  # DSGSelectionConfig's field, its label, its default
+    ("forget_percentile", "Forget importance ≥ percentile", 5.0),
+    ("retain_percentile", "Retain importance ≤ percentile", 100.0),
+    ("ratio_percentile", "Ratio ≥ percentile", 90.0),
 )
-threshold = controls[1].number_input(
-    "Retain threshold", 0.0, 1.0, 0.01, step=0.001, format="%.4f", key="threshold"
+SORTS = {  # the table's order: columns, ascending
+    "set, then forget frequency": (["in_set", "forget_freq"], False),
+    "forget frequency": (["forget_freq"], False),
+    "ratio (forget / retain)": (["ratio", "forget_freq"], False),
+    "retain frequency, rarest first": (["retain_freq", "forget_freq"], [True, False]),
+    "feature id": (["feature"], True),
+}
+URL_KEYS = {  # every control a reload or a shared link restores, and how to read it back
+    "mode": one_of(MODES),
+    "variant": one_of(VARIANTS),
+    "threshold": within(float, 0.0, 1.0),
+    "top_n": within(int, 1, len(table)),
+    **{name: within(float, 0.0, 100.0) for name, _, _ in PERCENTILES},
+    "sort": one_of(SORTS),
+    "search_text": str,
+    "min_forget": within(float, 0.0, 1.0),
+    "only_set": flag,
+    "only_labelled": flag,
+}
+for key, parse in URL_KEYS.items():
+    from_url(key, parse)
+
+mode = st.radio("Selection", list(MODES), format_func=MODES.get, horizontal=True, key="mode")
+controls = st.columns([2, 3, 1, 2])
+variant = controls[0].radio(
+    "Counting",
+    VARIANTS,
+    horizontal=True,
+    key="variant",
+    help="saebench: BOS/EOS/PAD not counted; authors: all",
 )
 top_n = int(controls[2].number_input("Top n", 1, len(table), 20, key="top_n"))
-config = SelectionConfig(threshold, top_n, variant)
-selection = select_features(table, config)
-selection_key = (variant, threshold, top_n)
+if mode == "dsg":
+    bounds = controls[1].columns(3)
+    config = DSGSelectionConfig(
+        **{
+            name: column.number_input(label, 0.0, 100.0, default, step=1.0, key=name)
+            for column, (name, label, default) in zip(bounds, PERCENTILES, strict=True)
+        },
+        n=top_n,
+        variant=variant,
+    )
+    threshold = None
+else:
+    threshold = controls[1].number_input(
+        "Retain threshold", 0.0, 1.0, 0.01, step=0.001, format="%.4f", key="threshold"
+    )
+    config = SelectionConfig(threshold, top_n, variant)
+selection = select_dsg(table, config) if mode == "dsg" else select_features(table, config)
+selection_key = (mode, *astuple(config))
 if st.session_state.get("selection_key") != selection_key:
     selected = selection["feature"].tolist()
     previous = st.session_state.get("selected")
@@ -55,6 +116,23 @@ if st.session_state.get("selection_key") != selection_key:
     st.session_state.selection_key, st.session_state.selected = selection_key, selected
 current: list[int] = st.session_state.current
 controls[3].metric("Current set", f"{len(current)} features", f"{len(selection)} from top-n")
+if mode == "dsg":
+    st.caption(
+        f"DSG (METHOD §10): a feature's importance on a corpus is its mean activation over "
+        f"the counted positions, squared; kept when its forget importance is at least the "
+        f"{config.forget_percentile:g}th percentile of all features', its retain importance "
+        f"at most the {config.retain_percentile:g}th and its forget / retain ratio at least "
+        f"the {config.ratio_percentile:g}th; the top {config.n} by forget importance."
+    )
+    with st.expander(f"The {len(selection)} features DSG selected, with their importances"):
+        st.dataframe(
+            selection[["rank", "feature", "forget_importance", "retain_importance", "ratio"]],
+            hide_index=True,
+            column_config={
+                name: st.column_config.NumberColumn(format="%.3e")
+                for name in ("forget_importance", "retain_importance", "ratio")
+            },
+        )
 
 tokens = {role: provenance[role]["tokens"][variant] for role in ("forget", "retain")}
 st.caption(
@@ -81,7 +159,8 @@ scatter = go.Figure(
         hovertemplate="feature %{customdata}<br>retain %{x:.2e}<br>forget %{y:.2e}<extra></extra>",
     )
 )
-scatter.add_vline(x=threshold, line_dash="dash", annotation_text="retain threshold")
+if threshold is not None:
+    scatter.add_vline(x=threshold, line_dash="dash", annotation_text="retain threshold")
 scatter.update_layout(
     xaxis={"type": "log", "title": f"retain frequency (zeros drawn at {floor:.0e})"},
     yaxis={"type": "log", "title": "forget frequency"},
@@ -112,15 +191,19 @@ histogram_figure.update_layout(
 histogram.plotly_chart(histogram_figure)
 feature_map_view(ws, view, ratio, store, current)
 
-filters = st.columns([2, 2, 1, 1, 1])
-text = filters[0].text_input("Search labels and notes (or a feature id)")
+filters = st.columns([2, 2, 1, 1, 1, 2])
+text = filters[0].text_input("Search labels and notes (or a feature id)", key="search_text")
 known_tags = sorted({t for tags in view["tags"] for t in tags.split(", ") if t} | set(DEFAULT_TAGS))
 tags = filters[1].multiselect("Tags", known_tags)
-min_forget = filters[2].number_input("Min forget freq", 0.0, 1.0, 0.0, format="%.4f")
-only_set = filters[3].checkbox("Current set only")
-only_labelled = filters[4].checkbox("Labelled only")
+min_forget = filters[2].number_input(
+    "Min forget freq", 0.0, 1.0, 0.0, format="%.4f", key="min_forget"
+)
+only_set = filters[3].checkbox("Current set only", key="only_set")
+only_labelled = filters[4].checkbox("Labelled only", key="only_labelled")
+sort_columns, ascending = SORTS[filters[5].selectbox("Sort by", list(SORTS), key="sort")]
+to_url(*URL_KEYS)
 shown = filter_view(view, text, tags, min_forget, only_set, only_labelled)
-shown = shown.sort_values(["in_set", "forget_freq"], ascending=False).reset_index(drop=True)
+shown = shown.sort_values(sort_columns, ascending=ascending).reset_index(drop=True)
 st.caption(f"{len(shown):,} of {len(view):,} features shown. Click a column header to sort.")
 editor_key = f"editor-{st.session_state.get('editor_round', 0)}"
 edited = st.data_editor(
@@ -237,10 +320,16 @@ if names:
         steered_feature = buttons[3].selectbox(
             "Feature for lm-eval (one per hook point)", chosen_set.features
         )
+    ungated = False
+    if chosen_set.gate is not None:
+        ungated = buttons[1].checkbox(
+            "lm-eval: its ungated equivalent",
+            help="lm-eval's steered model cannot gate; the file says it is the ungated twin.",
+        )
     try:
         buttons[1].download_button(
             "lm-eval steered CSV",
-            steered_csv(ws, store, exported, c_value, steered_feature),
+            steered_csv(ws, store, exported, c_value, steered_feature, ungated),
             file_name=f"{exported}.csv",
         )
     except UserError as exc:

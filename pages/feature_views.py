@@ -24,7 +24,7 @@ from core.features.neighbours import Neighbours, neighbour_table
 from core.features.suggestions import EXPLANATIONS_FILE, import_explanations, suggest
 from core.labels.store import LabelStore
 from core.workspace.workspace import Workspace
-from pages.common import plain
+from pages.common import ProgressBar, plain
 
 BOX = "feature_box"
 EXAMPLES_PAGE = "pages/activation_examples.py"
@@ -184,13 +184,18 @@ def contrast_view(ws: Workspace, store: LabelStore) -> None:
         group_b = _group("B", "contrast_b", ws)
     order = st.radio("Rank by", ["difference", "ratio"], horizontal=True, key="contrast_order")
     if st.button("Run contrast search (runs the model)"):
+        bar = ProgressBar("Running both groups through the model (it loads first)…")
         try:
-            with st.spinner("Running both groups through the model…"):
-                st.session_state.contrast = contrast(
-                    ws, group_a, group_b, ContrastConfig(order=order)
-                )
+            st.session_state.contrast = contrast(
+                ws,
+                group_a,
+                group_b,
+                ContrastConfig(order=order),
+                lambda name, done, total: bar.count(done, total, "texts", f"group {name.upper()}"),
+            )
         except UserError as exc:
             st.error(plain(exc))
+        bar.empty()
     if "contrast" not in st.session_state:
         return
     found, record = st.session_state.contrast

@@ -8,7 +8,7 @@ import streamlit as st
 from core import UserError
 from core.cache.store import caches_for
 from core.sae.health import cached_health, sae_health
-from pages.common import cache_build_panel, current_workspace, plain
+from pages.common import ProgressBar, cache_build_panel, current_workspace, plain
 
 st.title("Workspace")
 ws = current_workspace()
@@ -51,13 +51,10 @@ st.caption(
 )
 health = cached_health(ws)
 if health is None and st.button("Measure SAE health (loads the model, ~2 min on CPU)"):
-    bar = st.progress(0.0, text="Loading the model…")
+    bar = ProgressBar("Loading the model…")
     try:
         health = sae_health(
-            ws,
-            progress=lambda done, total: bar.progress(
-                done / total, text=f"{done} of {total} held-out rows"
-            ),
+            ws, progress=lambda done, total: bar.count(done, total, "held-out rows")
         )
     except UserError as exc:
         st.error(plain(exc))

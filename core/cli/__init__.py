@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from core.cli import cache, evaluation, explore, features, labels, workspace
+from core.cli import cache, convert, evaluation, explore, features, labels, reproduce, workspace
 from core.errors import UserError
 from core.workspace.environment import configure_environment
 
@@ -18,7 +18,7 @@ from core.workspace.environment import configure_environment
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (workspace, cache, features, explore, labels, evaluation):
+    for group in (workspace, cache, features, explore, labels, evaluation, convert, reproduce):
         group.add_commands(sub)
     return parser
 

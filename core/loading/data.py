@@ -225,13 +225,35 @@ def _mmlu_csv(folder: Path, subject: str) -> list[Question]:
     return questions
 
 
+def in_datasets_cache(dataset: str, subset: str | None) -> bool:
+    """Whether `datasets` holds this dataset (config `subset`, any if None) prepared on disk:
+    what `load_dataset` reads offline (it never reads the hub cache's files then)."""
+    import datasets.config
+    from datasets.naming import camelcase_to_snakecase
+
+    parts = dataset.split("/")
+    parts[-1] = camelcase_to_snakecase(parts[-1])
+    root = Path(datasets.config.HF_DATASETS_CACHE) / "___".join(parts)
+    return any(path.is_dir() for path in root.glob(f"{subset or '*'}/*/*"))
+
+
+def hub_source_cached(source: DataSourceConfig) -> bool:
+    """Whether every config a hub source reads is in the datasets cache."""
+    assert source.dataset is not None
+    return all(
+        in_datasets_cache(source.dataset, subset)
+        for subset in (source.subjects or (source.subset,))
+    )
+
+
 def _hub_dataset(
     source: DataSourceConfig, subset: str | None = None, streaming: bool = False
 ) -> Any:
-    require_hub(
-        f"dataset {source.dataset}",
-        f'download it and set [data.{source.role}] source = "local" with a path under data_dir',
-    )
+    if not in_datasets_cache(source.dataset or "", subset or source.subset):
+        require_hub(
+            f"dataset {source.dataset}",
+            f'download it and set [data.{source.role}] source = "local" with a path under data_dir',
+        )
     import datasets
 
     try:

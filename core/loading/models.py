@@ -143,16 +143,26 @@ def _load_model(cfg: ModelConfig) -> HookedSAETransformer:
             cfg.name, dtype=dtype, device=device
         )
     folder = _local_folder(cfg)
+    check_architecture_name(cfg.name)
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(cfg)
     hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    return HookedSAETransformer.from_pretrained_no_processing(
+        cfg.name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, device=device
+    )
+
+
+def check_architecture_name(name: str) -> None:
+    """Refuse a [model] name TransformerLens does not know, before any weights load (its
+    config comes from the name, the weights from the folder)."""
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
     try:
-        return HookedSAETransformer.from_pretrained_no_processing(
-            cfg.name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, device=device
-        )
+        get_official_model_name(name)
     except ValueError as exc:
         raise ConfigError(
-            f"TransformerLens does not know the architecture name '{cfg.name}' ([model] name): "
-            f"{exc}"
+            f"TransformerLens does not know the architecture name '{name}' ([model] name): "
+            "use the hub id of the model the folder holds, e.g. google/gemma-2-2b-it "
+            "(transformer_lens.supported_models.OFFICIAL_MODEL_NAMES lists them)."
         ) from exc

@@ -4,6 +4,8 @@ and check that it fits the model."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +51,8 @@ def load_sae(cfg: WorkspaceConfig, device: str, dtype: str) -> SAE:
                 f'download {repo_id} elsewhere, then set [sae] source = "local" and path to '
                 "the folder of that SAE (cfg.json + sae_weights.safetensors)",
             )
-        return SAE.from_pretrained(cfg.sae.release, cfg.sae.id, device=device, dtype=dtype)
+        with shapes_from_cached_files():
+            return SAE.from_pretrained(cfg.sae.release, cfg.sae.id, device=device, dtype=dtype)
     if problem := sae_folder_problem(cfg):
         raise ConfigError(problem)
     return SAE.load_from_disk(resolve_repo_path(cfg.sae.path or ""), device=device, dtype=dtype)
@@ -76,6 +79,37 @@ def check_fit(cfg: WorkspaceConfig, model: HookedSAETransformer, sae: SAE) -> No
             f"The SAE was trained on '{trained_on}' but [sae] hook is '{hook}'. "
             "Set hook to the SAE's hook point."
         )
+
+
+@contextmanager
+def shapes_from_cached_files() -> Iterator[None]:
+    """sae-lens reads the tensor shapes of some releases (Gemma Scope 2) with HTTP range
+    requests even when the file is in the Hugging Face cache, so a cached SAE would not load
+    offline. Read them from the cached file when there is one."""
+    from huggingface_hub import try_to_load_from_cache
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+    from safetensors import safe_open
+
+    remote = loaders.get_safetensors_tensor_shapes
+
+    def shapes(repo_id: str, filename: str) -> dict[str, list[int]]:
+        cached = try_to_load_from_cache(repo_id, filename)
+        if not isinstance(cached, str):
+            return remote(repo_id, filename)
+        with safe_open(cached, "pt") as handle:
+            names = handle.keys()
+            return {name: list(handle.get_slice(name).get_shape()) for name in names}
+
+    loaders.get_safetensors_tensor_shapes = shapes
+    try:
+        yield
+    finally:
+        loaders.get_safetensors_tensor_shapes = remote
+
+
+def registry_cached(cfg: WorkspaceConfig) -> bool:
+    """Whether the registry SAE's repo is in the Hugging Face cache (it then loads offline)."""
+    return is_cached(_registry_repo(cfg.sae.release or ""), filename=".gitattributes")
 
 
 def _registry_repo(release: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,12 +34,16 @@ class Job:
     error: str | None = None
     finished: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    stage_started: float = field(default_factory=time.monotonic)  # time.monotonic()
 
     def report(self, stage: str, fraction: float) -> None:
         """The run's progress callback; raises Cancelled once the user asked to stop."""
         if self.cancelled.is_set():
             raise Cancelled(f"The run was cancelled during: {self.stage}.")
-        self.stage, self.fraction = stage, min(max(fraction, 0.0), 1.0)
+        fraction = min(max(fraction, 0.0), 1.0)
+        if stage != self.stage or fraction < self.fraction:
+            self.stage_started = time.monotonic()  # a new stage: its own pace and time left
+        self.stage, self.fraction = stage, fraction
 
     def cancel(self) -> None:
         self.cancelled.set()

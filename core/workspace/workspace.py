@@ -114,9 +114,13 @@ class Workspace:
         hub_needs = []
         if self.config.model.source == "hub" and not is_cached(self.config.model.name):
             hub_needs.append(f"model {self.config.model.name}")
-        if self.config.sae.source == "sae-lens":
+        if self.config.sae.source == "sae-lens" and not saes.registry_cached(self.config):
             hub_needs.append(f"SAE {self.config.sae.release} / {self.config.sae.id}")
-        hub_needs += [f"dataset {s.dataset}" for s in self.config.data if s.source == "hub"]
+        hub_needs += [
+            f"dataset {s.dataset}"
+            for s in self.config.data
+            if s.source == "hub" and not data.hub_source_cached(s)
+        ]
         if hub_needs and (reason := hub_problem()):
             found.append(
                 f"Needs the Hugging Face hub ({reason}) for: {', '.join(hub_needs)}. "

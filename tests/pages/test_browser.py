@@ -1,4 +1,6 @@
-"""The real server in headless Chromium: health endpoint, then the page and its sidebar."""
+"""The real server in headless Chromium: the health endpoint, the pages, and what only a
+browser shows (a reload, two tabs at once, a form cleared on submit, a click that changes the
+URL). One server of the small workspace serves every test that needs its caches."""
 
 import contextlib
 import os
@@ -9,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -56,24 +59,29 @@ def serve(extra_env: dict[str, str]):
 
 
 def open_page(browser, url: str) -> None:
-    """Open a deep link. A new session first shows Streamlit's "Page not found" notice for a
-    page that app.py registers (st.navigation runs after routing); close it."""
+    """Open a deep link. A server's first session shows Streamlit's "Page not found" notice
+    for a page that app.py registers (st.navigation runs after routing); close it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
-    try:
-        dialog = WebDriverWait(browser, 60).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, '[role="dialog"]') or None
-        )[0]
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '[role="dialog"], h1') or None
+    )
+    for dialog in browser.find_elements(By.CSS_SELECTOR, '[role="dialog"]'):
         dialog.find_element(By.CSS_SELECTOR, 'button[aria-label="Close"]').click()
-    except Exception:  # no notice shown: nothing to close
-        pass
 
 
 @pytest.fixture(scope="module")
 def server():
     with serve({}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def small_server(small_app_env):
+    """One server of the small workspace for every test below that needs its caches."""
+    with serve(small_app_env) as url:
         yield url
 
 
@@ -126,37 +134,84 @@ def test_page_shows_the_workspace_in_the_sidebar(server, browser, tmp_path_facto
     assert shot.stat().st_size > 0
 
 
-def test_label_a_feature_reload_and_see_it(small_app_env, browser):
+def _field(browser, label: str, timeout: float = 120):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def field(label: str):
-        return WebDriverWait(browser, 120).until(
-            lambda driver: driver.find_element(By.CSS_SELECTOR, f'[aria-label="{label}"]')
-        )
+    return WebDriverWait(browser, timeout).until(
+        lambda driver: driver.find_element(By.CSS_SELECTOR, f'[aria-label="{label}"]')
+    )
 
-    with serve(small_app_env) as url:
-        open_page(browser, f"{url}/search")
-        feature = field("Feature id")
-        feature.send_keys(Keys.CONTROL, "a")
-        feature.send_keys("123")
-        field("Label").send_keys("ribosome assembly")
-        button = next(
-            b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Save label"
-        )
-        button.click()
-        WebDriverWait(browser, 60).until(lambda d: "123: ribosome assembly" in d.page_source)
-        browser.refresh()
-        WebDriverWait(browser, 120).until(
-            lambda d: any(
-                "123: ribosome assembly" in element.text
-                for element in d.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')
+
+def _set_number(browser, label: str, value: int) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    element = _field(browser, label)
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(str(value), Keys.TAB)
+
+
+def _click(browser, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == text).click()
+
+
+def _tiny_run_settings(browser) -> None:
+    """Two features, two questions per set, one loss row per text."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _set_number(browser, "n", 2)
+    WebDriverWait(browser, 60).until(lambda d: "2 features:" in d.page_source)
+    _set_number(browser, "Questions per set (0 = all)", 2)
+    _set_number(browser, "Loss rows per text", 1)
+
+
+def _results(browser, timeout: float = 600) -> str:
+    """The result table's and metrics' text, once the run has finished."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        table = WebDriverWait(browser, timeout).until(
+            lambda d: next(
+                (
+                    t
+                    for t in d.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"]')
+                    if "WMDP-bio, all questions" in t.text
+                ),
+                None,
             )
         )
+    except TimeoutException:
+        shown = browser.find_elements(
+            By.CSS_SELECTOR, '[data-testid="stAlert"], [role="progressbar"]'
+        )
+        raise AssertionError(f"no results; the page shows: {[e.text for e in shown]}") from None
+    metrics = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]')
+    return "\n".join([table.text, *(m.text for m in metrics)])
 
 
-def test_deep_link_shows_highlighted_tokens(small_app_env, browser, monkeypatch):
+def test_label_a_feature_reload_and_see_it(small_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, f"{small_server}/search")
+    _set_number(browser, "Feature id", 123)
+    _field(browser, "Label").send_keys("ribosome assembly")
+    _click(browser, "Save label")
+    WebDriverWait(browser, 60).until(lambda d: "123: ribosome assembly" in d.page_source)
+    browser.refresh()
+    WebDriverWait(browser, 120).until(
+        lambda d: any(
+            "123: ribosome assembly" in element.text
+            for element in d.find_elements(By.CSS_SELECTOR, '[data-testid="stText"]')
+        )
+    )
+
+
+def test_deep_link_shows_highlighted_tokens(small_server, small_app_env, browser, monkeypatch):
     import numpy as np
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -168,63 +223,154 @@ def test_deep_link_shows_highlighted_tokens(small_app_env, browser, monkeypatch)
         monkeypatch.setenv(key, value)
     cache = ActivationCache.for_workspace(Workspace.open("offline-gemma3-270m"), "forget_corpus")
     feature = int(np.argmax(np.diff(cache.csc()[0])))
-    with serve(small_app_env) as url:
-        open_page(browser, f"{url}/examples?feature={feature}")
-        tokens = WebDriverWait(browser, 120).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, "span.ul-tok") or None
-        )
-        shaded = [t for t in tokens if "rgba(209, 73, 91, 0)" not in t.get_attribute("style")]
-        assert shaded, "no token is highlighted"
-        assert any("outline" in t.get_attribute("style") for t in tokens)
-        assert f"Label feature {feature}" in browser.page_source
+    open_page(browser, f"{small_server}/examples?feature={feature}")
+    tokens = WebDriverWait(browser, 120).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "span.ul-tok") or None
+    )
+    shaded = [t for t in tokens if "rgba(209, 73, 91, 0)" not in t.get_attribute("style")]
+    assert shaded, "no token is highlighted"
+    assert any("outline" in t.get_attribute("style") for t in tokens)
+    WebDriverWait(browser, 120).until(lambda d: f"Label feature {feature}" in d.page_source)
 
 
-def test_move_a_slider_run_and_see_the_accuracy_table(small_app_env, browser):
+def test_move_a_slider_run_and_see_the_accuracy_table(small_server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def field(label: str):
-        return WebDriverWait(browser, 120).until(
-            lambda driver: driver.find_element(By.CSS_SELECTOR, f'[aria-label="{label}"]')
+    open_page(browser, f"{small_server}/intervene")
+    _tiny_run_settings(browser)
+    thumb = WebDriverWait(browser, 60).until(  # the first per-feature slider
+        lambda d: next(
+            (
+                s
+                for s in d.find_elements(By.CSS_SELECTOR, 'input[type="range"]')
+                if (s.get_attribute("aria-label") or "").startswith("feature ")
+            ),
+            None,
         )
+    )
+    before = thumb.get_attribute("value")
+    browser.execute_script("arguments[0].focus();", thumb)
+    ActionChains(browser).send_keys(Keys.RIGHT, Keys.RIGHT).perform()
+    WebDriverWait(browser, 10).until(lambda d: thumb.get_attribute("value") != before)
+    _click(browser, "Run")
+    shown = _results(browser)
+    assert "MMLU side effect" in shown and "CE loss on forget text" in shown
 
-    def set_number(label: str, value: int) -> None:
-        element = field(label)
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(str(value), Keys.TAB)
 
-    with serve(small_app_env) as url:
-        open_page(browser, f"{url}/intervene")
-        set_number("n", 2)
-        WebDriverWait(browser, 60).until(lambda d: "2 features:" in d.page_source)
-        set_number("Questions per set (0 = all)", 2)
-        set_number("Loss rows per text", 1)
-        thumb = WebDriverWait(browser, 60).until(  # the first per-feature slider
-            lambda d: next(
-                (
-                    s
-                    for s in d.find_elements(By.CSS_SELECTOR, 'input[type="range"]')
-                    if (s.get_attribute("aria-label") or "").startswith("feature ")
-                ),
-                None,
-            )
+def test_two_tabs_running_the_same_evaluation_agree_with_a_run_alone(
+    small_server, small_app_env, browser
+):
+    """Both tabs press Run on the same settings: they share one background run (the server
+    runs a setting once), show the same numbers, and these equal the same run made alone
+    (its memo removed). The clean baseline's memo is kept: it is computed alone either way."""
+    evals = Path(small_app_env["UNLEARNING_LENS_CACHE_DIR"]) / "offline-gemma3-270m" / "evals"
+    for memo in evals.glob("run-*.json"):  # earlier tests' runs: this one is run afresh
+        memo.unlink()
+    tabs = []
+    for _ in range(2):
+        if tabs:
+            browser.switch_to.new_window("tab")
+        open_page(browser, f"{small_server}/intervene?multiplier=0.5")
+        _tiny_run_settings(browser)
+        tabs.append(browser.current_window_handle)
+    for tab in tabs:  # Run in both, one right after the other
+        browser.switch_to.window(tab)
+        _click(browser, "Run")
+    shown = []
+    for tab in tabs:
+        browser.switch_to.window(tab)
+        shown.append(_results(browser))
+    assert shown[0] == shown[1]
+    browser.close()  # the second tab
+    browser.switch_to.window(tabs[0])
+    for memo in evals.glob("run-*.json"):
+        memo.unlink()
+    browser.refresh()  # the same settings, alone, with nothing memoised
+    _tiny_run_settings(browser)
+    _click(browser, "Run")
+    assert _results(browser) == shown[0]
+
+
+def test_the_set_note_clears_after_saving_a_set(small_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, f"{small_server}/search")
+    form = WebDriverWait(browser, 120).until(
+        lambda d: next(
+            (
+                f
+                for f in d.find_elements(By.CSS_SELECTOR, '[data-testid="stForm"]')
+                if "Save the current set as" in f.text
+            ),
+            None,
         )
-        before = thumb.get_attribute("value")
-        browser.execute_script("arguments[0].focus();", thumb)
-        ActionChains(browser).send_keys(Keys.RIGHT, Keys.RIGHT).perform()
-        WebDriverWait(browser, 10).until(lambda d: thumb.get_attribute("value") != before)
-        run = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Run")
-        run.click()
-        table = WebDriverWait(browser, 300).until(
-            lambda d: next(
-                (
-                    t
-                    for t in d.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"]')
-                    if "WMDP-bio, all questions" in t.text
-                ),
-                None,
-            )
+    )
+    form.find_element(By.CSS_SELECTOR, 'input[aria-label="Save the current set as"]').send_keys(
+        "browser set"
+    )
+    note = form.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Note"]')
+    note.send_keys("kept from the scatter")
+    next(b for b in form.find_elements(By.TAG_NAME, "button") if b.text == "Save set").click()
+    WebDriverWait(browser, 60).until(lambda d: "Saved browser set" in d.page_source)
+    note = WebDriverWait(browser, 30).until(
+        lambda d: next(
+            (
+                f.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Note"]')
+                for f in d.find_elements(By.CSS_SELECTOR, '[data-testid="stForm"]')
+                if "Save the current set as" in f.text
+            ),
+            None,
         )
-        assert "MMLU side effect" in table.text and "CE loss on forget text" in table.text
+    )
+    assert note.get_attribute("value") == ""
+
+
+def test_clicking_a_neighbour_opens_it(small_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, f"{small_server}/examples?feature=5")
+    WebDriverWait(browser, 120).until(lambda d: "Label feature 5" in d.page_source)
+    neighbour = WebDriverWait(browser, 300).until(  # the first nearest decoder direction
+        lambda d: next(
+            iter(d.find_elements(By.CSS_SELECTOR, '[class*="st-key-open-dec-"] button')), None
+        )
+    )
+    opened = neighbour.text
+    assert opened.isdigit() and opened != "5"
+    neighbour.click()
+    WebDriverWait(browser, 60).until(lambda d: f"Label feature {opened}" in d.page_source)
+    WebDriverWait(browser, 30).until(
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("feature") == [opened]
+    )
+    assert _field(browser, "Feature").get_attribute("value") == opened
+
+
+def test_a_gated_run_shows_the_gate_on_rates(small_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, f"{small_server}/intervene")
+    _tiny_run_settings(browser)
+    gate = WebDriverWait(browser, 60).until(
+        lambda d: next(
+            (
+                label
+                for label in d.find_elements(By.CSS_SELECTOR, '[data-testid="stCheckbox"] label')
+                if label.text.startswith("Gate (DSG)")
+            ),
+            None,
+        )
+    )
+    gate.click()
+    WebDriverWait(browser, 10).until(
+        lambda d: gate.find_element(By.TAG_NAME, "input").is_selected()
+    )
+    _click(browser, "Run")
+    shown = _results(browser)
+    assert "gate on: WMDP-bio prompts (share of sequences edited)" in shown
+    assert "alpha = " in browser.page_source

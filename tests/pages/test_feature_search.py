@@ -2,10 +2,13 @@
 top-n, labelling, saving a set; and what it shows when the caches are missing."""
 
 import shutil
+from dataclasses import asdict
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.features.selection import DSGSelectionConfig, select_dsg
+from core.features.stats import workspace_stats
 from core.labels.store import LabelStore
 from core.workspace.paths import REPO_ROOT
 from core.workspace.workspace import Workspace
@@ -37,7 +40,7 @@ def test_provenance_threshold_and_top_n(app):
     assert app.metric[0].value == "20 features"
     app.number_input(key="top_n").set_value(5).run()
     assert app.metric[0].value == "5 features"
-    app.radio[0].set_value("authors").run()
+    app.radio(key="variant").set_value("authors").run()
     assert "every position counted" in " ".join(item.value for item in app.caption)
     app.number_input(key="threshold").set_value(0.0).run()  # nothing is rarer than 0
     assert app.metric[0].value == "0 features"
@@ -94,3 +97,51 @@ def test_a_row_of_the_table_opens_its_feature(app):
     assert not app.exception
     link = next(p for p in app.get("page_link") if "Open feature 7" in p.proto.label)
     assert "feature=7" in link.proto.page or link.proto.query_string == "feature=7"
+
+
+def _save_set(app: AppTest, name: str) -> None:
+    app.text_input[[t.label for t in app.text_input].index("Save the current set as")].input(name)
+    next(b for b in app.button if b.label == "Save set").click().run()
+    assert not app.exception, app.exception
+
+
+def test_dsg_percentiles_select_and_save_with_their_rule(app):
+    app.radio(key="mode").set_value("dsg").run()
+    app.number_input(key="ratio_percentile").set_value(99.0)
+    app.number_input(key="top_n").set_value(5).run()
+    assert not app.exception, app.exception
+    config = DSGSelectionConfig(ratio_percentile=99.0, n=5)
+    table, _ = workspace_stats(Workspace.open("offline-gemma3-270m"))
+    expected = select_dsg(table, config)["feature"].tolist()
+    assert 0 < len(expected) <= 5
+    assert app.metric[0].value == f"{len(expected)} features"
+    assert any("DSG (METHOD §10)" in c.value and "99th" in c.value for c in app.caption)
+    assert app.dataframe[0].value["feature"].tolist() == expected  # the importances table
+    _save_set(app, "dsg 99")
+    saved = store().get_set("dsg 99")
+    assert list(saved.features) == expected
+    assert saved.selection["mode"] == "DSG importance percentiles (METHOD §10)"
+    assert saved.selection["config"] == asdict(config)
+
+
+def test_a_shared_link_restores_the_search_controls(small_app_env, monkeypatch):
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(APP, default_timeout=180)
+    link = {"mode": "dsg", "variant": "authors", "top_n": "7", "ratio_percentile": "80.0"}
+    link |= {"sort": "feature id", "only_labelled": "True", "search_text": "dna"}
+    at.query_params.update(link | {"min_forget": "2", "forget_percentile": "x"})  # 2 bad ones
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.radio(key="mode").value == "dsg" and at.radio(key="variant").value == "authors"
+    assert at.number_input(key="top_n").value == 7
+    assert at.number_input(key="ratio_percentile").value == 80.0
+    assert at.number_input(key="forget_percentile").value == 5.0  # "x": the default
+    assert at.number_input(key="min_forget").value == 0.0  # 2 is out of range: the default
+    assert at.selectbox(key="sort").value == "feature id"
+    assert at.checkbox(key="only_labelled").value is True
+    assert at.text_input(key="search_text").value == "dna"
+    at.number_input(key="top_n").set_value(9).run()
+    at.text_input(key="search_text").input("").run()
+    assert at.query_params["top_n"] == "9" and "search_text" not in at.query_params

@@ -1,6 +1,7 @@
 """AppTest of the Live intervention page on the small real workspace: a short run shows the
 baseline vs intervened table and the per-question drill-down; bad ids say so."""
 
+import re
 import time
 
 import pytest
@@ -93,17 +94,27 @@ def test_screening_runs_each_feature_then_the_kept_together(app):
     assert len(hooks) == 2, "the run and the screening each say where their numbers come from"
 
 
+def _progress_texts(app: AppTest) -> list[str]:
+    return [p.proto.text for p in app.get("progress")]
+
+
 def test_a_bad_sweep_grid_is_a_message_and_no_stuck_bar(app):
     next(t for t in app.text_input if t.label == "Numbers of features").input("0")
     next(b for b in app.button if b.label == "Run sweep").click().run()
     assert not app.exception, app.exception
     assert any("≥ 1" in e.value for e in app.error)
-    assert not any("Sweeping" in getattr(p, "text", "") for p in app.get("progress"))
+    assert not any("Sweeping" in text for text in _progress_texts(app))
 
 
-def test_a_run_can_be_cancelled_and_keeps_nothing(app):
+def test_a_run_shows_its_time_left_can_be_cancelled_and_keeps_nothing(app):
     _number(app, "Questions per set (0 = all)").set_value(40)
     next(b for b in app.button if b.label == "Run").click().run()
+    deadline = time.monotonic() + 300
+    while not any(" left (the run goes on" in text for text in _progress_texts(app)):
+        assert time.monotonic() < deadline and not app.table, _progress_texts(app)
+        time.sleep(1)
+        app.run()
+    assert re.search(r" · \d+:\d\d left \(", " ".join(_progress_texts(app)))
     next(b for b in app.button if b.label == "Cancel the run").click().run()
     deadline = time.monotonic() + 300
     while not any("cancelled" in e.value for e in app.error):

@@ -52,3 +52,21 @@ def test_errors_are_messages():
     refused, crashed = jobs.start("a", refuse), jobs.start("b", crash)
     assert refused.finished.wait(10) and refused.error == "c is negative"
     assert crashed.finished.wait(10) and "RuntimeError" in crashed.error
+
+
+def test_each_stage_keeps_its_own_start_for_the_time_left():
+    jobs, gate, moved = Jobs(), threading.Event(), threading.Event()
+
+    def work(report):
+        report("forget", 0.9)
+        threading.Event().wait(0.05)
+        report("retain", 0.1)  # a new stage: its time left counts from here
+        moved.set()
+        gate.wait(10)
+
+    job = jobs.start("k", work)
+    created = job.stage_started
+    assert moved.wait(10)
+    assert job.stage == "retain" and job.stage_started >= created + 0.05
+    gate.set()
+    assert job.finished.wait(10)
