@@ -180,8 +180,9 @@ def edit(
     acts = selected_activations(sae, x, targets)
     values = torch.tensor(iv.effective_values(), dtype=acts.dtype, device=acts.device)
     fires = acts > 0
-    if iv.gate is not None and iv.gate.rule == "any selected":
-        fires = fires.any(dim=-1, keepdim=True).expand_as(acts)
+    any_fires = fires.any(dim=-1, keepdim=True) if iv.gate is not None else None
+    if any_fires is not None and iv.gate.rule == "any selected":
+        fires = any_fires.expand_as(acts)
     if iv.method in ("clamp", "random"):
         new = torch.where(fires, -values, acts)
     elif iv.method == "scale":
@@ -196,7 +197,7 @@ def edit(
         change[..., 0, :] = 0
     if iv.gate is not None:
         assert offset == 0, "a gate reads whole sequences: run them without a prefix cache"
-        rho = sequence_rho((acts > 0).any(dim=-1), *sequence_positions())
+        rho = sequence_rho(any_fires[..., 0], *sequence_positions())
         change = change * (rho > iv.gate.alpha)[:, None, None].to(change.dtype)
     touched = (change != 0).any(dim=-1, keepdim=True)
     if not touched.any():
