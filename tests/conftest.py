@@ -25,6 +25,14 @@ def offline_ws() -> Workspace:
 
 
 @pytest.fixture
+def cache_root(tmp_path, monkeypatch):
+    """A fresh, empty cache folder for the test (UNLEARNING_LENS_CACHE_DIR)."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(root))
+    return root
+
+
+@pytest.fixture
 def unreachable_hub(monkeypatch):
     """Point hub clients at a closed local port, so 'no network' holds on any machine."""
     import core.workspace.hub

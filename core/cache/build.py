@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from jaxtyping import Int
 
-from core.cache.shards import write_shard
+from core.cache.shards import Shard, write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
 from core.cache.store import ActivationCache, CacheStatus, caches_for
 from core.sae.encoding import sparse_encode
@@ -78,6 +78,28 @@ def _build(
     batch_size: int,
     progress: Progress | None,
 ) -> CacheStatus:
+    tokens, todo = prepare_build(cache, ws, rows, shard, shard_rows)
+    ctx = tokens.shape[1]
+    total = sum(end - start for start, end in todo) * ctx
+    done = 0
+    started = time.perf_counter()
+    for start, end in todo:
+        _build_shard(cache, ws, tokens, start, end, batch_size)
+        done += (end - start) * ctx
+        if progress is not None:
+            progress(done, total)
+    if todo:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        log.info("%s: %s tokens at %s tokens/s", cache.spec.role, f"{done:,}", f"{rate:,.0f}")
+    finalize(cache)
+    return cache.status(shard_rows)
+
+
+def prepare_build(
+    cache: ActivationCache, ws: Workspace, rows: int, shard: tuple[int, int], shard_rows: int
+) -> tuple[Int[np.ndarray, "rows ctx"], list[tuple[int, int]]]:
+    """Recover, write the token rows and the manifest; the token rows and the shard row
+    ranges still to build (every n-th from the i-th with `shard=(i, n)`)."""
     index, count = shard
     requested = max(rows, cache.rows_requested())
     cache.folder.mkdir(parents=True, exist_ok=True)
@@ -93,20 +115,7 @@ def _build(
         for i, r in enumerate(cache.plan(requested, shard_rows))
         if i % count == index and r not in complete
     ]
-    ctx = tokens.shape[1]
-    total = sum(end - start for start, end in todo) * ctx
-    done = 0
-    started = time.perf_counter()
-    for start, end in todo:
-        _build_shard(cache, ws, tokens, start, end, batch_size)
-        done += (end - start) * ctx
-        if progress is not None:
-            progress(done, total)
-    if todo:
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        log.info("%s: %s tokens at %s tokens/s", cache.spec.role, f"{done:,}", f"{rate:,.0f}")
-    finalize(cache)
-    return cache.status(shard_rows)
+    return tokens, todo
 
 
 def recover(cache: ActivationCache) -> None:
@@ -148,12 +157,11 @@ def ensure_tokens(cache: ActivationCache, ws: Workspace, rows: int) -> Int[np.nd
             return np.array(old[:rows])
     train, _ = ws.documents_split(cache.spec.role)
     tokens = ws.token_rows(train, cache.spec.context_length, rows, cache.spec.seed)
-    if old is not None:
-        if not np.array_equal(tokens[: len(old)], old):
-            raise CacheError(
-                f"{cache.tokens_path} does not match the rows rebuilt from the corpus. "
-                "Move the folder away and rebuild."
-            )
+    if old is not None and not np.array_equal(tokens[: len(old)], old):
+        raise CacheError(
+            f"{cache.tokens_path} does not match the rows rebuilt from the corpus. "
+            "Move the folder away and rebuild."
+        )
     save_array(cache.tokens_path, tokens)
     return tokens
 
@@ -166,17 +174,22 @@ def _build_shard(
     end: int,
     batch_size: int,
 ) -> None:
+    shard = encode_rows(ws, tokens[start:end], batch_size)
+    write_shard(cache.shards_dir, start, end, shard, cache.spec.d_sae)
+
+
+def encode_rows(ws: Workspace, rows: Int[np.ndarray, "rows ctx"], batch_size: int) -> Shard:
+    """One shard's arrays (CSR over the rows' tokens), `batch_size` rows per forward pass."""
     counts, features, values = [], [], []
-    for first in range(start, end, batch_size):
-        batch = torch.from_numpy(tokens[first : min(first + batch_size, end)]).long()
+    for first in range(0, len(rows), batch_size):
+        batch = torch.from_numpy(rows[first : first + batch_size]).long()
         resid = ws.residual(batch)
         count, feature, value = sparse_encode(ws.sae, resid.reshape(-1, resid.shape[-1]))
         counts.append(count)
         features.append(feature)
         values.append(value)
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    shard = (indptr, np.concatenate(features), np.concatenate(values))
-    write_shard(cache.shards_dir, start, end, shard, cache.spec.d_sae)
+    return indptr, np.concatenate(features), np.concatenate(values)
 
 
 def quarantine_corrupt_shards(cache: ActivationCache) -> list[str]:

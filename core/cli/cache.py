@@ -31,6 +31,10 @@ def _build(args: argparse.Namespace) -> None:
         if args.threads < 1:
             raise UserError(f"--threads must be ≥ 1, not {args.threads}.")
         torch.set_num_threads(args.threads)
+    if args.ray is not None:
+        from core.scale.cluster import check_address
+
+        check_address(args.ray or None)
     ws = open_workspace(args)
     bars: dict[str, tqdm] = {}
 
@@ -38,15 +42,14 @@ def _build(args: argparse.Namespace) -> None:
         bar = bars.setdefault(role, tqdm(total=total, unit="tok", desc=role))
         bar.update(done - bar.n)
 
-    statuses = build_caches(
-        ws,
-        list(caches_for(ws, args.corpus)),
-        args.rows,
-        report,
-        shard=args.shard,
-        shard_rows=args.shard_rows,
-        batch_size=args.batch_size,
-    )
+    caches = list(caches_for(ws, args.corpus))
+    options = {"shard": args.shard, "shard_rows": args.shard_rows, "batch_size": args.batch_size}
+    if args.ray is not None:
+        from core.scale.cli import build_on_ray
+
+        statuses = build_on_ray(ws, caches, args, report, options)
+    else:
+        statuses = build_caches(ws, caches, args.rows, report, **options)
     for bar in bars.values():
         bar.close()
     for status in statuses:
@@ -86,7 +89,23 @@ def add_commands(sub: Subcommands) -> None:
         "--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="rows per shard file"
     )
     build.add_argument("--batch-size", type=int, default=8, help="rows per forward pass")
-    build.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    build.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's; with --ray 1 per worker)"
+    )
+    build.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="shards as Ray tasks on the cluster at ADDRESS (alone: this machine); "
+        "docs/scale-out.md",
+    )
+    build.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray worker")
+    build.add_argument(
+        "--return-shards",
+        action="store_true",
+        help="with --ray: workers send shards to this process (no shared filesystem)",
+    )
     command(group, "status", _status, "Say what is complete in each cache.")
     merge = command(group, "merge", _merge, "Join shards built with --shard i/n.")
     merge.add_argument("sources", nargs="+", help="cache folders or cache roots to import from")

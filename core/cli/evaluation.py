@@ -4,6 +4,7 @@ clean vs intervened generation."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from core.cli.common import (
@@ -18,7 +19,7 @@ from core.cli.common import (
     write_out,
 )
 from core.evaluation.metrics import format_score, metric_rows, provenance_line
-from core.interventions import GATE_RULES, METHODS, make_intervention
+from core.interventions import GATE_RULES, METHODS, Gate, make_intervention
 from core.labels.store import LabelStore
 
 
@@ -31,10 +32,15 @@ def _eval(args: argparse.Namespace) -> None:
     evaluator = Evaluator(ws, settings(args, ws))
     chosen = chosen_features(args, ws)
     gate = None
+    store = LabelStore.for_workspace(ws) if args.set else None
+    kept = store.get_set(args.set).gate if store else None
     if args.gate is not None:
         from core.features.gate import calibrate
 
         gate = calibrate(ws, list(chosen.features), args.gate, args.gate_rule)
+    elif kept is not None:  # the set's own gate, as saved or imported
+        gate = Gate(kept["alpha"], kept["rule"], kept["calibration"])
+        print(f"gated as the set keeps it: alpha {gate.alpha:.4g}, rule '{gate.rule}'")
     iv = make_intervention(
         ws,
         list(chosen.features),
@@ -45,9 +51,11 @@ def _eval(args: argparse.Namespace) -> None:
         gate=gate,
     )
     result = evaluator.evaluate(iv, progress_printer())
-    if args.set and args.save:
+    if store and args.save:
         summary = {k: v for k, v in result.items() if k != "questions"}
-        LabelStore.for_workspace(ws).add_results(args.set, summary)
+        store.add_results(args.set, summary)
+        if gate is not None:
+            store.set_gate(args.set, asdict(gate))
     print(f"{ws.name}: {len(chosen.features)} features, {args.method}, c = {args.c:g}")
     for row in metric_rows(result["metrics"]):
         print(
@@ -69,9 +77,11 @@ def _sweep(args: argparse.Namespace) -> None:
         args.thresholds,
         args.n,
         args.c,
+        args.gates,
         variant=args.variant,
         method=args.method,
         skip_bos=not args.edit_bos,
+        gate_rule=args.gate_rule,
     )
     config.check()
     check_out(Path(args.out))
@@ -79,11 +89,18 @@ def _sweep(args: argparse.Namespace) -> None:
 
     def report(done: int, total: int, point: dict) -> None:
         wmdp, loss = point.get("wmdp_all_accuracy"), point.get("loss_added")
+        gate = point["gate_percentile"]
+        gate = "ungated" if gate is None else f"gate p{gate:g}"
         print(
-            f"[{done}/{total}] thr {point['threshold']} n {point['n']} c {point['c']}: "
+            f"[{done}/{total}] thr {point['threshold']} n {point['n']} c {point['c']} {gate}: "
             f"WMDP (all) {wmdp}, loss added {loss}"
         )
 
+    if args.ray is not None:
+        from core.scale.cli import evaluations_on_ray
+        from core.scale.sweeps import sweep_on_ray
+
+        sweep = evaluations_on_ray(args, sweep_on_ray)
     result = sweep(Evaluator(ws, settings(args, ws)), config, report)
     if result["held_out_score"] is not None or result["questions"] == "report":
         print(f"Held-out score: {format_score(result['held_out_score'], held_out=True)}")
@@ -107,6 +124,11 @@ def _screen(args: argparse.Namespace) -> None:
             what = f"first {point['k']} together: MMLU (all) {point['mmlu_all_accuracy']}"
         print(f"[{done}/{total}] {what}, WMDP (all) {point['wmdp_all_accuracy']}")
 
+    if args.ray is not None:
+        from core.scale.cli import evaluations_on_ray
+        from core.scale.sweeps import screen_on_ray
+
+        screen = evaluations_on_ray(args, screen_on_ray)
     result = screen(Evaluator(ws, settings(args, ws)), config, report)
     print(f"kept {len(result['kept'])} of {len(chosen.features)}: {result['kept']}")
     write_out(args.out, result)
@@ -119,6 +141,10 @@ def _known(args: argparse.Namespace) -> None:
 
     ws = open_workspace(args)
     evaluator = Evaluator(ws, settings(args, ws))
+    if args.ray is not None:
+        from core.scale.cli import known_on_ray_cli
+
+        known_on_ray_cli(args, evaluator)
     report = progress_printer()
     for role in (FORGET, SIDE):
         known = evaluator.known(role, report)
@@ -162,20 +188,36 @@ def add_commands(sub: Subcommands) -> None:
     for cmd in (evaluate, sweep, known):
         add_scoring_flags(cmd)
     add_scoring_flags(screen, split="selection")
+    for cmd in (sweep, screen, known):
+        cmd.add_argument(
+            "--ray",
+            nargs="?",
+            const="",
+            metavar="ADDRESS",
+            help="evaluations on the Ray cluster at ADDRESS (alone: this machine)",
+        )
     evaluate.add_argument(
         "--gate",
         type=float,
         metavar="PERCENTILE",
         help="gate the edit (DSG, METHOD §10): alpha = this percentile of rho on retain text",
     )
+    for cmd in (evaluate, sweep):
+        cmd.add_argument(
+            "--gate-rule", choices=list(GATE_RULES), default="per feature", help="rule inside"
+        )
     evaluate.add_argument(
-        "--gate-rule", choices=list(GATE_RULES), default="per feature", help="clamp rule inside"
+        "--save", action="store_true", help="store the result (and a --gate) in --set"
     )
-    evaluate.add_argument("--save", action="store_true", help="store the result in --set")
     evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
     sweep.add_argument("--thresholds", default="0.01", help="retain thresholds, e.g. 0.001,0.01")
     sweep.add_argument("--n", default="10,20", help="numbers of features, e.g. 10,20,50")
     sweep.add_argument("--c", default="20,50", help="clamp sizes, e.g. 20,50,100")
+    sweep.add_argument(
+        "--gates",
+        default="off",
+        help='gate percentiles as an axis, "off" for ungated, e.g. off,95 (METHOD §10)',
+    )
     sweep.add_argument("--variant", choices=["saebench", "authors"], default="saebench")
     sweep.add_argument("--out", required=True, help="JSON file for the points")
     screen.add_argument(

@@ -27,13 +27,6 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def cache_root(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(root))
-    return root
-
-
-@pytest.fixture
 def small_ws(tmp_path, offline_ws, cache_root) -> Workspace:
     ws = Workspace.open(str(small_workspace_config(tmp_path)))
     assert ws.model is offline_ws.model
@@ -77,7 +70,9 @@ def test_cache_and_frequencies_equal_a_plain_loop(small_ws):
 
 
 def test_kill_and_resume_gives_an_identical_cache(tmp_path, small_ws, cache_root):
-    reference = built(small_ws, rows=64)
+    # the same shard and batch sizes as the command below: forward passes of other shapes may
+    # round differently in the last bit on some CPUs' kernels
+    reference = built(small_ws, rows=64, shard_rows=2, batch_size=8)
     killed_root = tmp_path / "killed"
     env = {**os.environ, "UNLEARNING_LENS_CACHE_DIR": str(killed_root)}
     command = [

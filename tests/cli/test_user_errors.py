@@ -7,13 +7,6 @@ from core.cli import main
 from tests.helpers import small_workspace_config
 
 
-@pytest.fixture
-def cache_root(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(root))
-    return root
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
