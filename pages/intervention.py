@@ -444,17 +444,39 @@ with st.expander("Sweep thresholds × n × c × gate"):
         help='"off" is the ungated run; e.g. "off, 95" draws both families (METHOD §10). '
         "Each gate is calibrated on its point's own features; the rule is the one chosen above.",
     )
+    scale = st.columns(2)
+    on_ray = scale[0].toggle(
+        "Run on Ray",
+        help="Each point's evaluations on a Ray cluster's model-holding workers "
+        "(docs/scale-out.md); memoised as a serial sweep's, so the result is the same.",
+    )
+    ray_address = scale[1].text_input(
+        "Ray address",
+        "",
+        disabled=not on_ray,
+        help="Empty: Ray on this machine; 'auto' or HOST:PORT joins a running cluster.",
+    )
     if st.button("Run sweep"):
         bar = ProgressBar("Sweeping…")
         try:
             config = SweepConfig.from_text(
                 thresholds, ns, cs, gates, method=method, skip_bos=skip_bos, gate_rule=gate_rule
             )
-            st.session_state.sweep = sweep(
-                evaluator,
-                config,
-                lambda d, t, p: bar.count(d, t, "points"),
-            )
+            if on_ray:
+                from core.scale.sweeps import sweep_at
+
+                st.session_state.sweep = sweep_at(
+                    ray_address.strip() or None,
+                    evaluator,
+                    config,
+                    lambda d, t, p: bar.count(d, t, "evaluations", "on Ray"),
+                )
+            else:
+                st.session_state.sweep = sweep(
+                    evaluator,
+                    config,
+                    lambda d, t, p: bar.count(d, t, "points"),
+                )
         except UserError as exc:
             st.error(plain(exc))
         bar.empty()

@@ -86,7 +86,8 @@ def worker_message(exc: Exception) -> str:
 
 class WorkerPool:
     """Actors holding the model and SAE: `workers` of them (default: as many as the
-    cluster's CPUs, or GPUs when `num_gpus` is set, allow), `threads` torch threads each."""
+    cluster's free CPUs, or GPUs when `num_gpus` is set, allow), `threads` torch threads
+    each."""
 
     def __init__(self, workers: int | None = None, threads: int = 1, num_gpus: float = 0.0):
         ray = import_ray()
@@ -95,10 +96,16 @@ class WorkerPool:
         if num_gpus < 0:
             raise UserError(f"--num-gpus must be ≥ 0, not {num_gpus}.")
         if workers is None:
-            resources = ray.cluster_resources()
-            by_cpu = int(resources.get("CPU", 1) // threads)
+            resources = ray.available_resources()  # what other pools leave free
+            by_cpu = int(resources.get("CPU", 0) // threads)
             by_gpu = int(resources.get("GPU", 0) // num_gpus) if num_gpus else by_cpu
-            workers = max(1, min(by_cpu, by_gpu))
+            workers = min(by_cpu, by_gpu)
+            if workers < 1:
+                raise UserError(
+                    f"The Ray cluster has no free {'GPU' if num_gpus else 'CPU'} for a worker "
+                    f"({threads} threads{f', {num_gpus:g} GPU' if num_gpus else ''} each): "
+                    "wait for its other jobs or add a node."
+                )
         actor = ray.remote(WorkspaceWorker).options(
             num_cpus=threads,
             num_gpus=num_gpus,

@@ -114,3 +114,18 @@ def evaluate_on_ray(runs: list[Run], pool: WorkerPool, progress: Progress | None
             "screening on Ray need the cache folder shared by every node "
             "(docs/scale-out.md); the results are in the workers' cache folders."
         )
+
+
+def sweep_at(
+    address: str | None,
+    evaluator: Evaluator,
+    config: SweepConfig,
+    progress: Progress | None = None,
+) -> dict:
+    """`sweep_on_ray` on the cluster at `address` (None: Ray on this machine) with a pool of
+    its free workers, taken down after (what the page's "Run on Ray" does)."""
+    from core.scale.cluster import WorkerPool, connect
+
+    connect(address)
+    with WorkerPool() as pool:
+        return sweep_on_ray(evaluator, config, pool, progress)

@@ -12,7 +12,8 @@ def ray_cluster():
     # Ray kills workers when the machine's memory is 95% used, whoever uses it; on a shared
     # test machine that would fail these tests for other processes' sake.
     os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # 3 logical CPUs: the package's pool of 2 workers, and 1 free for the page's own pool
+    ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
