@@ -101,6 +101,8 @@ class Evaluator:
         a question this evaluator scores, and on the report split never one it reports."""
         k = self.settings.shots
         found: dict[str, dict[str, list[Question]]] = {}
+        if not k:
+            return found
         for role in (FORGET, SIDE):
             everything = self.ws.questions(role)
             outside = np.setdiff1d(np.arange(len(everything)), self._sample[role])

@@ -62,5 +62,7 @@ def test_a_k_larger_than_the_examples_is_refused_before_anything_runs(small_app_
     with pytest.raises(UserError, match="examples outside the scored questions"):
         evaluator.evaluate(Intervention((1,), (0.5,)))
     assert not evaluator.baseline_path().exists()
+    whole = EvalSettings(question_limit=None, split="all", loss_rows=1)
+    assert Evaluator(small_app_ws, whole)._shots == {}  # k = 0 needs no examples
     with pytest.raises(UserError, match="between 0 and 10"):
         EvalSettings(shots=11).check()
