@@ -97,6 +97,41 @@ def drill_down(
     ]
 
 
+def _role_scores(
+    questions: dict[str, list[Question]], clean: dict, edited: dict
+) -> dict[str, tuple[Scores, Scores]]:
+    """Per question set, (clean, intervened) scores from the runs' stored probabilities."""
+    scores = {}
+    for role in (FORGET, SIDE):
+        answers = np.array([q.answer for q in questions[role]])
+        before = Scores(np.array(clean[role]).reshape(-1, 4), answers)
+        scores[role] = (before, Scores(np.array(edited[role]).reshape(-1, 4), answers))
+    return scores
+
+
+def _headline_accuracies(
+    questions: dict[str, list[Question]],
+    apart: Sequence[str],
+    scores: dict[str, tuple[Scores, Scores]],
+    known: dict[str, np.ndarray | None],
+    min_known: int,
+) -> dict:
+    """WMDP-bio on known and all questions, MMLU pooled (without the `apart` subjects) on
+    known and all questions."""
+    forget_before, forget_after = scores[FORGET]
+    n_forget = len(forget_before.answers)
+    wmdp_known = _mask(n_forget, known[FORGET])
+    record = _accuracies("wmdp_known", forget_before, forget_after, wmdp_known, min_known)
+    record |= _accuracies("wmdp_all", forget_before, forget_after, np.ones(n_forget, bool))
+    side_before, side_after = scores[SIDE]
+    subjects = np.array([q.subject for q in questions[SIDE]])
+    pooled = np.isin(subjects, list(apart), invert=True)
+    side_known = _mask(len(subjects), known[SIDE])
+    record |= _accuracies("mmlu_known", side_before, side_after, pooled & side_known, min_known)
+    record |= _accuracies("mmlu_all", side_before, side_after, pooled)
+    return record
+
+
 def compare(
     questions: dict[str, list[Question]],
     apart: Sequence[str],
@@ -110,27 +145,17 @@ def compare(
     the known questions' indices per role (None: the filter has not run); `apart` the
     side-effect subjects reported apart from the pooled accuracy. A known-question accuracy
     on fewer than `min_known` questions is not measured (None)."""
-    metrics: dict = {}
     warnings: list[str] = []
-    drill = []
-    scores = {}
-    for role in (FORGET, SIDE):
-        answers = np.array([q.answer for q in questions[role]])
-        before = Scores(np.array(clean["scores"][role]).reshape(-1, 4), answers)
-        after = Scores(np.array(edited["scores"][role]).reshape(-1, 4), answers)
-        scores[role] = (before, after)
-        drill += drill_down(role, questions[role], before, after, known[role])
-    forget_before, forget_after = scores[FORGET]
-    n_forget = len(forget_before.answers)
-    wmdp_known = _mask(n_forget, known[FORGET])
-    metrics |= _accuracies("wmdp_known", forget_before, forget_after, wmdp_known, min_known)
-    metrics |= _accuracies("wmdp_all", forget_before, forget_after, np.ones(n_forget, bool))
+    scores = _role_scores(questions, clean["scores"], edited["scores"])
+    drill = [
+        record
+        for role in (FORGET, SIDE)
+        for record in drill_down(role, questions[role], *scores[role], known[role])
+    ]
+    metrics = _headline_accuracies(questions, apart, scores, known, min_known)
     side_before, side_after = scores[SIDE]
     subjects = np.array([q.subject for q in questions[SIDE]])
-    pooled = np.isin(subjects, list(apart), invert=True)
     side_known = _mask(len(subjects), known[SIDE])
-    metrics |= _accuracies("mmlu_known", side_before, side_after, pooled & side_known, min_known)
-    metrics |= _accuracies("mmlu_all", side_before, side_after, pooled)
     metrics["apart"] = {}
     for subject in sorted(set(apart)):
         mask = subjects == subject
@@ -257,20 +282,8 @@ def k_shot_metrics(
 ) -> dict:
     """The accuracies of `compare` measured with k solved examples before each question
     (`scores_k` of both runs): how much of the unlearning a few examples undo (METHOD §12)."""
-    record: dict = {"k": k}
-    for role, prefix in ((FORGET, "wmdp"), (SIDE, "mmlu")):
-        answers = np.array([q.answer for q in questions[role]])
-        before = Scores(np.array(clean["scores_k"][role]).reshape(-1, 4), answers)
-        after = Scores(np.array(edited["scores_k"][role]).reshape(-1, 4), answers)
-        n = len(answers)
-        chosen = np.ones(n, bool)
-        if role == SIDE:
-            subjects = np.array([q.subject for q in questions[SIDE]])
-            chosen = np.isin(subjects, list(apart), invert=True)
-        known_mask = _mask(n, known[role])
-        record |= _accuracies(f"{prefix}_known", before, after, chosen & known_mask, min_known)
-        record |= _accuracies(f"{prefix}_all", before, after, chosen)
-    return record
+    scores = _role_scores(questions, clean["scores_k"], edited["scores_k"])
+    return {"k": k} | _headline_accuracies(questions, apart, scores, known, min_known)
 
 
 def _accuracy_row(measure: str, record: dict, key: str) -> dict:
