@@ -1,7 +1,7 @@
 """Ray against the serial path (issue 16) on one machine.
 
     python benchmarks/ray_scale.py [--workspace offline-gemma3-270m] [--rows 32]
-        [--nodes 1|2] [--sweep-points 8] [--skip-sweep]
+        [--nodes 1|2] [--ray-start] [--sweep-points 8] [--skip-sweep]
 
 Cache build of the same forget-corpus rows: serial with 2 torch threads against `--ray` with
 2 single-threaded workers and shards of `--shard-rows` (pool made and model loaded before
@@ -10,8 +10,10 @@ with 1 thread for reference. Overhead per call: empty calls through the pool, an
 arrays returned to the driver instead of written by the worker. Sweep:
 `--sweep-points` points (threshold 0.01, n 2, c 10, 20, ... on all questions) over 2 workers
 against the serial sweep, with the largest difference of any number. `--nodes 2` runs Ray on
-a simulated 2-node cluster (two raylets on this machine, one CPU each;
-ray.cluster_utils.Cluster, what `ray start --head` plus `ray start --address` make).
+a simulated 2-node cluster (two raylets on this machine, one CPU each), made in-process by
+ray.cluster_utils.Cluster, or with `--ray-start` by the commands a real cluster runs:
+`ray start --head` and `ray start --address` as two processes (stopped with `ray stop`
+at the end, which stops every `ray start` node of this machine).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,9 +48,13 @@ from core.workspace.workspace import Workspace
 CACHE_ENV = "UNLEARNING_LENS_CACHE_DIR"
 
 
-def start_ray(nodes: int):
+def start_ray(nodes: int, ray_start: bool):
     import ray
 
+    if ray_start:
+        address = start_ray_processes(nodes)
+        ray.init(address=address, logging_level="WARNING")
+        return None
     if nodes == 1:
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
         return None
@@ -55,6 +64,23 @@ def start_ray(nodes: int):
     cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, logging_level="WARNING")
     return cluster
+
+
+def start_ray_processes(nodes: int) -> str:
+    """A head and `nodes - 1` workers of one CPU each, started by `ray start` with the token
+    authentication this process's environment has (set before Ray is imported); the
+    address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common]
+    subprocess.run(head, check=True, capture_output=True)
+    for _ in range(nodes - 1):
+        worker = [ray, "start", f"--address=127.0.0.1:{port}", *common]
+        subprocess.run(worker, check=True, capture_output=True)
+    return f"127.0.0.1:{port}"
 
 
 def timed_serial_build(ws: Workspace, root: Path, rows: int, threads: int = 2) -> float:
@@ -130,9 +156,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=32, help="forget-corpus rows to build")
     parser.add_argument("--shard-rows", type=int, default=8, help="rows per Ray call")
     parser.add_argument("--nodes", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--ray-start", action="store_true", help="nodes by `ray start`")
     parser.add_argument("--sweep-points", type=int, default=8)
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
+    if args.ray_start:  # Ray reads these when it is imported
+        os.environ |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     configure_environment()
     print(f"load average at start: {os.getloadavg()}")
     ws = Workspace.open(args.workspace)
@@ -141,7 +170,7 @@ def main() -> None:
     cluster = None
     try:
         started = time.perf_counter()
-        cluster = start_ray(args.nodes)
+        cluster = start_ray(args.nodes, args.ray_start)
         pool = WorkerPool(workers=2, threads=1)
         timed_ray_build(ws, pool, tmp / "warm-up", 2, 1)  # each actor loads the model
         print(f"Ray start, 2 actors and their model loads: {time.perf_counter() - started:.1f} s")
@@ -180,6 +209,9 @@ def main() -> None:
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()  # its raylets and GCS, started by this process
+        if args.ray_start:
+            ray_cli = str(Path(sys.executable).parent / "ray")
+            subprocess.run([ray_cli, "stop"], check=False, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average at end: {os.getloadavg()}")
 

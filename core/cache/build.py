@@ -151,7 +151,7 @@ def ensure_tokens(cache: ActivationCache, ws: Workspace, rows: int) -> Int[np.nd
     if cache.tokens_path.exists():
         try:
             old = np.load(cache.tokens_path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             log.warning("%s is unreadable (%s); rebuilding it.", cache.tokens_path, exc)
         if old is not None and old.shape[0] >= rows:
             return np.array(old[:rows])

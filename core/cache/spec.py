@@ -52,7 +52,7 @@ def cache_spec(ws: Workspace, role: str) -> CacheSpec:
     return CacheSpec(
         workspace=cfg.name,
         role=role,
-        model=f"{cfg.model.name} ({cfg.model.source}: {cfg.model.path or cfg.model.package or ''})",
+        model=cfg.model.identity(),
         dtype=cfg.model.dtype,
         sae=cfg.sae.identity(),
         sae_weights=ws.sae_fingerprint(),

@@ -70,7 +70,24 @@ def connect(address: str | None = LOCAL, num_cpus: int | None = None) -> None:
             logging_level="WARNING",
         )
     except ConnectionError as exc:
+        if refused_token(exc):
+            raise UserError(
+                f"The Ray cluster at {address} asks for its authentication token, and this "
+                "process did not give it. Set RAY_AUTH_MODE=token here, as on its nodes, with "
+                "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token "
+                "(docs/scale-out.md). Nothing was started."
+            ) from exc
         raise UserError(f"Could not join the Ray cluster at {address}: {exc}") from exc
+
+
+def refused_token(exc: BaseException | None) -> bool:
+    """Whether Ray's authentication error is behind `exc`: in its chain of causes, where
+    Ray 2.60 keeps it as the text of a RuntimeError."""
+    while exc is not None:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def worker_message(exc: Exception) -> str:

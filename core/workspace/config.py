@@ -69,6 +69,10 @@ class ModelConfig:
     device: str = "auto"
     chat_template: bool = False
 
+    def identity(self) -> str:
+        """Which weights and tokenizer: the name and where they come from."""
+        return f"{self.name} ({self.source}: {self.path or self.package or ''})"
+
 
 @dataclass(frozen=True)
 class SAETrainingConfig:

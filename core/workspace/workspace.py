@@ -27,7 +27,7 @@ from core.loading.tokens import build_token_rows
 from core.runtime.forward import model_lock
 from core.workspace.config import WorkspaceConfig, default_workspace, load_config
 from core.workspace.hub import hub_problem, is_cached
-from core.workspace.paths import workspace_dir
+from core.workspace.paths import cache_dir, workspace_dir
 from core.workspace.records import record_key
 
 if TYPE_CHECKING:
@@ -168,7 +168,11 @@ class Workspace:
     def token_rows(
         self, docs: list[str], context_length: int, n_rows: int | None, seed: int
     ) -> Int[np.ndarray, "n_rows context_length"]:
-        return build_token_rows(docs, self.tokenizer, context_length, n_rows, seed)
+        """Seeded token rows of `docs`; their token stream is kept under
+        cache/token-streams/ for every workspace on the same model."""
+        streams = cache_dir() / "token-streams"
+        model = self.config.model.identity()
+        return build_token_rows(docs, self.tokenizer, context_length, n_rows, seed, streams, model)
 
     @torch.no_grad()
     def residual(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:

@@ -74,9 +74,10 @@ def test_damaged_manifest_is_one_clear_error(small_ws, clean):
         _cache(small_ws)
 
 
-def test_truncated_token_rows_are_rebuilt(small_ws, clean):
+@pytest.mark.parametrize("keep", [40, 0])  # cut in its data; empty (EOF at the header)
+def test_truncated_token_rows_are_rebuilt(small_ws, clean, keep):
     tokens = _cache(small_ws).tokens_path
-    tokens.write_bytes(tokens.read_bytes()[:40])
+    tokens.write_bytes(tokens.read_bytes()[:keep])
     assert _rebuilt(small_ws) == clean
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from core.errors import DataSourceError
 from core.loading.data import load_questions, split_heldout
-from core.loading.tokens import build_token_rows
+from core.loading.tokens import build_token_rows, stream_key
 from core.workspace.workspace import Workspace
-from tests.helpers import preset, write_config
+from tests.helpers import preset, small_workspace_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +44,20 @@ def test_heldout_split_is_disjoint_stable_and_near_the_fraction(ws):
 
 
 class _WordTokenizer:
-    """A stand-in tokenizer with fixed ids, so row construction is checked exactly."""
+    """A stand-in tokenizer with fixed ids, so row construction is checked exactly; it
+    counts the documents it was asked to tokenize."""
 
     bos_token_id, eos_token_id = 2, 1
 
+    def __init__(self):
+        self.tokenized = 0
+
+    def __len__(self):
+        return 100
+
     def __call__(self, docs, add_special_tokens):
         assert add_special_tokens is False
+        self.tokenized += len(docs)
         return {"input_ids": [[10 + len(word) for word in doc.split()] for doc in docs]}
 
 
@@ -62,6 +70,46 @@ def test_token_rows_join_with_eos_and_start_with_bos():
     assert sorted(map(tuple, rows[:, 1:].tolist())) == sorted(
         [tuple(stream[:3]), tuple(stream[3:6])]
     )
+
+
+def test_token_stream_is_kept_on_disk_and_read_back(tmp_path):
+    docs = [f"{'w ' * (i % 7 + 1)}x{i}" for i in range(40)]
+    tokenizer = _WordTokenizer()
+    plain = build_token_rows(docs, tokenizer, context_length=5, n_rows=None, seed=3)
+    kept = build_token_rows(docs, tokenizer, 5, None, 3, streams=tmp_path, model="m")
+    assert np.array_equal(plain, kept) and tokenizer.tokenized == 80
+    # another seed and budget, same corpus: drawn from the kept stream, nothing tokenized
+    again = build_token_rows(docs, tokenizer, 5, 4, 9, streams=tmp_path, model="m")
+    assert tokenizer.tokenized == 80
+    assert np.array_equal(again, build_token_rows(docs, _WordTokenizer(), 5, 4, 9))
+    # another model's tokenizer or other documents are other streams
+    assert stream_key(docs, tokenizer, "m") != stream_key(docs, tokenizer, "other")
+    assert stream_key(docs, tokenizer, "m") != stream_key(docs[::-1], tokenizer, "m")
+    assert stream_key(["ab", "c"], tokenizer, "m") != stream_key(["a", "bc"], tokenizer, "m")
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("damage", [b"not an npy file", b""])
+def test_damaged_token_stream_is_rebuilt(tmp_path, damage, caplog):
+    docs = ["aa bbb", "c dddd eeeee", "ff g hh"]
+    tokenizer = _WordTokenizer()
+    first = build_token_rows(docs, tokenizer, 4, None, 0, streams=tmp_path, model="m")
+    (path,) = tmp_path.glob("*.npy")
+    path.write_bytes(damage)
+    rebuilt = build_token_rows(docs, tokenizer, 4, None, 0, streams=tmp_path, model="m")
+    assert np.array_equal(first, rebuilt) and "rebuilding" in caplog.text
+    assert np.array_equal(np.load(path), [12, 13, 1, 11, 14, 15, 1, 12, 11, 12, 1])
+
+
+def test_workspace_rows_reuse_the_stream_across_workspaces(ws, cache_root, tmp_path):
+    docs = ws.documents("retain_corpus")[:50]
+    rows = ws.token_rows(docs, 64, 10, seed=1)
+    assert np.array_equal(rows, build_token_rows(docs, ws.tokenizer, 64, 10, seed=1))
+    (kept,) = (cache_root / "token-streams").glob("*.npy")
+    # another workspace on the same model, with other budgets and name
+    other = Workspace.open(str(small_workspace_config(tmp_path, workspace__name="other")))
+    assert np.array_equal(other.token_rows(docs, 64, 10, seed=1), rows)
+    assert list((cache_root / "token-streams").glob("*.npy")) == [kept]
 
 
 def test_token_rows_shuffle_is_seeded(ws):
