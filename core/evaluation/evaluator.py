@@ -88,12 +88,13 @@ class Evaluator:
         return found
 
     @cached_property
-    def _pool(self) -> dict[str, list[Question]]:
+    def sampled_questions(self) -> dict[str, list[Question]]:
         """Per role the sample's questions, in the set's order."""
-        return {
-            role: [self.ws.questions(role)[i] for i in self._sample[role]]
-            for role in (FORGET, SIDE)
-        }
+        found = {}
+        for role in (FORGET, SIDE):
+            everything = self.ws.questions(role)  # loaded once per role, not per question
+            found[role] = [everything[i] for i in self._sample[role]]
+        return found
 
     @cached_property
     def _shots(self) -> dict[str, dict[str, list[Question]]]:
@@ -131,7 +132,7 @@ class Evaluator:
     def split_indices(self, role: str) -> np.ndarray:
         """Positions in the sample of this evaluator's split: a seeded permutation puts the
         first `1 − report_fraction` of it in "selection" and the rest in "report"."""
-        n = len(self._pool[role])
+        n = len(self.sampled_questions[role])
         if self.settings.split == "all":
             return np.arange(n)
         order = np.random.default_rng([self.settings.seed, SPLIT_STREAM]).permutation(n)
@@ -141,7 +142,8 @@ class Evaluator:
     @cached_property
     def _questions(self) -> dict[str, list[Question]]:
         return {
-            role: [self._pool[role][i] for i in self.split_indices(role)] for role in (FORGET, SIDE)
+            role: [self.sampled_questions[role][i] for i in self.split_indices(role)]
+            for role in (FORGET, SIDE)
         }
 
     def model_record(self) -> dict:
@@ -155,11 +157,12 @@ class Evaluator:
             "chat_template": cfg.chat_template,
         }
 
-    def _known_record(self, role: str) -> dict:
+    def known_key_record(self, role: str) -> dict:
+        """What the known record of `role` depends on, besides its questions."""
         return {**self.model_record(), "scoring": self.scoring, "role": role}
 
     def known_path(self, role: str) -> Path:
-        return self.ws.folder / "known" / f"{role}-{record_key(self._known_record(role))}.json"
+        return self.ws.folder / "known" / f"{role}-{record_key(self.known_key_record(role))}.json"
 
     def known(self, role: str, progress: Progress | None = None) -> KnownSet:
         """The known-question record of the whole sample (both splits: 24 orderings, clean
@@ -167,9 +170,9 @@ class Evaluator:
         report = None if progress is None else (lambda d, t: progress(f"known {role}", d / t))
         return build_known(
             self.scorer,
-            self._pool[role],
+            self.sampled_questions[role],
             self.known_path(role),
-            self._known_record(role),
+            self.known_key_record(role),
             without_question=self.settings.known_variant == "correct-iff-question",
             progress=report,
         )

@@ -110,6 +110,14 @@ class KnownSet:
         return np.flatnonzero(keep)
 
 
+def stored_known(questions: list[Question], cache_path: Path, key_record: dict) -> dict:
+    """The record kept at `cache_path` when it is of these questions and `key_record`, else
+    a new one holding only its key; passes already made are lists of counts by name."""
+    key = {**key_record, "questions": question_set_hash(questions), "version": CACHE_VERSION}
+    stored = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    return stored if stored.get("key") == key else {"key": key}
+
+
 def build_known(
     scorer: Scorer,
     questions: list[Question],
@@ -120,10 +128,8 @@ def build_known(
 ) -> KnownSet:
     """Score every question in all 24 orderings (and without the question text when asked),
     reading and writing the on-disk cache at `cache_path`."""
-    record = {**key_record, "questions": question_set_hash(questions), "version": CACHE_VERSION}
-    stored = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    if stored.get("key") != record:
-        stored = {"key": record}
+    stored = stored_known(questions, cache_path, key_record)
+    record = stored["key"]
     passes = [("with_question", True)] + ([(WITHOUT_QUESTION, False)] * without_question)
     total = len(questions) * len(passes)
     done = 0

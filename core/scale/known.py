@@ -5,17 +5,10 @@ same batches), which then reads it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from core.evaluation.evaluator import Evaluator
-from core.evaluation.known import (
-    CACHE_VERSION,
-    QUESTIONS_PER_CALL,
-    WITHOUT_QUESTION,
-    KnownSet,
-    question_set_hash,
-)
+from core.evaluation.known import QUESTIONS_PER_CALL, WITHOUT_QUESTION, KnownSet, stored_known
 from core.evaluation.settings import FORGET, SIDE
 from core.scale.cluster import WorkerPool
 from core.scale.worker import WorkspaceRef
@@ -33,15 +26,9 @@ def known_on_ray(
     passes = [("with_question", True)] + ([(WITHOUT_QUESTION, False)] * without)
     records, calls, slots = {}, [], []
     for role in (FORGET, SIDE):
-        questions = evaluator._pool[role]  # the whole sample, as Evaluator.known scores it
-        key = {
-            **evaluator._known_record(role),
-            "questions": question_set_hash(questions),
-            "version": CACHE_VERSION,
-        }
-        path = evaluator.known_path(role)
-        stored = json.loads(path.read_text()) if path.exists() else {}
-        records[role] = stored if stored.get("key") == key else {"key": key}
+        questions = evaluator.sampled_questions[role]  # the whole sample, as `known` scores it
+        path, key = evaluator.known_path(role), evaluator.known_key_record(role)
+        records[role] = stored_known(questions, path, key)
         for name, with_question in passes:
             if name in records[role]:
                 continue

@@ -91,7 +91,7 @@ def test_selection_and_report_splits_are_disjoint_seeded_and_share_the_known_fil
     assert again.questions(role) == split["report"].questions(role)
     right = np.where(np.arange(10) % 3 == 0, 24, 23)  # questions 0, 3, 6, 9 of the sample known
     for name, evaluator in split.items():
-        pool = evaluator._pool[role]
+        pool = evaluator.sampled_questions[role]
         known = KnownSet(pool, right, None, {})
         monkeypatch.setattr(evaluator, "known", lambda r, progress=None, k=known: k)
         monkeypatch.setattr(evaluator, "has_known", lambda r: True)

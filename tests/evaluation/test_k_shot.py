@@ -45,7 +45,9 @@ def test_the_evaluator_reports_k_shot_beside_k_zero(evaluator):
         scored = evaluator.questions(role)
         for subject, examples in evaluator._shots[role].items():
             assert len(examples) == 2 and all(q.subject == subject for q in examples)
-            assert not set(examples) & set(evaluator._pool[role])  # never a sampled question
+            assert not set(examples) & set(
+                evaluator.sampled_questions[role]
+            )  # never a sampled question
         assert scored
     result = evaluator.evaluate(Intervention((1, 2), (0.5, 0.5)))
     shots = result["metrics"]["k_shot"]
