@@ -23,7 +23,7 @@ from core.evaluation.settings import FORGET, MAX_SHOTS, SHOTS_RULE, SIDE, EvalSe
 from core.evaluation.sweeps import ScreenConfig, SweepConfig, pareto_plot, screen, sweep
 from core.features import sources
 from core.features.attribution import TOP_K, AttributionConfig, Attributor
-from core.features.gate import calibrate
+from core.features.gate import calibrate, describe, kept_gate
 from core.features.selection import SelectionConfig
 from core.features.sources import SOURCES
 from core.features.stats import VARIANTS as VARIANTS_COUNTED
@@ -152,6 +152,18 @@ if not features:
     st.stop()
 st.caption(f"{len(features)} features: {', '.join(map(str, features[:40]))}")
 
+# A set saved with a gate (METHOD §10) starts gated as it was kept; its alpha is used as
+# saved while the rule and percentile stay the kept ones and its features are unchanged.
+set_gate = None
+if feature_set is not None and feature_set.gate and features == list(feature_set.features):
+    set_gate = feature_set.gate
+    if st.session_state.get("gate_from") != feature_set.name:
+        st.session_state["gate_from"] = feature_set.name
+        kept_percentile = float(set_gate["calibration"]["percentile"])
+        st.session_state.update(gate=True, gate_rule=set_gate["rule"])
+        if 50.0 <= kept_percentile <= 99.9:  # the percentile box's range
+            st.session_state["gate_percentile"] = kept_percentile
+
 # -- how hard ---------------------------------------------------------------------------
 with st.form("intervention"):
     st.markdown("**Intervention** (nothing runs until you press Run)")
@@ -242,15 +254,16 @@ settings = EvalSettings(
 )
 evaluator = _evaluator(ws.name, ws.config.provenance_hash(), settings)
 try:
-    gate = calibrate(ws, features, gate_percentile, gate_rule) if gate_on else None
+    gate = kept_gate(set_gate, gate_percentile, gate_rule) if gate_on else None
+    origin = f", kept with the set '{feature_set.name}'" if gate is not None else ""
+    if gate_on and gate is None:
+        gate = calibrate(ws, features, gate_percentile, gate_rule)
     iv = make_intervention(ws, features, values, method, multiplier, skip_bos, table, gate)
     if gate is not None:
         st.caption(
             plain(
-                f"Gate: alpha = {gate.alpha:.4f}, the {gate_percentile:g}th percentile of rho on "
-                f"{gate.calibration['rows']} retain rows ({gate.calibration['bootstrap']} "
-                "bootstrap resamples); MCQ and loss measure rho over the whole sequence, "
-                "generation over the prompt."
+                f"Gate: {describe(gate)}{origin}; MCQ and loss measure rho over the whole "
+                "sequence, generation over the prompt."
             )
         )
 except UserError as exc:

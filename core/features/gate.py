@@ -128,6 +128,25 @@ def calibrate(
     return Gate(alpha, rule, calibration)
 
 
+def kept_gate(kept: dict | None, percentile: float, rule: str) -> Gate | None:
+    """A set's kept gate (`FeatureSet.gate`) when it is the one asked for, the same rule at
+    the same percentile: its alpha as saved or imported, not recalibrated here."""
+    if kept is None or kept["rule"] != rule or kept["calibration"]["percentile"] != percentile:
+        return None
+    return Gate(kept["alpha"], rule, kept["calibration"])
+
+
+def describe(gate: Gate) -> str:
+    """Where a gate's alpha came from, in a sentence's words."""
+    calibration = gate.calibration
+    said = f"alpha = {gate.alpha:.4f}, the {calibration['percentile']:g}th percentile of rho"
+    if "rows" in calibration:
+        said += f" on {calibration['rows']} retain rows"
+    if "bootstrap" in calibration:
+        said += f" ({calibration['bootstrap']} bootstrap resamples)"
+    return said
+
+
 @torch.no_grad()
 def gated(
     ws: Workspace, iv: Intervention, sequences: Sequence[Sequence[int]]

@@ -9,7 +9,7 @@ from core.cache.store import ActivationCache
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.features.gate import cached_rho, calibrate, gated
+from core.features.gate import cached_rho, calibrate, describe, gated, kept_gate
 from core.interventions import Gate, Intervention, edit, sequence_rho
 from core.runtime.generation import generate
 from core.sae.encoding import selected_activations
@@ -161,3 +161,13 @@ def test_calibration_without_a_cache_or_a_model_says_so(unreachable_hub, tmp_pat
     ):
         calibrate(ws, [1, 2], percentile=95)
     assert not (ws.folder / "gates").exists()
+
+
+def test_a_kept_gate_is_used_only_for_its_own_rule_and_percentile():
+    kept = {"alpha": 0.25, "rule": "per feature", "calibration": {"percentile": 95}}
+    gate = kept_gate(kept, 95.0, "per feature")
+    assert gate == Gate(0.25, "per feature") and gate.calibration == kept["calibration"]
+    assert kept_gate(kept, 90.0, "per feature") is None  # another percentile: recalibrate
+    assert kept_gate(kept, 95.0, "any selected") is None
+    assert kept_gate(None, 95.0, "per feature") is None
+    assert describe(gate) == "alpha = 0.2500, the 95th percentile of rho"

@@ -7,6 +7,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.labels.store import LabelStore
 from core.workspace.paths import REPO_ROOT
 from tests.helpers import open_app_page, shown
 
@@ -148,3 +149,20 @@ def test_a_gated_run_shows_how_often_the_gate_edits(app):
     table = app.table[0].value
     assert "gate on: WMDP-bio prompts (share of sequences edited)" in table.index
     assert any("alpha = " in shown(c.value) for c in app.caption)
+
+
+def test_a_set_saved_with_a_gate_starts_gated_with_its_kept_alpha(
+    small_app_env, small_app_ws, monkeypatch
+):
+    kept = {"alpha": 0.1234, "rule": "any selected", "calibration": {"percentile": 90.0}}
+    store = LabelStore.for_workspace(small_app_ws)
+    store.save_set("gated bio", [3, 7, 11], selection={"gate": kept}, overwrite=True)
+    at = open_app_page(small_app_env, monkeypatch, PAGE, timeout=600)
+    at.radio[0].set_value("set").run()
+    next(s for s in at.selectbox if s.label == "Set").set_value("gated bio").run()
+    assert not at.exception, at.exception
+    assert at.toggle(key="gate").value is True
+    assert _number(at, "Gate percentile").value == 90.0
+    assert at.selectbox(key="gate_rule").value == "any selected"
+    said = [shown(c.value) for c in at.caption if "Gate: " in shown(c.value)]
+    assert said and "alpha = 0.1234" in said[0] and "kept with the set 'gated bio'" in said[0]
