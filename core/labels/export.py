@@ -91,6 +91,11 @@ def _label_record(label: Label | None) -> dict[str, Any] | None:
     }
 
 
+def _weights(key: str) -> str:
+    """A weights key short enough to read: its hash's start (after a registry name)."""
+    return key.rpartition("@")[2][:23]
+
+
 def parse_import(raw: bytes | str, store: LabelStore, force: bool = False) -> dict[str, Any]:
     """Validate an exported JSON against this SAE (its weights, unless `force`, and its
     width); return the payload or raise with a reason."""
@@ -120,11 +125,19 @@ def parse_import(raw: bytes | str, store: LabelStore, force: bool = False) -> di
             "workspace it came from, or re-select the features here."
         )
     if sae.get("weights") != store.sae and not force:
+        theirs, ours = str(sae.get("weights")), store.sae
         raise ImportRejected(
             f"This set was made for SAE {sae.get('identity')!r} with weights "
-            f"{str(sae.get('weights'))[:23]!r}, not this workspace's {store.identity!r} "
-            f"({store.sae[:23]!r}): the same feature ids may mean other features (an SAE "
-            "retrained in place). Import anyway with --force (or the page's checkbox)."
+            f"{_weights(theirs)!r}, not this workspace's {store.identity!r} "
+            f"({_weights(ours)!r}): the same feature ids may mean other features (an SAE "
+            "retrained or re-uploaded in place). "
+            + (
+                "The export names its registry SAE without a hash of its files (made by an "
+                "earlier version), so they cannot be compared. "
+                if theirs.startswith("sae-lens:") and "@" not in theirs
+                else ""
+            )
+            + "Import anyway with --force (or the page's checkbox)."
         )
     body = payload.get("set")
     if not isinstance(body, dict):

@@ -130,10 +130,13 @@ class LabelStore:
     @classmethod
     def for_workspace(cls, ws: Workspace) -> LabelStore:
         """The workspace's store, for its SAE's weights. Rows an earlier version stored under
-        the SAE's name are moved to its weights once (see `adopt`)."""
+        the SAE's name, or a registry SAE's coordinates alone, are moved to its weights once
+        (see `adopt`)."""
         identity = ws.config.sae.identity()
         store = cls(ws.folder / "labels.sqlite", ws.sae_fingerprint(), ws.sae_width(), identity)
         store.adopt(identity)
+        if ws.config.sae.source == "sae-lens":
+            store.adopt(f"sae-lens:{identity}")
         return store
 
     def adopt(self, old_key: str) -> int:

@@ -3,7 +3,9 @@ and check that it fits the model."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,6 +107,29 @@ def shapes_from_cached_files() -> Iterator[None]:
         yield
     finally:
         loaders.get_safetensors_tensor_shapes = remote
+
+
+def registry_fingerprint(cfg: WorkspaceConfig, cache_dir: Path | None = None) -> str | None:
+    """A content key of the registry SAE's files in the Hugging Face cache, None when none
+    are there. The cache names each file's blob by a hash of its contents, so the key is
+    the hash of the SAE folder's file names and blob names (no weights are read): an SAE
+    re-uploaded in place gets another key, another SAE of the same repo changes nothing."""
+    from huggingface_hub import try_to_load_from_cache
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = get_pretrained_saes_directory()[cfg.sae.release or ""]
+    marker = try_to_load_from_cache(release.repo_id, ".gitattributes", cache_dir=cache_dir)
+    folder = release.saes_map.get(cfg.sae.id or "")
+    if not isinstance(marker, str) or folder is None:
+        return None
+    root = Path(marker).parent / folder  # the snapshot `main` points at
+    files = sorted(path for path in root.rglob("*") if path.is_file())
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(root)}\0{Path(os.path.realpath(path)).name}\n".encode())
+    return f"sae-lens:{cfg.sae.identity()}@sha256:{digest.hexdigest()}"
 
 
 def registry_cached(cfg: WorkspaceConfig) -> bool:

@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.errors import DataSourceError
+from core.errors import ConfigError, DataSourceError
 from core.loading import data, models, saes
 from core.loading.tokens import build_token_rows
 from core.runtime.forward import model_lock
@@ -94,10 +94,25 @@ class Workspace:
         weights = self.sae_path / "sae_weights.safetensors"
         return "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
 
+    @cached_property
+    def _registry_fingerprint(self) -> str:
+        found = saes.registry_fingerprint(self.config)
+        if found is None:
+            assert self.sae is not None  # downloads it (or says why it cannot)
+            found = saes.registry_fingerprint(self.config)
+        if found is None:
+            raise ConfigError(
+                f"sae-lens loaded {self.config.sae.identity()}, but its files are not in the "
+                "Hugging Face cache where its registry entry says, so nothing can be keyed "
+                'by its weights. Download its folder and use [sae] source = "local".'
+            )
+        return found
+
     def sae_fingerprint(self) -> str:
-        """The SAE's weights hash (local SAEs) or its registry coordinates (sae-lens)."""
+        """The SAE's weights hash (local SAEs), or its registry coordinates with a hash of
+        its files in the Hugging Face cache (sae-lens; downloaded first if need be)."""
         if self.config.sae.source == "sae-lens":
-            return f"sae-lens:{self.config.sae.identity()}"
+            return self._registry_fingerprint
         return self._sae_weights_hash
 
     def sae_width(self) -> int:

@@ -59,7 +59,12 @@ def session(config: str, out: Path) -> dict:
     ws = Workspace.open(config)
     selection = json.loads((out / "sel.json").read_text())
     features = selection["features"]
-    LabelStore.for_workspace(ws).save_set(SET, features, selection=selection)
+    # a label kept by an earlier version under the registry coordinates alone
+    earlier = f"sae-lens:{ws.config.sae.identity()}"
+    LabelStore(ws.folder / "labels.sqlite", earlier, ws.sae_width()).set_label(1, label="older")
+    store = LabelStore.for_workspace(ws)
+    store.save_set(SET, features, selection=selection)
+    labels = {"key": store.sae, "adopted": store.label(1).label}
     sweep = ["sweep", *ws_flag, "--thresholds", "0.05", "--n", "2,4", "--c", "20"]
     reproduce = ["reproduce", *ws_flag, "--reference", "gemma-2-2b-it-L3", "--allow-cpu"]
     steps += [
@@ -83,7 +88,7 @@ def session(config: str, out: Path) -> dict:
         cli(["sets", *ws_flag]),
         cli([*reproduce, *QUESTIONS[:4], "--skip-saebench", "--out", str(out / "reproduce.md")]),
     ]
-    return {"steps": steps, **facts(ws, features)}
+    return {"steps": steps, "labels": labels, **facts(ws, features)}
 
 
 @torch.no_grad()

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from core.loading.saes import registry_fingerprint
+from core.workspace.config import load_config
 from core.workspace.paths import resolve_data_dir
+from tests.hub.conftest import PRESET
 
 pytestmark = pytest.mark.model
 
@@ -76,7 +79,14 @@ def test_the_cache_keys_name_the_hub_sources(hub_session):
     for spec in specs.values():
         assert spec["model"].startswith("google/gemma-3-270m-it (hub")
         assert spec["sae"] == "gemma-scope-2-270m-it-res/layer_9_width_16k_l0_medium"
-        assert spec["sae_weights"].startswith("sae-lens:gemma-scope-2-270m-it-res/")
+        assert spec["sae_weights"] == hub_session["labels"]["key"]
+
+
+def test_a_registry_sae_is_keyed_by_its_files_and_earlier_labels_move_to_it(fake_hub, hub_session):
+    config = load_config(str(Path(hub_session["out"]) / f"{PRESET}.toml"))
+    key = registry_fingerprint(config, cache_dir=fake_hub.hub_cache)
+    assert key.startswith(f"sae-lens:{config.sae.identity()}@sha256:")
+    assert hub_session["labels"] == {"key": key, "adopted": "older"}
 
 
 def test_eval_and_sweep_record_the_hub_sources(hub_session):

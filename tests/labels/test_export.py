@@ -70,9 +70,11 @@ def test_json_round_trips_exactly(ws, store, tmp_path):
 
 @pytest.fixture
 def hub_store(tmp_path) -> tuple[Workspace, LabelStore]:
-    """A registry SAE's workspace (opened, never loaded) and a store with two sets."""
+    """A registry SAE's workspace (opened, never loaded: its SAE is not downloaded here,
+    so its store is keyed as if it were) and a store with two sets."""
     hub = Workspace.open("gemma-2-2b-it-L7")
-    public = LabelStore(tmp_path / "hub.sqlite", hub.sae_fingerprint(), d_sae=16384)
+    key = f"sae-lens:{hub.config.sae.identity()}@sha256:{'0' * 64}"
+    public = LabelStore(tmp_path / "hub.sqlite", key, d_sae=16384)
     public.set_label(12799, label="=virology")
     public.save_set("one", [12799], [2.5])
     public.save_set("two", [12799, 5453], [1.0, 0.5])
@@ -190,6 +192,16 @@ def _export(ws, store):
             lambda e: json.dumps({**e, "sae": {**e["sae"], "weights": "sha256:0123"}}),
             "with weights 'sha256:0123'.* --force",
         ),
+        (  # a registry SAE named by an earlier version without a hash of its files
+            lambda e: json.dumps({**e, "sae": {**e["sae"], "weights": "sae-lens:rel/id"}}),
+            "without a hash of its files .* --force",
+        ),
+        (
+            lambda e: json.dumps(
+                {**e, "sae": {**e["sae"], "weights": "sae-lens:rel/id@sha256:ab"}}
+            ),
+            "with weights 'sha256:ab'.* --force",
+        ),
         (lambda e: json.dumps({**e, "sae": {**e["sae"], "d_sae": 16384}}), "16384 features"),
         (
             lambda e: json.dumps({**e, "set": {**e["set"], "features": [{"feature": 4096}]}}),
@@ -222,6 +234,8 @@ def _export(ws, store):
         "kind",
         "version",
         "retrained-sae",
+        "registry-name-only",
+        "registry-other-files",
         "width",
         "out-of-range",
         "duplicate",

@@ -1,0 +1,42 @@
+"""A registry SAE is keyed by its files in the Hugging Face cache (the blobs the cache names
+by their contents), so an SAE re-uploaded in place gets another key and a stale cache or
+label is never reused for it."""
+
+import secrets
+
+from core.loading.saes import registry_fingerprint
+from core.workspace.config import load_config
+from tests.hub.fake_hub import SAE_FOLDER, SAE_REPO, FakeHub, put_repo
+
+PRESET = "gemma-3-270m-it-L9"  # its SAE lives in SAE_REPO under SAE_FOLDER
+
+
+def _upload(hub: FakeHub, params: bytes, other: bytes = b"other") -> None:
+    files = {
+        ".gitattributes": b"*.safetensors filter=lfs\n",
+        f"{SAE_FOLDER}/params.safetensors": params,
+        f"{SAE_FOLDER}/config.json": b"{}",
+        "resid_post/layer_12_width_16k_l0_big/params.safetensors": other,
+    }
+    put_repo(hub, "model", SAE_REPO, files)
+
+
+def _reupload(hub: FakeHub, params: bytes, other: bytes = b"other") -> None:
+    """The same repo at a new commit (`refs/main` moved), as a re-download leaves it."""
+    repo = hub.hub_cache / f"models--{SAE_REPO.replace('/', '--')}"
+    current = repo / "snapshots" / (repo / "refs" / "main").read_text()
+    current.rename(current.with_name(secrets.token_hex(20)))  # an older commit, still cached
+    _upload(hub, params, other)
+
+
+def test_the_key_follows_the_sae_files_and_nothing_else(tmp_path):
+    config = load_config(PRESET)
+    hub = FakeHub(tmp_path)
+    assert registry_fingerprint(config, cache_dir=hub.hub_cache) is None  # not downloaded
+    _upload(hub, b"weights v1")
+    first = registry_fingerprint(config, cache_dir=hub.hub_cache)
+    assert first.startswith(f"sae-lens:{config.sae.identity()}@sha256:")
+    _reupload(hub, b"weights v1", other=b"another SAE changed")
+    assert registry_fingerprint(config, cache_dir=hub.hub_cache) == first
+    _reupload(hub, b"weights v2")
+    assert registry_fingerprint(config, cache_dir=hub.hub_cache) not in (None, first)
