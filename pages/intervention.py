@@ -111,14 +111,18 @@ try:
         top = list(chosen.features)
         record, where = found.provenance, ws.provenance()
         st.caption(
-            f"{record['questions_used']} forget questions; {record['metric']}; {where['model']} "
+            f"{record['questions_used']} forget questions (n = {found.questions}; intervals: "
+            f"mean ± 1.96 SE over questions); {record['metric']}; {where['model']} "
             f"({record['dtype']}, {record['device']}), SAE {where['sae']} at {record['hook']}"
         )
+        low, high = found.interval(top)
         st.dataframe(
             pd.DataFrame(
                 {
                     "feature": top,
                     "mean attribution": found.mean[top],
+                    "95% CI low": low,
+                    "95% CI high": high,
                     f"questions with it in their top {TOP_K}": found.hits[top],
                     "forget freq": table["forget_freq_saebench"].to_numpy()[top],
                     "retain freq": table["retain_freq_saebench"].to_numpy()[top],

@@ -137,9 +137,14 @@ def _attribute(args: argparse.Namespace) -> None:
         f"\n{ws.name}: gradient attribution on {found.provenance['questions_used']} {FORGET} "
         f"({found.provenance['metric']})"
     )
-    print(f" rank  feature  mean_attribution  questions_in_top_{TOP_K}")
+    print(f" rank  feature  mean_attribution  95%_interval (n = {found.questions})  in_top_{TOP_K}")
+    low, high = found.interval(top)
     for rank, feature in enumerate(top, 1):
-        print(f"{rank:5d}  {feature:7d}  {found.mean[feature]:16.4f}  {found.hits[feature]:8d}")
+        interval = f"[{low[rank - 1]:.4f}, {high[rank - 1]:.4f}]"
+        print(
+            f"{rank:5d}  {feature:7d}  {found.mean[feature]:16.4f}  {interval:>27}  "
+            f"{found.hits[feature]:9d}"
+        )
     if args.save_set:
         LabelStore.for_workspace(ws).save_set(args.save_set, top, selection=record)
         print(f"saved set '{args.save_set}'")

@@ -29,6 +29,7 @@ from torch import Tensor
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
 from core.evaluation.settings import refuse_report_split
+from core.evaluation.uncertainty import Z95
 from core.loading.data import Question
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_logits, model_lock, pad_right
 from core.workspace.records import record_key
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from core.evaluation.mcq import Scorer
     from core.workspace.workspace import Workspace
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the standard error of each mean is kept
 TOP_K = 20  # per question: a feature "hits" a question when in its top TOP_K
 
 
@@ -104,13 +105,19 @@ def attribution_batch(
 
 @dataclass
 class Attribution:
-    """Per feature: mean attribution over the questions and how many questions have it in
-    their top TOP_K."""
+    """Per feature: mean attribution over the questions, its standard error (NaN with
+    fewer than 2 questions), and how many questions have it in their top TOP_K."""
 
     mean: Float[np.ndarray, " d_sae"]
+    se: Float[np.ndarray, " d_sae"]
     hits: Int[np.ndarray, " d_sae"]
     questions: int
     provenance: dict
+
+    def interval(self, features: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """95% intervals of the features' means (normal, over questions)."""
+        mean, half = self.mean[list(features)], Z95 * self.se[list(features)]
+        return mean - half, mean + half
 
     def top(self, n: int) -> list[int]:
         """The n features with the largest positive mean attribution."""
@@ -125,6 +132,8 @@ class Attribution:
             "config": asdict(config),
             "features": top,
             "mean_attribution": [float(self.mean[j]) for j in top],
+            "se_attribution": [float(self.se[j]) for j in top],
+            "questions": self.questions,
             "provenance": self.provenance,
         }
 
@@ -190,24 +199,30 @@ class Attributor:
             return found
         ws, scorer = self.evaluator.ws, self.evaluator.scorer
         lengths = [len(scorer.encode(q)) for q in self.questions]
-        total = np.zeros(ws.sae_width())
+        total, squares = np.zeros(ws.sae_width()), np.zeros(ws.sae_width())
         hits = np.zeros(ws.sae_width(), dtype=np.int64)
         done = 0
         for group in batches(lengths, MAX_BATCH_TOKENS // 4):  # activations' gradients too
             scores = attribution_batch(ws, scorer, [self.questions[i] for i in group])
             total += scores.sum(axis=0)
+            squares += (scores.astype(np.float64) ** 2).sum(axis=0)
             np.add.at(hits, np.argsort(-scores, axis=1)[:, :TOP_K].ravel(), 1)
             done += len(group)
             if progress:
                 progress(done, len(self.questions))
         count = max(len(self.questions), 1)
+        mean = total / count
+        spread = np.maximum(squares - count * mean**2, 0.0) / (count - 1) if count > 1 else np.nan
+        se = np.sqrt(spread / count) * np.ones_like(mean)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial.npz")
-        np.savez(partial, mean=total / count, hits=hits, record=json.dumps(self.record()))
+        np.savez(partial, mean=mean, se=se, hits=hits, record=json.dumps(self.record()))
         partial.replace(self.path)
         return self._read()
 
     def _read(self) -> Attribution:
         with np.load(self.path) as stored:
             record = json.loads(str(stored["record"]))
-            return Attribution(stored["mean"], stored["hits"], len(self.questions), record)
+            return Attribution(
+                stored["mean"], stored["se"], stored["hits"], len(self.questions), record
+            )

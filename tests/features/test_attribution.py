@@ -6,7 +6,7 @@ import torch
 
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.features.attribution import Attributor, attribution_batch
+from core.features.attribution import AttributionConfig, Attributor, attribution_batch
 from core.runtime.forward import final_logits
 
 pytestmark = pytest.mark.model
@@ -67,6 +67,14 @@ def test_attribution_is_cached_and_ranks_positive_features(evaluator, tmp_path, 
     assert list(found.mean[top]) == sorted(found.mean[top], reverse=True)
     again = Attributor(evaluator).cached()
     assert again is not None and np.array_equal(again.mean, found.mean)
+    # each mean's interval: its standard error over the questions' own attributions
+    each = attribution_batch(evaluator.ws, evaluator.scorer, attributor.questions)
+    np.testing.assert_allclose(found.mean, each.mean(axis=0), rtol=1e-5, atol=1e-6)
+    se = each.std(axis=0, ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(found.se, se, rtol=1e-3, atol=1e-6)
+    low, high = found.interval(top)
+    np.testing.assert_allclose(high - low, 2 * 1.959964 * se[top], rtol=1e-3, atol=1e-6)
+    assert found.selection_record(AttributionConfig(n=10))["se_attribution"] == list(found.se[top])
 
 
 def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monkeypatch):

@@ -69,7 +69,9 @@ def test_gradient_attribution_picks_the_features(app):
     assert not app.exception, app.exception
     ranking = app.dataframe[0].value
     assert 0 < len(ranking) <= 10 and (ranking["mean attribution"] > 0).all()
-    assert any("2 all sampled" in c.value for c in app.caption)
+    inside = ranking["95% CI low"] <= ranking["mean attribution"]
+    assert (inside & (ranking["mean attribution"] <= ranking["95% CI high"])).all()
+    assert any("2 all sampled" in c.value and "n = 2" in c.value for c in app.caption)
     chosen = ", ".join(map(str, ranking["feature"].tolist()[:3]))
     assert any(f"features: {chosen}" in c.value for c in app.caption)
     _number(app, "c (or m for scale)").set_value(9000.0)
