@@ -43,7 +43,7 @@ def test_an_unreachable_ray_address_is_one_line_and_nothing_is_done(
     assert not list(cache_root.rglob("run-*.json"))
 
 
-def test_a_cluster_that_asks_for_a_token_is_named_as_such(cache_root, tmp_path):
+def test_a_cluster_that_asks_for_a_token_is_named_as_such(cache_root):
     """A head started by `ray start` with token authentication, joined without the token:
     the message says what to set (Ray's own error says only that it could not connect)."""
     with socket.socket() as probe:
@@ -59,7 +59,7 @@ def test_a_cluster_that_asks_for_a_token_is_named_as_such(cache_root, tmp_path):
     )
     try:
         deadline = time.monotonic() + 60
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        while not _listening(port):
             assert time.monotonic() < deadline and head.poll() is None, "ray start failed"
             time.sleep(0.2)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
@@ -78,3 +78,8 @@ def test_a_cluster_that_asks_for_a_token_is_named_as_such(cache_root, tmp_path):
     said = joined.stderr.strip().splitlines()[-1]
     assert said.startswith("error: The Ray cluster at") and "RAY_AUTH_MODE=token" in said
     assert not (cache_root / "offline-gemma3-270m" / "activations").exists()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
