@@ -301,8 +301,17 @@ if result is not None:
             f"{m[f'{name}_loss_added']:+.3f}" + ("" if se is None else f" ± {se:.3f}"),
             help=f"{m[f'{name}_loss_rows']} rows; ± one standard error over rows",
         )
-    ratio = m["selectivity"]
-    head[3].metric("Selectivity (forget / retain)", "-" if ratio is None else f"{ratio:.1f}")
+    ratio, interval = m["selectivity"], m.get("selectivity_ci")
+    shown_ratio = "-" if ratio is None else f"{ratio:.1f}"
+    if ratio is not None and interval is not None:
+        shown_ratio += f" [{interval[0]:.1f}, {interval[1]:.1f}]"
+    head[3].metric(
+        "Selectivity (forget / retain)",
+        shown_ratio,
+        help="Loss added on forget text over loss added on retain text, with its 95% Fieller "
+        "interval; no interval while the retain loss added is within noise of 0 (the ratio "
+        "is then unbounded), and '-' when it is not above 0.",
+    )
     st.table(pd.DataFrame(metric_rows(m)).set_index("measure"))
     edits = result["intervention"]
     st.caption(plain(provenance_line(result["provenance"], edits["method"], edits["skip_bos"])))

@@ -10,7 +10,7 @@ import numpy as np
 
 from core.evaluation.mcq import Scores
 from core.evaluation.settings import FORGET, LOSS_SETS, MIN_KNOWN, SIDE
-from core.evaluation.uncertainty import mcnemar_exact, mean_se, wilson
+from core.evaluation.uncertainty import mcnemar_exact, mean_se, ratio_interval, wilson
 from core.interventions import METHODS, bos_rule
 from core.loading.data import Question
 
@@ -182,6 +182,14 @@ def compare(
     metrics["selectivity"] = (
         metrics["forget_loss_added"] / retain_added if retain_added > 1e-6 else None
     )
+    metrics["selectivity_ci"] = None  # Fieller: None while retain's interval reaches 0
+    if metrics["selectivity"] is not None:
+        metrics["selectivity_ci"] = ratio_interval(
+            metrics["forget_loss_added"],
+            metrics["forget_loss_added_se"],
+            retain_added,
+            metrics["retain_loss_added_se"],
+        )
     mass = {
         when: float(np.mean([q[f"mass_{when}"] for q in drill])) if drill else None
         for when in ("before", "after")

@@ -54,8 +54,11 @@ POINT_METRICS = (
     "loss_added",
     "loss_added_se",
     "forget_loss_added",
+    "forget_loss_added_se",
     "retain_loss_added",
+    "retain_loss_added_se",
     "selectivity",
+    "selectivity_ci",
     "gate",
 )
 GATE_OFF = ("off", "none", "ungated")

@@ -1,5 +1,6 @@
 """Intervals and tests beside every number (METHOD §11): Wilson intervals for accuracies,
-McNemar's exact test for accuracy changes on the same questions, standard errors of means."""
+McNemar's exact test for accuracy changes on the same questions, standard errors of means,
+Fieller intervals for ratios of independent means."""
 
 from __future__ import annotations
 
@@ -36,3 +37,23 @@ def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
     if len(array) < 2:
         return float(array.mean()), None
     return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
+
+
+def ratio_interval(
+    numerator: float,
+    numerator_se: float | None,
+    denominator: float,
+    denominator_se: float | None,
+    z: float = Z95,
+) -> tuple[float, float] | None:
+    """The 95% Fieller interval of numerator / denominator, two independent estimates with
+    their standard errors. None when an SE is unknown, or when the denominator's own
+    interval reaches 0: the ratio is then unbounded."""
+    if numerator_se is None or denominator_se is None:
+        return None
+    a, b = numerator, denominator
+    scale = b * b - z * z * denominator_se**2
+    if scale <= 0:
+        return None
+    root = math.sqrt(a * a * b * b - scale * (a * a - z * z * numerator_se**2))
+    return (a * b - root) / scale, (a * b + root) / scale

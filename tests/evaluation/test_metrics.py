@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from core.evaluation.metrics import compare, metric_rows, pareto_axes, question_rows
+from core.evaluation.uncertainty import Z95, ratio_interval
 from core.loading.data import Question
 
 
@@ -43,6 +44,12 @@ def test_rows_give_percent_intervals_paired_tests_and_unmeasured_as_such():
     assert m["forget_loss_added"] == pytest.approx(2.5)
     assert m["forget_loss_added_se"] == pytest.approx(0.5)
     assert m["same_text"] == [("general", "retain")]
+    # forget +2.5 ± 0.5 over retain +0.2 ± 0.1: retain's interval just misses 0, so the
+    # ratio's interval is bounded but very wide, and skewed up
+    assert m["selectivity"] == pytest.approx(12.5)
+    assert m["selectivity_ci"] == pytest.approx(ratio_interval(2.5, 0.5, 0.2, 0.1))
+    low, high = m["selectivity_ci"]
+    assert low < 12.5 < high and high - 12.5 > 10 * (12.5 - low)
     rows = {row["measure"]: row for row in metric_rows(m)}
     everything = rows["WMDP-bio, all questions"]
     assert everything["n"] == 4 and everything["baseline"] == "50.0% [15.0, 85.0]"
@@ -106,3 +113,16 @@ def test_collapsed_letter_probabilities_are_warned_about():
     assert any("collapsed" in warning for warning in result["warnings"])
     fine = compare(questions, [], clean, clean, {role: None for role in questions})
     assert not any("collapsed" in warning for warning in fine["warnings"])
+
+
+def test_ratio_intervals_are_fiellers():
+    # an exact denominator: the numerator's interval divided by it
+    low, high = ratio_interval(2.0, 0.5, 4.0, 0.0)
+    assert (low, high) == pytest.approx((0.5 - Z95 * 0.125, 0.5 + Z95 * 0.125))
+    # both uncertain: the interval holds every ratio r with |a - r b| <= z sqrt(sa² + r² sb²)
+    low, high = ratio_interval(3.0, 0.3, 1.5, 0.2)
+    for r in (low, high):
+        assert abs(3.0 - r * 1.5) == pytest.approx(Z95 * np.hypot(0.3, r * 0.2))
+    assert low < 2.0 < high and high - 2.0 > 2.0 - low  # skewed up: the denominator's doubt
+    assert ratio_interval(3.0, 0.3, 0.3, 0.2) is None  # denominator within noise of 0
+    assert ratio_interval(3.0, None, 1.5, 0.2) is None

@@ -49,6 +49,9 @@ def test_short_run_shows_accuracy_and_loss_tables(app):
     assert any("known-question filter has not run" in shown(w.value) for w in app.warning)
     assert any("blocks.9.hook_resid_post" in shown(c.value) for c in app.caption)
     assert app.dataframe, "the per-question drill-down is shown"
+    selectivity = next(x for x in app.metric if x.label.startswith("Selectivity"))
+    assert re.fullmatch(r"-|-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?", selectivity.value)
+    assert "Fieller" in selectivity.help
     assert any(c.value == "4 of 4 questions shown" for c in app.caption)
     next(t for t in app.toggle if t.label == "Known only").set_value(True).run()
     assert any(c.value == "0 of 4 questions shown" for c in app.caption)  # none known yet
