@@ -14,7 +14,7 @@ from core.features.examples import (
     token_strings,
 )
 from core.features.render import render_tokens
-from core.features.stats import bin_centers, feature_histogram
+from core.features.stats import bin_centers, feature_frequency, feature_histogram
 from pages.common import label_form, plain, recent_labels, workspace_with_statistics
 from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
 
@@ -65,22 +65,37 @@ else:
 
 row = table.iloc[feature]
 variant = "saebench"
-numbers = st.columns(4)
-numbers[0].metric("Forget frequency", f"{row[f'forget_freq_{variant}']:.5f}")
-numbers[1].metric("Retain frequency", f"{row[f'retain_freq_{variant}']:.5f}")
-numbers[2].metric("Max on forget", f"{row[f'forget_max_{variant}']:.2f}")
-numbers[3].metric("Max on retain", f"{row[f'retain_max_{variant}']:.2f}")
-st.caption(
-    f"**{ws.name}** · SAE `{provenance['sae']}` at `{provenance['hook']}` · forget "
-    f"{provenance['forget']['tokens'][variant]:,} and retain "
-    f"{provenance['retain']['tokens'][variant]:,} tokens counted ({variant}: "
-    f"{provenance['variants'][variant]}); examples include every position."
-)
-
 caches = {
     "forget": ActivationCache.for_workspace(ws, "forget_corpus"),
     "retain": ActivationCache.for_workspace(ws, "retain_corpus"),
 }
+rows = {name: provenance[name]["rows"] for name in caches}
+frequency = {
+    name: feature_frequency(cache, feature, variant, rows[name]) for name, cache in caches.items()
+}
+numbers = st.columns(4)
+for column, name in zip(numbers, caches, strict=False):
+    found = frequency[name]
+    column.metric(
+        f"{name.capitalize()} frequency",
+        f"{found.freq:.5f}",
+        help=f"{found.fires:,} of {found.tokens:,} tokens in {found.rows:,} rows; 95% interval "
+        f"[{found.low:.5f}, {found.high:.5f}], clustered by row",
+    )
+numbers[2].metric("Max on forget", f"{row[f'forget_max_{variant}']:.2f}")
+numbers[3].metric("Max on retain", f"{row[f'retain_max_{variant}']:.2f}")
+intervals = "; ".join(
+    f"{name} [{found.low:.5f}, {found.high:.5f}] over {found.rows:,} rows"
+    for name, found in frequency.items()
+)
+st.caption(
+    f"**{ws.name}** · SAE `{provenance['sae']}` at `{provenance['hook']}` · forget "
+    f"{provenance['forget']['tokens'][variant]:,} and retain "
+    f"{provenance['retain']['tokens'][variant]:,} tokens counted ({variant}: "
+    f"{provenance['variants'][variant]}); frequencies' 95% intervals, clustered by row: "
+    f"{intervals}; examples include every position."
+)
+
 reads = {name: FeatureActivations.read(cache, feature) for name, cache in caches.items()}
 if not any(read.fires for read in reads.values()):
     st.info(

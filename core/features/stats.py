@@ -18,6 +18,7 @@ from jaxtyping import Float, Int
 
 from core.cache.spec import CacheError
 from core.cache.store import ActivationCache
+from core.evaluation.uncertainty import Z95
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -114,6 +115,49 @@ def feature_histogram(
     where, values = where[keep], values[keep].astype(np.float32)
     values = values[~np.isin(tokens[where], cache.special_token_ids())]
     return HISTOGRAM_EDGES, np.histogram(values, bins=HISTOGRAM_EDGES)[0]
+
+
+@dataclass(frozen=True)
+class Frequency:
+    """One feature's firing frequency on one corpus with its 95% interval, clustered by row
+    (the positions of one row are not independent): the ratio estimator's linearised
+    standard error over rows, fires_r − freq · counted_r."""
+
+    freq: float
+    low: float
+    high: float
+    fires: int
+    tokens: int
+    rows: int
+
+
+def feature_frequency(
+    cache: ActivationCache, feature: int, variant: str = "saebench", rows: int | None = None
+) -> Frequency:
+    """The frequency `corpus_stats` gives the feature (same positions counted), with its
+    interval; a feature that never fires has [0, 0]: nothing to cluster."""
+    ctx = cache.spec.context_length
+    rows = cache.rows_final() if rows is None else rows
+    tokens = np.asarray(cache.tokens()[:rows])
+    counted = np.ones(tokens.shape, dtype=bool)
+    if variant == "saebench":
+        counted = ~np.isin(tokens, cache.special_token_ids())
+    where = cache.feature(feature)[0]
+    where = where[where < rows * ctx]
+    where = where[counted.ravel()[where]]
+    fires = np.bincount(where // ctx, minlength=rows).astype(np.float64)
+    per_row = counted.sum(axis=1).astype(np.float64)
+    freq = fires.sum() / per_row.sum()
+    spread = ((fires - freq * per_row) ** 2).sum() * rows / max(rows - 1, 1)
+    half = Z95 * np.sqrt(spread) / per_row.sum()
+    return Frequency(
+        freq=float(freq),
+        low=float(max(freq - half, 0.0)),
+        high=float(min(freq + half, 1.0)),
+        fires=int(fires.sum()),
+        tokens=int(per_row.sum()),
+        rows=rows,
+    )
 
 
 def bin_centers(edges: np.ndarray) -> np.ndarray:

@@ -114,6 +114,10 @@ def test_page_opens_a_feature_by_deep_link(small_app_env, monkeypatch):
         at.number_input[0].set_value(typed).run()
         assert at.number_input[0].value == typed and at.query_params["feature"] == str(typed)
     assert "tokens counted" in " ".join(c.value for c in at.caption)
+    caption = " ".join(c.value for c in at.caption)
+    assert "95% intervals, clustered by row: forget [" in caption and "retain [" in caption
+    forget = next(m for m in at.metric if m.label == "Forget frequency")
+    assert "tokens in" in forget.help and "95% interval [" in forget.help
     at.query_params["feature"] = "99999"
     at.run()
     assert any("out of range" in e.value for e in at.error)

@@ -6,7 +6,13 @@ import pytest
 
 from core.cache.store import ActivationCache
 from core.features.selection import SelectionConfig, select_features
-from core.features.stats import _segment_max, _segment_sum, feature_histogram, workspace_stats
+from core.features.stats import (
+    _segment_max,
+    _segment_sum,
+    feature_frequency,
+    feature_histogram,
+    workspace_stats,
+)
 
 
 def table(forget, retain, variant="saebench") -> pd.DataFrame:
@@ -64,3 +70,26 @@ def test_histogram_counts_the_positions_the_frequencies_count(small_app_ws):
         edges, counts = feature_histogram(cache, int(feature))
         assert counts.sum() == table.loc[feature, "forget_count_saebench"]
         assert np.all(np.diff(edges) > 0) and edges[0] == 0
+
+
+@pytest.mark.model
+def test_a_frequency_interval_is_the_table_frequency_clustered_by_row(small_app_ws):
+    ws = small_app_ws
+    table, _ = workspace_stats(ws)
+    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    tokens = np.asarray(cache.tokens())
+    counted = ~np.isin(tokens, cache.special_token_ids())
+    for feature in table.nlargest(2, "forget_count_saebench")["feature"]:
+        found = feature_frequency(cache, int(feature))
+        assert found.freq == pytest.approx(table.loc[feature, "forget_freq_saebench"])
+        # per row, from the feature's dense activations: fires and counted positions
+        dense = np.zeros(tokens.size, dtype=bool)
+        dense[cache.feature(int(feature))[0]] = True
+        fires = (dense.reshape(tokens.shape) & counted).sum(axis=1)
+        n = counted.sum(axis=1)
+        rows = len(n)
+        se = np.sqrt(((fires - found.freq * n) ** 2).sum() * rows / (rows - 1)) / n.sum()
+        assert (found.low, found.high) == pytest.approx(
+            (max(found.freq - 1.959964 * se, 0), found.freq + 1.959964 * se), rel=1e-5
+        )
+        assert found.fires == fires.sum() and found.tokens == n.sum() and found.rows == rows
