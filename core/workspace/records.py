@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -20,9 +21,10 @@ def record_key(record: Any) -> str:
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write` on a temporary file beside `path` (folders made), then replace `path`
-    with it at once. The temporary name is per process, so concurrent writers never mix."""
+    with it at once. The temporary name is per process and thread (the app's sessions are
+    threads of one process), so concurrent writers never mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
         with open(partial, "wb") as handle:
             write(handle)

@@ -158,11 +158,14 @@ def _click(browser, text: str) -> None:
 
 
 def _tiny_run_settings(browser) -> None:
-    """Two features, two questions per set, one loss row per text."""
+    """Two features, c = 2, two questions per set, one loss row per text. c is typed: its
+    box starts at a suggestion for the features shown when it first appears, which depends
+    on how far the page got before n was typed."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     _set_number(browser, "n", 2)
     WebDriverWait(browser, 60).until(lambda d: "2 features:" in d.page_source)
+    _set_number(browser, "c (or m for scale)", 2)
     _set_number(browser, "Questions per set (0 = all)", 2)
     _set_number(browser, "Loss rows per text", 1)
 

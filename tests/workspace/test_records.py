@@ -1,6 +1,7 @@
 """Record keys and atomic writes: an interrupted write keeps the previous file."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -30,3 +31,27 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
 def test_arrays_round_trip(tmp_path):
     save_array(tmp_path / "a.npy", np.arange(6, dtype=np.int32).reshape(2, 3))
     assert np.load(tmp_path / "a.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_threads_writing_one_file_at_once_never_mix(tmp_path):
+    """The app's sessions are threads of one process: each writer has its own temporary
+    file, so the file ends whole, as one writer wrote it, and no writer fails."""
+    path, start, failures = tmp_path / "stream.npy", threading.Barrier(8), []
+
+    def writer(value: int) -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                save_array(path, np.full(250_000, value, dtype=np.int32))
+        except OSError as exc:  # the shared temporary name made replace() lose the race
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    kept = np.load(path)
+    assert len(kept) == 250_000 and len(set(kept.tolist())) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["stream.npy"]
