@@ -55,5 +55,6 @@ def ratio_interval(
     scale = b * b - z * z * denominator_se**2
     if scale <= 0:
         return None
-    root = math.sqrt(a * a * b * b - scale * (a * a - z * z * numerator_se**2))
+    # ≥ 0 in exact arithmetic when scale > 0; rounding can dip below when both SEs are 0
+    root = math.sqrt(max(a * a * b * b - scale * (a * a - z * z * numerator_se**2), 0.0))
     return (a * b - root) / scale, (a * b + root) / scale

@@ -126,3 +126,6 @@ def test_ratio_intervals_are_fiellers():
     assert low < 2.0 < high and high - 2.0 > 2.0 - low  # skewed up: the denominator's doubt
     assert ratio_interval(3.0, 0.3, 0.3, 0.2) is None  # denominator within noise of 0
     assert ratio_interval(3.0, None, 1.5, 0.2) is None
+    # both exact: a point, whatever the rounding of a²b² − b²a²
+    for a, b in ((0.1, 0.3), (2.7, 0.7), (1e-3, 3.3)):
+        assert ratio_interval(a, 0.0, b, 0.0) == pytest.approx((a / b, a / b))
