@@ -18,6 +18,7 @@ from core.workspace.paths import resolve_repo_path
 
 if TYPE_CHECKING:
     from sae_lens import SAE, HookedSAETransformer
+    from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
 
 
 def sae_folder_problem(cfg: WorkspaceConfig) -> str | None:
@@ -115,9 +116,8 @@ def registry_fingerprint(cfg: WorkspaceConfig, cache_dir: Path | None = None) ->
     the hash of the SAE folder's file names and blob names (no weights are read): an SAE
     re-uploaded in place gets another key, another SAE of the same repo changes nothing."""
     from huggingface_hub import try_to_load_from_cache
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
-    release = get_pretrained_saes_directory()[cfg.sae.release or ""]
+    release = _registry_entry(cfg.sae.release or "")
     marker = try_to_load_from_cache(release.repo_id, ".gitattributes", cache_dir=cache_dir)
     folder = release.saes_map.get(cfg.sae.id or "")
     if not isinstance(marker, str) or folder is None:
@@ -138,12 +138,16 @@ def registry_cached(cfg: WorkspaceConfig) -> bool:
 
 
 def _registry_repo(release: str) -> str:
+    return _registry_entry(release).repo_id
+
+
+def _registry_entry(release: str) -> PretrainedSAELookup:
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
     if release not in directory:
         raise ConfigError(f"sae-lens has no release '{release}'. Check [sae] release.")
-    return directory[release].repo_id
+    return directory[release]
 
 
 def sae_path(cfg: WorkspaceConfig) -> Path:

@@ -3,7 +3,11 @@ by their contents), so an SAE re-uploaded in place gets another key and a stale 
 label is never reused for it."""
 
 import secrets
+from dataclasses import replace
 
+import pytest
+
+from core.errors import ConfigError
 from core.loading.saes import registry_fingerprint
 from core.workspace.config import load_config
 from tests.hub.fake_hub import SAE_FOLDER, SAE_REPO, FakeHub, put_repo
@@ -40,3 +44,10 @@ def test_the_key_follows_the_sae_files_and_nothing_else(tmp_path):
     assert registry_fingerprint(config, cache_dir=hub.hub_cache) == first
     _reupload(hub, b"weights v2")
     assert registry_fingerprint(config, cache_dir=hub.hub_cache) not in (None, first)
+
+
+def test_an_unknown_release_is_one_clear_error(tmp_path):
+    config = load_config(PRESET)
+    config = replace(config, sae=replace(config.sae, release="no-such-release"))
+    with pytest.raises(ConfigError, match="sae-lens has no release 'no-such-release'"):
+        registry_fingerprint(config, cache_dir=FakeHub(tmp_path).hub_cache)
