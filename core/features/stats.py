@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 
 from core.cache.spec import CacheError
 from core.cache.store import ActivationCache
@@ -74,7 +74,7 @@ def corpus_stats(cache: ActivationCache, rows: int | None = None) -> CorpusStats
     indptr, token, value = cache.csc()
     token = np.asarray(token)
     value = np.asarray(value, dtype=np.float32)
-    special = np.isin(np.asarray(cache.tokens()[:rows]).ravel(), cache.special_token_ids())
+    special = special_positions(cache, rows).ravel()
     if rows < final:  # a prefix of the rows: drop the entries beyond it
         inside = token < rows * ctx
         indptr = np.concatenate([[0], np.cumsum(_segment_sum(indptr, inside).astype(np.int64))])
@@ -103,17 +103,29 @@ def corpus_stats(cache: ActivationCache, rows: int | None = None) -> CorpusStats
     )
 
 
+def special_positions(cache: ActivationCache, rows: int) -> Bool[np.ndarray, "rows ctx"]:
+    """Where the first `rows` rows hold BOS, EOS or PAD: the positions SAEBench skips."""
+    return np.isin(np.asarray(cache.tokens()[:rows]), cache.special_token_ids())
+
+
+def _feature_in_rows(
+    cache: ActivationCache, feature: int, rows: int
+) -> tuple[Int[np.ndarray, " n"], Float[np.ndarray, " n"]]:
+    """One feature's token indices and values within the first `rows` rows."""
+    where, values = cache.feature(feature)
+    keep = where < rows * cache.spec.context_length
+    return where[keep], values[keep].astype(np.float32)
+
+
 def feature_histogram(
     cache: ActivationCache, feature: int, rows: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(bin edges, counts) of one feature's activations over the positions SAEBench counts,
     on fixed log-spaced bins shared by every feature and corpus."""
-    where, values = cache.feature(feature)
     rows = cache.rows_final() if rows is None else rows
+    where, values = _feature_in_rows(cache, feature, rows)
     tokens = np.asarray(cache.tokens()[:rows]).ravel()
-    keep = where < rows * cache.spec.context_length
-    where, values = where[keep], values[keep].astype(np.float32)
-    values = values[~np.isin(tokens[where], cache.special_token_ids())]
+    values = values[~np.isin(tokens[where], cache.special_token_ids())]  # its positions only
     return HISTOGRAM_EDGES, np.histogram(values, bins=HISTOGRAM_EDGES)[0]
 
 
@@ -138,12 +150,10 @@ def feature_frequency(
     interval; a feature that never fires has [0, 0]: nothing to cluster."""
     ctx = cache.spec.context_length
     rows = cache.rows_final() if rows is None else rows
-    tokens = np.asarray(cache.tokens()[:rows])
-    counted = np.ones(tokens.shape, dtype=bool)
-    if variant == "saebench":
-        counted = ~np.isin(tokens, cache.special_token_ids())
-    where = cache.feature(feature)[0]
-    where = where[where < rows * ctx]
+    counted = ~special_positions(cache, rows)
+    if variant != "saebench":  # "authors": every position
+        counted[:] = True
+    where = _feature_in_rows(cache, feature, rows)[0]
     where = where[counted.ravel()[where]]
     fires = np.bincount(where // ctx, minlength=rows).astype(np.float64)
     per_row = counted.sum(axis=1).astype(np.float64)
