@@ -68,6 +68,11 @@ class Gate:
     rule: str = "per feature"
     calibration: dict = field(default_factory=dict, compare=False, hash=False)
 
+    @classmethod
+    def from_record(cls, record: dict) -> Gate:
+        """A gate as a set keeps it (`asdict` of one): alpha, rule and calibration."""
+        return cls(record["alpha"], record["rule"], record["calibration"])
+
     def check(self, method: str) -> None:
         if self.rule not in GATE_RULES:
             raise UserError(

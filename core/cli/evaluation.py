@@ -39,7 +39,7 @@ def _eval(args: argparse.Namespace) -> None:
 
         gate = calibrate(ws, list(chosen.features), args.gate, args.gate_rule)
     elif kept is not None:  # the set's own gate, as saved or imported
-        gate = Gate(kept["alpha"], kept["rule"], kept["calibration"])
+        gate = Gate.from_record(kept)
         print(f"gated as the set keeps it: alpha {gate.alpha:.4g}, rule '{gate.rule}'")
     iv = make_intervention(
         ws,

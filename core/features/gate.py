@@ -112,7 +112,8 @@ def calibrate(
     }
     path = ws.folder / "gates" / f"alpha-{record_key(wanted)}.json"
     if path.exists():
-        return Gate(json.loads(path.read_text())["alpha"], rule, json.loads(path.read_text()))
+        memo = json.loads(path.read_text())
+        return Gate(memo["alpha"], rule, memo)
     rho, source = _rho(ws, features)
     alpha = bootstrapped_percentile(rho, percentile, seed)
     calibration = {
@@ -133,7 +134,7 @@ def kept_gate(kept: dict | None, percentile: float, rule: str) -> Gate | None:
     the same percentile: its alpha as saved or imported, not recalibrated here."""
     if kept is None or kept["rule"] != rule or kept["calibration"]["percentile"] != percentile:
         return None
-    return Gate(kept["alpha"], rule, kept["calibration"])
+    return Gate.from_record(kept)
 
 
 def describe(gate: Gate) -> str:
