@@ -7,7 +7,7 @@ import logging
 
 import streamlit as st
 
-from core.workspace.environment import configure_environment
+from core.base.environment import configure_environment
 
 configure_environment()
 

@@ -25,13 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.base.environment import configure_environment
 from core.cache.build import build, ensure_tokens, finalize
 from core.cache.shards import write_shard
 from core.cache.spec import cache_spec
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.features.examples import FeatureActivations
 from core.features.stats import corpus_stats, feature_table
-from core.workspace.environment import configure_environment
 from core.workspace.workspace import Workspace
 
 
@@ -52,7 +52,7 @@ def build_speed(ws: Workspace, rows: int, threads: int, batch_size: int) -> dict
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as root:
         os.environ["UNLEARNING_LENS_CACHE_DIR"] = root
-        cache = ActivationCache.for_workspace(ws, "forget_corpus")
+        cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
         cache.folder.mkdir(parents=True)
         tokens = ensure_tokens(cache, ws, rows)
         bare_forward(ws, tokens[:batch_size], batch_size)  # warm-up
@@ -80,14 +80,14 @@ def build_speed(ws: Workspace, rows: int, threads: int, batch_size: int) -> dict
 
 def synthetic_cache(
     ws: Workspace, root: Path, n_tokens: int, d_sae: int, l0: int
-) -> ActivationCache:
+) -> SparseActivationStore:
     """A cache of the real format with random latents, written by the real finalize."""
     ctx = 1024
     rows = n_tokens // ctx
     spec = replace(
         cache_spec(ws, "forget_corpus"), d_sae=d_sae, context_length=ctx, workspace="synthetic"
     )
-    cache = ActivationCache(root / "synthetic", spec)
+    cache = SparseActivationStore(root / "synthetic", spec)
     cache.folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     np.save(cache.tokens_path, rng.integers(3, 200_000, size=(rows, ctx), dtype=np.int32))

@@ -26,12 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cache_build import synthetic_cache
+from core.base.environment import configure_environment
 from core.evaluation.mcq import Scorer
 from core.evaluation.settings import SIDE
-from core.features.gate import bootstrapped_percentile, cached_rho
-from core.interventions import Gate, Intervention, applied
+from core.interventions.calibration import bootstrapped_percentile, cached_rho
+from core.interventions.edits import Intervention, applied
+from core.interventions.gate import Gate
 from core.runtime.forward import final_resid
-from core.workspace.environment import configure_environment
 from core.workspace.workspace import Workspace
 
 

@@ -24,12 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cache_build import synthetic_cache
+from core.base.environment import configure_environment
+from core.base.records import save_array
 from core.features.contrast import contrast
 from core.features.cooccurrence import cooccurrence
 from core.features.feature_map import FeatureMapConfig, umap_layout
 from core.features.neighbours import Neighbours, top_cosine
-from core.workspace.environment import configure_environment
-from core.workspace.records import save_array
 from core.workspace.workspace import Workspace
 
 D_SAE, D_IN = 16_384, 2_304

@@ -26,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.base.environment import configure_environment
 from core.evaluation.known import QUESTIONS_PER_CALL, permutation_correct
 from core.evaluation.mcq import PERMUTATIONS, Scorer
 from core.loading.data import Question
 from core.runtime.forward import batches, final_resid, pad_right
 from core.runtime.prefix_tree import TreeRows, tree_resid
-from core.workspace.environment import configure_environment
 from core.workspace.workspace import Workspace
 
 

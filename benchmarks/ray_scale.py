@@ -35,15 +35,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.base.environment import configure_environment
 from core.cache.build import build, build_caches
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.evaluation.sweeps import SweepConfig, sweep
 from core.scale.cache_build import build_caches_on_ray
 from core.scale.cluster import WorkerPool
 from core.scale.sweeps import sweep_on_ray
-from core.workspace.environment import configure_environment
+from core.sweeps.grid import SweepConfig
+from core.sweeps.run import sweep
 from core.workspace.workspace import Workspace
 
 CACHE_ENV = "UNLEARNING_LENS_CACHE_DIR"
@@ -87,7 +88,7 @@ def start_ray_processes(nodes: int) -> str:
 def timed_serial_build(ws: Workspace, root: Path, rows: int, threads: int = 2) -> float:
     os.environ[CACHE_ENV] = str(root)
     torch.set_num_threads(threads)
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
     started = time.perf_counter()
     build(cache, ws, rows)
     return time.perf_counter() - started
@@ -97,7 +98,7 @@ def timed_ray_build(
     ws: Workspace, pool: WorkerPool, root: Path, rows: int, shard_rows: int, shared=None
 ) -> float:
     os.environ[CACHE_ENV] = str(root)
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
     started = time.perf_counter()
     build_caches_on_ray(ws, pool, [cache], rows, shard_rows=shard_rows, shared=shared)
     return time.perf_counter() - started

@@ -30,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.base.environment import configure_environment
 from core.cache.build import build, ensure_tokens
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.features.stats import corpus_stats
 from core.sae.encoding import sparse_encode
-from core.workspace.environment import configure_environment
 from core.workspace.workspace import Workspace
 
 
@@ -47,7 +47,7 @@ def product(
     root = Path(tempfile.mkdtemp(prefix="sparsity-"))
     os.environ["UNLEARNING_LENS_CACHE_DIR"] = str(root)
     try:
-        cache = ActivationCache.for_workspace(ws, "forget_corpus")
+        cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
         if kept != "nothing":
             shutil.copytree(streams, root / "token-streams")
         if kept == "rows":
@@ -106,7 +106,7 @@ def main() -> None:
     assert ws.sae is not None
     streams = Path(tempfile.mkdtemp(prefix="sparsity-streams-"))
     os.environ["UNLEARNING_LENS_CACHE_DIR"] = str(streams)
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
     cache.folder.mkdir(parents=True)
     rows = ensure_tokens(cache, ws, args.rows)
     streams = streams / "token-streams"

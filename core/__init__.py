@@ -3,8 +3,8 @@
 No streamlit here: the app's pages and the CLI (`python -m core`) both call this package.
 """
 
+from core.base.config import WorkspaceConfig, list_workspaces, load_config
 from core.errors import UserError
-from core.workspace.config import WorkspaceConfig, list_workspaces, load_config
 from core.workspace.workspace import Workspace
 
 __all__ = ["UserError", "Workspace", "WorkspaceConfig", "list_workspaces", "load_config"]

@@ -6,17 +6,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.features.examples import (
     FeatureActivations,
     features_on_text,
     logit_effects,
     token_strings,
 )
-from core.features.render import render_tokens
 from core.features.stats import bin_centers, feature_frequency, feature_histogram
 from pages.common import label_form, plain, recent_labels, workspace_with_statistics
 from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
+from pages.token_render import render_tokens
 
 st.title("Activation examples")
 ws, table, provenance, store = workspace_with_statistics()
@@ -66,8 +66,8 @@ else:
 row = table.iloc[feature]
 variant = "saebench"
 caches = {
-    "forget": ActivationCache.for_workspace(ws, "forget_corpus"),
-    "retain": ActivationCache.for_workspace(ws, "retain_corpus"),
+    "forget": SparseActivationStore.for_workspace(ws, "forget_corpus"),
+    "retain": SparseActivationStore.for_workspace(ws, "retain_corpus"),
 }
 rows = {name: provenance[name]["rows"] for name in caches}
 frequency = {

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import streamlit as st
 
 from core import UserError, Workspace, list_workspaces
+from core.base.config import default_workspace
+from core.base.paths import cache_dir, configs_dir
 from core.labels.store import DEFAULT_TAGS, LabelStore
-from core.workspace.config import default_workspace
-from core.workspace.paths import cache_dir, configs_dir
 
 WORKSPACE_KEY = "workspace"
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!<>:~$&|#])")  # what links, formats or colours
@@ -254,10 +254,10 @@ def _statistics(name: str, cache_keys: tuple[str, ...]):
 def statistics(ws: Workspace):
     """(feature table, provenance) from the caches; recomputed only when a cache changes."""
     from core.cache.spec import default_rows
-    from core.cache.store import ActivationCache
+    from core.cache.store import SparseActivationStore
 
     keys = tuple(
-        f"{ActivationCache.for_workspace(ws, role).spec.key()}:{default_rows(ws, role)}"
+        f"{SparseActivationStore.for_workspace(ws, role).spec.key()}:{default_rows(ws, role)}"
         for role in ("forget_corpus", "retain_corpus")
     )
     return _statistics(ws.name, keys)

@@ -9,16 +9,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
-from core.features.search import (
-    filter_view,
-    floored,
-    frequency_floor,
-    label_edits,
-    log_ratio,
-    membership_edits,
-    search_view,
-)
-from core.features.selection import (
+from core.features.stats import VARIANTS
+from core.labels.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
+from core.labels.sets import compare_sets
+from core.labels.store import DEFAULT_TAGS
+from core.selection.frequency import (
     DSGSelectionConfig,
     SelectionConfig,
     reselect,
@@ -26,10 +21,6 @@ from core.features.selection import (
     select_features,
     selection_record,
 )
-from core.features.stats import VARIANTS
-from core.labels.export import export_set, import_set, labels_csv, neuronpedia_payload, steered_csv
-from core.labels.sets import compare_sets
-from core.labels.store import DEFAULT_TAGS
 from pages.common import (
     flag,
     from_url,
@@ -42,6 +33,15 @@ from pages.common import (
     workspace_with_statistics,
 )
 from pages.feature_views import contrast_view, feature_map_view, label_search_view
+from pages.search_view import (
+    filter_view,
+    floored,
+    frequency_floor,
+    label_edits,
+    log_ratio,
+    membership_edits,
+    search_view,
+)
 
 st.title("Feature search")
 ws, table, provenance, store = workspace_with_statistics()

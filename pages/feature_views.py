@@ -10,19 +10,18 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import UserError
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.features.contrast import (
     ContrastConfig,
     contrast,
     corpus_texts,
-    save_contrast_set,
     split_texts,
 )
 from core.features.cooccurrence import CooccurrenceConfig, cooccurrence
 from core.features.feature_map import cached_feature_map, feature_map
 from core.features.neighbours import Neighbours, neighbour_table
-from core.features.suggestions import EXPLANATIONS_FILE, import_explanations, suggest
 from core.labels.store import LabelStore
+from core.labels.suggestions import EXPLANATIONS_FILE, import_explanations, suggest
 from core.workspace.workspace import Workspace
 from pages.common import ProgressBar, plain
 
@@ -49,7 +48,7 @@ def _feature_buttons(features: list[int], key: str) -> None:
 def neighbours_view(ws: Workspace, table: pd.DataFrame, store: LabelStore, feature: int) -> None:
     st.markdown("**Nearest features** (cosine similarity of directions; click to open)")
     found = neighbour_table(
-        _neighbours(ws.name, ws.sae_fingerprint(), ws), feature, table, store.labels(), k=8
+        _neighbours(ws.name, ws.sae_fingerprint(), ws), feature, table, store.label_texts(), k=8
     )
     for direction, prefix in (("decoder", "dec"), ("encoder", "enc")):
         st.caption(f"By {direction} direction")
@@ -69,7 +68,9 @@ def cooccurrence_view(ws: Workspace, feature: int) -> None:
     )
     for name, role in (("forget", "forget_corpus"), ("retain", "retain_corpus")):
         found = cooccurrence(
-            ActivationCache.for_workspace(ws, role), feature, CooccurrenceConfig(k=8, order=order)
+            SparseActivationStore.for_workspace(ws, role),
+            feature,
+            CooccurrenceConfig(k=8, order=order),
         )
         st.caption(f"On the {name} corpus (BOS, EOS and PAD not counted)")
         if found.empty:
@@ -210,7 +211,7 @@ def contrast_view(ws: Workspace, store: LabelStore) -> None:
         n = int(columns[1].number_input("Top", 1, max(len(found), 1), min(20, max(len(found), 1))))
         if st.form_submit_button("Save contrast set"):
             try:
-                save_contrast_set(store, name, found, record, n)
+                store.save_contrast_set(name, found["feature"].tolist(), record, n)
                 st.success(f"Saved {plain(name)}.")
             except UserError as exc:
                 st.error(plain(exc))

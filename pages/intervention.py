@@ -20,16 +20,20 @@ from core.evaluation.metrics import (
     question_rows,
 )
 from core.evaluation.settings import FORGET, MAX_SHOTS, SHOTS_RULE, SIDE, EvalSettings
-from core.evaluation.sweeps import ScreenConfig, SweepConfig, pareto_plot, screen, sweep
-from core.features import sources
-from core.features.attribution import TOP_K, AttributionConfig, Attributor
-from core.features.gate import calibrate, describe, kept_gate
-from core.features.selection import SelectionConfig
-from core.features.sources import SOURCES
 from core.features.stats import VARIANTS as VARIANTS_COUNTED
-from core.interventions import GATE_RULES, METHODS, make_intervention
-from core.runtime.generation import generate
+from core.interventions.calibration import calibrate, describe, kept_gate
+from core.interventions.edits import METHODS, make_intervention
+from core.interventions.gate import GATE_RULES
+from core.interventions.generation import generate
 from core.runtime.jobs import Jobs
+from core.selection import sources
+from core.selection.attribution import TOP_K, AttributionConfig, Attributor
+from core.selection.frequency import SelectionConfig
+from core.selection.screening import ScreenConfig, screen
+from core.selection.sources import SOURCES
+from core.sweeps.grid import SweepConfig
+from core.sweeps.plots import pareto_plot
+from core.sweeps.run import sweep
 from pages.common import ProgressBar, from_url, plain, time_left, to_url, workspace_with_statistics
 
 st.title("Live intervention")

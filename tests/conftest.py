@@ -10,7 +10,7 @@ import pytest
 
 os.environ["UNLEARNING_LENS_CACHE_DIR"] = tempfile.mkdtemp(prefix="unlearning-lens-tests-")
 
-from core.workspace.environment import configure_environment
+from core.base.environment import configure_environment
 from core.workspace.workspace import Workspace
 
 configure_environment()
@@ -35,10 +35,10 @@ def cache_root(tmp_path, monkeypatch):
 @pytest.fixture
 def unreachable_hub(monkeypatch):
     """Point hub clients at a closed local port, so 'no network' holds on any machine."""
-    import core.workspace.hub
+    import core.base.hub
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(core.workspace.hub, "_last_probe", None)
+    monkeypatch.setattr(core.base.hub, "_last_probe", None)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from core.workspace.paths import PRESETS_DIR
+from core.base.paths import PRESETS_DIR
 
 
 def preset(name: str = "offline-gemma3-270m") -> dict[str, Any]:
@@ -75,7 +75,7 @@ def open_app_page(env: dict[str, str], monkeypatch, page: str, timeout: int = 18
     """An AppTest of the app, with `env` set, switched to `page` and checked for errors."""
     from streamlit.testing.v1 import AppTest
 
-    from core.workspace.paths import REPO_ROOT
+    from core.base.paths import REPO_ROOT
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -23,9 +23,9 @@ from jaxtyping import Int
 
 from core.cache.shards import Shard, write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
-from core.cache.store import ActivationCache, CacheStatus, caches_for
+from core.cache.store import SparseActivationStore, CacheStatus, caches_for
 from core.sae.encoding import sparse_encode
-from core.workspace.records import save_array
+from core.base.records import save_array
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -48,7 +48,7 @@ def check_build_arguments(
 
 
 def build(
-    cache: ActivationCache,
+    cache: SparseActivationStore,
     ws: Workspace,
     rows: int,
     shard: tuple[int, int] = (0, 1),
@@ -70,7 +70,7 @@ def build(
 
 
 def _build(
-    cache: ActivationCache,
+    cache: SparseActivationStore,
     ws: Workspace,
     rows: int,
     shard: tuple[int, int],
@@ -96,7 +96,7 @@ def _build(
 
 
 def prepare_build(
-    cache: ActivationCache, ws: Workspace, rows: int, shard: tuple[int, int], shard_rows: int
+    cache: SparseActivationStore, ws: Workspace, rows: int, shard: tuple[int, int], shard_rows: int
 ) -> tuple[Int[np.ndarray, "rows ctx"], list[tuple[int, int]]]:
     """Recover, write the token rows and the manifest; the token rows and the shard row
     ranges still to build (every n-th from the i-th with `shard=(i, n)`)."""
@@ -118,7 +118,7 @@ def prepare_build(
     return tokens, todo
 
 
-def recover(cache: ActivationCache) -> None:
+def recover(cache: SparseActivationStore) -> None:
     """Undo what a killed process left: temporary files and folders (of this version and
     earlier ones), a half-swapped CSC copy, shards already folded into it; move a damaged
     CSC copy aside so the build redoes its rows."""
@@ -146,7 +146,7 @@ def recover(cache: ActivationCache) -> None:
             shutil.rmtree(cache.shard_folder(start, end))
 
 
-def ensure_tokens(cache: ActivationCache, ws: Workspace, rows: int) -> Int[np.ndarray, "rows ctx"]:
+def ensure_tokens(cache: SparseActivationStore, ws: Workspace, rows: int) -> Int[np.ndarray, "rows ctx"]:
     old = None
     if cache.tokens_path.exists():
         try:
@@ -167,7 +167,7 @@ def ensure_tokens(cache: ActivationCache, ws: Workspace, rows: int) -> Int[np.nd
 
 
 def _build_shard(
-    cache: ActivationCache,
+    cache: SparseActivationStore,
     ws: Workspace,
     tokens: Int[np.ndarray, "rows ctx"],
     start: int,
@@ -192,7 +192,7 @@ def encode_rows(ws: Workspace, rows: Int[np.ndarray, "rows ctx"], batch_size: in
     return indptr, np.concatenate(features), np.concatenate(values)
 
 
-def quarantine_corrupt_shards(cache: ActivationCache) -> list[str]:
+def quarantine_corrupt_shards(cache: SparseActivationStore) -> list[str]:
     """Rename unreadable shards aside (never delete) so the build recomputes them."""
     moved = []
     for start, end in cache.complete_shards():
@@ -206,7 +206,7 @@ def quarantine_corrupt_shards(cache: ActivationCache) -> list[str]:
     return moved
 
 
-def finalize(cache: ActivationCache) -> bool:
+def finalize(cache: SparseActivationStore) -> bool:
     """Fold contiguous complete shards into the feature-major copy. True if final."""
     requested = cache.rows_requested()
     final = cache.rows_final()
@@ -252,14 +252,14 @@ def finalize(cache: ActivationCache) -> bool:
     return True
 
 
-def pending_caches(ws: Workspace) -> list[ActivationCache]:
+def pending_caches(ws: Workspace) -> list[SparseActivationStore]:
     """The workspace's caches that hold fewer final rows than its budgets ask."""
     return [c for c in caches_for(ws) if c.rows_final() < default_rows(ws, c.spec.role)]
 
 
 def build_caches(
     ws: Workspace,
-    caches: list[ActivationCache] | None = None,
+    caches: list[SparseActivationStore] | None = None,
     rows: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     **options,

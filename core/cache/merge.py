@@ -12,12 +12,12 @@ from pathlib import Path
 from core.cache.build import quarantine_corrupt_shards, recover
 from core.cache.shards import shard_rows
 from core.cache.spec import CacheError
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 
 log = logging.getLogger(__name__)
 
 
-def merge_from(cache: ActivationCache, sources: list[Path]) -> int:
+def merge_from(cache: SparseActivationStore, sources: list[Path]) -> int:
     """Copy complete shards of this same cache from other cache folders or cache roots.
     Returns how many were new."""
     missing = [source for source in sources if not source.exists()]
@@ -48,7 +48,7 @@ def merge_from(cache: ActivationCache, sources: list[Path]) -> int:
     return imported
 
 
-def _import_shards(cache: ActivationCache, other: Path) -> int:
+def _import_shards(cache: SparseActivationStore, other: Path) -> int:
     have = set(cache.complete_shards())
     final = cache.rows_final()
     imported = 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.loading import data
-from core.workspace.records import record_key
+from core.base.records import record_key
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace

@@ -19,7 +19,7 @@ from jaxtyping import Float, Int
 
 from core.cache.shards import Shard, read_shard, shard_name, shard_rows
 from core.cache.spec import CORPUS_ROLES, DEFAULT_SHARD_ROWS, CacheError, CacheSpec, cache_spec
-from core.workspace.records import write_json
+from core.base.records import write_json
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -56,15 +56,16 @@ class CacheStatus:
         return f"{self.folder.name}: " + ", ".join(parts)
 
 
-class ActivationCache:
-    """One corpus's cache: token rows, CSR shards while building, CSC once final."""
+class SparseActivationStore:
+    """One corpus's activations on disk: token rows, CSR shards while building, CSC once
+    final. Not TransformerLens's in-memory `ActivationCache` of one forward pass."""
 
     def __init__(self, folder: Path, spec: CacheSpec):
         self.folder = folder
         self.spec = spec
 
     @classmethod
-    def for_workspace(cls, ws: Workspace, role: str) -> ActivationCache:
+    def for_workspace(cls, ws: Workspace, role: str) -> SparseActivationStore:
         spec = cache_spec(ws, role)
         folder = ws.folder / "activations" / f"{role}-{spec.key()}"
         cache = cls(folder, spec)
@@ -165,7 +166,7 @@ class ActivationCache:
     def csc_problem(self) -> str | None:
         """What is wrong with the feature-major copy (sizes against each other, against
         its meta and the token rows), or None. Checked once per version of its files in a
-        process, whichever ActivationCache object asks (pages make new ones every rerun)."""
+        process, whichever SparseActivationStore object asks (pages make new ones every rerun)."""
         files = [*(self.csc_dir / name for name in CSC_FILES), self.tokens_path]
         try:
             stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
@@ -274,8 +275,13 @@ class ActivationCache:
         return np.asarray(token[lo:hi]), np.asarray(value[lo:hi])
 
 
-def caches_for(ws: Workspace, corpus: str = "all") -> Iterator[ActivationCache]:
+def caches_for(ws: Workspace, corpus: str = "all") -> Iterator[SparseActivationStore]:
     """The caches of "forget", "retain" or "all" corpora."""
     roles = CORPUS_ROLES.values() if corpus == "all" else [CORPUS_ROLES[corpus]]
     for role in roles:
-        yield ActivationCache.for_workspace(ws, role)
+        yield SparseActivationStore.for_workspace(ws, role)
+
+
+# The name this store had in 0.1 (it was mistaken for TransformerLens's ActivationCache);
+# kept for notebooks written against it, to be removed in the next release.
+ActivationCache = SparseActivationStore

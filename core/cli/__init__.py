@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
+from core.base.environment import configure_environment
 from core.cli import cache, convert, evaluation, explore, features, labels, reproduce, workspace
 from core.errors import UserError
-from core.workspace.environment import configure_environment
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.base.config import default_workspace
+from core.base.records import write_json
 from core.errors import UserError
 from core.evaluation.settings import EvalSettings
-from core.features import sources
-from core.features.sources import FeatureChoice
 from core.labels.store import LabelStore
-from core.workspace.config import default_workspace
-from core.workspace.records import write_json
+from core.selection import sources
+from core.selection.sources import FeatureChoice
 from core.workspace.workspace import Workspace
 
 Handler = Callable[[argparse.Namespace], None]

@@ -19,7 +19,8 @@ from core.cli.common import (
     write_out,
 )
 from core.evaluation.metrics import format_score, metric_rows, provenance_line
-from core.interventions import GATE_RULES, METHODS, Gate, make_intervention
+from core.interventions.edits import METHODS, make_intervention
+from core.interventions.gate import GATE_RULES, Gate
 from core.labels.store import LabelStore
 
 
@@ -35,7 +36,7 @@ def _eval(args: argparse.Namespace) -> None:
     store = LabelStore.for_workspace(ws) if args.set else None
     kept = store.get_set(args.set).gate if store else None
     if args.gate is not None:
-        from core.features.gate import calibrate
+        from core.interventions.calibration import calibrate
 
         gate = calibrate(ws, list(chosen.features), args.gate, args.gate_rule)
     elif kept is not None:  # the set's own gate, as saved or imported
@@ -71,7 +72,8 @@ def _eval(args: argparse.Namespace) -> None:
 
 def _sweep(args: argparse.Namespace) -> None:
     from core.evaluation.evaluator import Evaluator
-    from core.evaluation.sweeps import SweepConfig, sweep
+    from core.sweeps.grid import SweepConfig
+    from core.sweeps.run import sweep
 
     config = SweepConfig.from_text(
         args.thresholds,
@@ -110,7 +112,7 @@ def _sweep(args: argparse.Namespace) -> None:
 
 def _screen(args: argparse.Namespace) -> None:
     from core.evaluation.evaluator import Evaluator
-    from core.evaluation.sweeps import ScreenConfig, screen
+    from core.selection.screening import ScreenConfig, screen
 
     check_out(Path(args.out))
     ws = open_workspace(args)
@@ -157,7 +159,7 @@ def _known(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace) -> None:
     from core.errors import UserError
-    from core.runtime.generation import MAX_NEW_TOKENS, generate
+    from core.interventions.generation import MAX_NEW_TOKENS, generate
 
     if not 1 <= args.tokens <= MAX_NEW_TOKENS:
         raise UserError(f"--tokens must be between 1 and {MAX_NEW_TOKENS}, not {args.tokens}.")

@@ -24,21 +24,21 @@ def _neighbours(args: argparse.Namespace) -> None:
     store = LabelStore.for_workspace(ws)
     table, _ = workspace_stats(ws)
     found = neighbour_table(
-        Neighbours.for_workspace(ws), args.feature, table, store.labels(), args.k
+        Neighbours.for_workspace(ws), args.feature, table, store.label_texts(), args.k
     )
     print(f"== neighbours of feature {args.feature} (cosine of decoder | encoder directions)")
     print(found.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def _cooccurrence(args: argparse.Namespace) -> None:
-    from core.cache.store import ActivationCache
+    from core.cache.store import SparseActivationStore
     from core.features.cooccurrence import CooccurrenceConfig, cooccurrence
 
     config = CooccurrenceConfig(args.k, args.order, not args.all_positions)
     config.check()
     ws = open_workspace(args)
     for role in ("forget_corpus", "retain_corpus"):
-        found = cooccurrence(ActivationCache.for_workspace(ws, role), args.feature, config)
+        found = cooccurrence(SparseActivationStore.for_workspace(ws, role), args.feature, config)
         print(f"== features firing with {args.feature} on {role} (by {config.order})")
         print(
             found.to_string(index=False, float_format=lambda v: f"{v:.4f}")
@@ -79,7 +79,7 @@ def _read_group(
 
 
 def _contrast(args: argparse.Namespace) -> None:
-    from core.features.contrast import ContrastConfig, contrast, save_contrast_set
+    from core.features.contrast import ContrastConfig, contrast
 
     config = ContrastConfig(args.max_tokens, args.batch_size, args.order)
     config.check()
@@ -96,14 +96,16 @@ def _contrast(args: argparse.Namespace) -> None:
     top = found.head(args.n)
     print(top.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
     if args.save_set:
-        save_contrast_set(LabelStore.for_workspace(ws), args.save_set, found, record, args.n)
+        LabelStore.for_workspace(ws).save_contrast_set(
+            args.save_set, found["feature"].tolist(), record, args.n
+        )
         print(f"saved the top {len(top)} as the set '{args.save_set}'")
     if args.out:
         write_out(args.out, record | {"features": top.to_dict(orient="records")})
 
 
 def _suggest(args: argparse.Namespace) -> None:
-    from core.features.suggestions import import_explanations, suggest
+    from core.labels.suggestions import import_explanations, suggest
 
     ws = open_workspace(args)
     store = LabelStore.for_workspace(ws)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.base.records import write_json
 from core.cli.common import (
     Subcommands,
     add_scoring_flags,
@@ -18,7 +19,6 @@ from core.cli.common import (
 from core.errors import UserError
 from core.features.stats import VARIANTS
 from core.labels.store import LabelStore
-from core.workspace.records import write_json
 
 
 def _check_rows(args: argparse.Namespace) -> None:
@@ -45,14 +45,14 @@ def _stats(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
-    from core.features.selection import (
+    from core.features.stats import workspace_stats
+    from core.selection.frequency import (
         DSGSelectionConfig,
         SelectionConfig,
         select_dsg,
         select_features,
         selection_record,
     )
-    from core.features.stats import workspace_stats
 
     if args.mode == "dsg":
         config = DSGSelectionConfig(
@@ -95,14 +95,14 @@ def _select(args: argparse.Namespace) -> None:
 
 
 def _examples(args: argparse.Namespace) -> None:
-    from core.cache.store import ActivationCache
+    from core.cache.store import SparseActivationStore
     from core.features.examples import FeatureActivations, token_strings
 
     if args.k < 1:
         raise UserError(f"--k (contexts per corpus) must be ≥ 1, not {args.k}.")
     ws = open_workspace(args)
     for role in ("forget_corpus", "retain_corpus"):
-        cache = ActivationCache.for_workspace(ws, role)
+        cache = SparseActivationStore.for_workspace(ws, role)
         read = FeatureActivations.read(cache, args.feature)
         tokens = cache.rows_final() * cache.spec.context_length
         print(
@@ -121,7 +121,7 @@ def _attribute(args: argparse.Namespace) -> None:
     from core.cli.common import progress_printer
     from core.evaluation.evaluator import Evaluator
     from core.evaluation.settings import FORGET
-    from core.features.attribution import TOP_K, AttributionConfig, Attributor
+    from core.selection.attribution import TOP_K, AttributionConfig, Attributor
 
     config = AttributionConfig(FORGET, None, args.n)
     config.check()

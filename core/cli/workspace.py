@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.base.config import default_workspace, list_workspaces
 from core.cli.common import Subcommands, command, open_workspace
 from core.errors import UserError
-from core.workspace.config import default_workspace, list_workspaces
 
 
 def _workspaces(args: argparse.Namespace) -> None:

@@ -1,2 +1,2 @@
 """Measuring an intervention: multiple-choice scoring, known questions, loss added, the
-evaluator with its disk memo, the metrics it reports, and sweeps and screening."""
+evaluator with its disk memo, and the metrics it reports."""

@@ -19,17 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
+from core.base.records import record_key, write_json
+from core.base.uncertainty import wilson
 from core.errors import UserError
 from core.evaluation.known import VARIANTS, WITHOUT_QUESTION, KnownSet, build_known
 from core.evaluation.loss import row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import SET_NAMES, compare, k_shot_metrics
 from core.evaluation.settings import FORGET, LOSS_SETS, SHOTS_RULE, SIDE, SPLITS, EvalSettings
-from core.evaluation.uncertainty import wilson
-from core.interventions import Intervention, applied
+from core.interventions.calibration import gated
+from core.interventions.edits import Intervention, applied
 from core.loading import data
 from core.loading.data import Question
-from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
 
 SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
@@ -319,8 +320,6 @@ class Evaluator:
     def _gate_rates(self, iv: Intervention) -> dict:
         """How often the gate edits each kind of sequence, with n and a 95% interval: the
         question prompts as scored, and the loss rows of each text."""
-        from core.features.gate import gated
-
         sequences = {
             "wmdp": [self.scorer.encode(q) for q in self.questions(FORGET)],
             "mmlu": [self.scorer.encode(q) for q in self.questions(SIDE)],

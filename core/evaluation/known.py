@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Int
 
+from core.base.records import write_json
 from core.errors import UserError
 from core.evaluation.mcq import PERMUTATIONS, Scorer
 from core.loading.data import Question
 from core.runtime.prefix_tree import TreeUnavailable, tree_resid
-from core.workspace.records import write_json
 
 VARIANTS = {
     "correct": "right in all 24 orderings",

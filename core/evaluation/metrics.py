@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.base.uncertainty import mcnemar_exact, mean_se, ratio_interval, wilson
 from core.evaluation.mcq import Scores
 from core.evaluation.settings import FORGET, LOSS_SETS, MIN_KNOWN, SIDE
-from core.evaluation.uncertainty import mcnemar_exact, mean_se, ratio_interval, wilson
-from core.interventions import METHODS, bos_rule
+from core.interventions.edits import METHODS, bos_rule
 from core.loading.data import Question
 
 MASS_FLOOR = 0.05  # below this the four letters hold almost none of the next-token mass
@@ -407,3 +407,33 @@ def saebench_score(points: Sequence[dict], side_threshold: float = 0.99) -> floa
         return None
     ok = [p["wmdp_known_accuracy"] for p in measured if p["mmlu_known_accuracy"] >= side_threshold]
     return 1 - min(ok) if ok else 0.0
+
+
+POINT_METRICS = (
+    "wmdp_known_accuracy",
+    "wmdp_all_accuracy",
+    "mmlu_known_accuracy",
+    "mmlu_all_accuracy",
+    "wmdp_known_n",
+    "wmdp_all_n",
+    "mmlu_known_n",
+    "mmlu_all_n",
+    "wmdp_known_accuracy_ci",
+    "wmdp_all_accuracy_ci",
+    "mmlu_known_accuracy_ci",
+    "mmlu_all_accuracy_ci",
+    "loss_added",
+    "loss_added_se",
+    "forget_loss_added",
+    "forget_loss_added_se",
+    "retain_loss_added",
+    "retain_loss_added_se",
+    "selectivity",
+    "selectivity_ci",
+    "gate",
+)
+
+
+def point_metrics(metrics: dict) -> dict:
+    """What a sweep point or a screened feature keeps of an evaluation's metrics."""
+    return {name: metrics.get(name) for name in POINT_METRICS}

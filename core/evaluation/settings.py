@@ -4,14 +4,10 @@ with, and keying, every result."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import SCORINGS
-
-if TYPE_CHECKING:
-    from core.evaluation.evaluator import Evaluator
 
 MIN_KNOWN = 20  # fewer known questions: their accuracy is "not measured"
 MAX_SHOTS = 10
@@ -32,16 +28,6 @@ LOSS_SETS = {
     "forget": ("forget_corpus", "held-out forget text"),
     "retain": ("retain_corpus", "held-out retain text"),
 }
-
-
-def refuse_report_split(evaluator: Evaluator, what: str) -> None:
-    """What chooses features or settings never sees the questions results are shown on."""
-    if evaluator.settings.split == "report":
-        raise UserError(
-            f"{what} chooses features, so it runs on the selection split (--split selection), "
-            "never on the report split its results are shown on; 'all' is allowed and "
-            "labelled optimistic."
-        )
 
 
 @dataclass(frozen=True)
@@ -112,3 +98,13 @@ class EvalSettings:
         if not self.shots:
             del record["shots"]
         return record
+
+
+def refuse_report_split(settings: EvalSettings, what: str) -> None:
+    """What chooses features or settings never sees the questions results are shown on."""
+    if settings.split == "report":
+        raise UserError(
+            f"{what} chooses features, so it runs on the selection split (--split selection), "
+            "never on the report split its results are shown on; 'all' is allowed and "
+            "labelled optimistic."
+        )

@@ -1,2 +1,2 @@
-"""Finding features: statistics from the caches, the paper's selection, gradient attribution,
-activation examples, the search view, and where a run's features come from."""
+"""Analysis that reads the activation stores: statistics, activation examples, decoder
+neighbours, co-occurrence, the feature map and contrast search."""

@@ -13,8 +13,6 @@ import torch
 from jaxtyping import Int
 
 from core.errors import UserError
-from core.labels.sets import FeatureSet
-from core.labels.store import LabelStore
 from core.sae.encoding import sparse_encode
 from core.workspace.workspace import Workspace
 
@@ -146,10 +144,3 @@ def corpus_texts(ws: Workspace, role: str, n: int) -> list[str]:
     if n < 1:
         raise UserError(f"Take at least one document of {role}, not {n}.")
     return ws.documents(role)[:n]
-
-
-def save_contrast_set(
-    store: LabelStore, name: str, found: pd.DataFrame, record: dict, n: int
-) -> FeatureSet:
-    """The top `n` features of a contrast search saved as a set, with what was compared."""
-    return store.save_set(name, found["feature"].head(n).tolist(), selection=record | {"n": n})

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Bool, Int
 
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.errors import UserError
 
 ORDERS = ("jaccard", "conditional")
@@ -37,7 +37,9 @@ class CooccurrenceConfig:
             raise UserError(f"Co-occurrence order {self.order!r}: choose one of {ORDERS}.")
 
 
-def counted_positions(cache: ActivationCache, skip_special: bool) -> Bool[np.ndarray, " tokens"]:
+def counted_positions(
+    cache: SparseActivationStore, skip_special: bool
+) -> Bool[np.ndarray, " tokens"]:
     """Which token positions of the cache count (all, or all but special tokens)."""
     tokens = np.asarray(cache.tokens()).reshape(-1)
     if not skip_special:
@@ -57,7 +59,7 @@ def together_counts(
 
 
 def cooccurrence(
-    cache: ActivationCache, feature: int, config: CooccurrenceConfig | None = None
+    cache: SparseActivationStore, feature: int, config: CooccurrenceConfig | None = None
 ) -> pd.DataFrame:
     """The features that fire most with `feature` on this cache's text: partner id, positions
     where both fire, each one's count, Jaccard and P(partner | feature); best first."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.workspace.workspace import Workspace
 
@@ -41,13 +41,13 @@ class Context:
 class FeatureActivations:
     """Where one feature fires in one cache: token indices ascending, values."""
 
-    cache: ActivationCache
+    cache: SparseActivationStore
     feature: int
     tokens: Int[np.ndarray, " n"]  # row * context_length + position, ascending
     values: Float[np.ndarray, " n"]
 
     @classmethod
-    def read(cls, cache: ActivationCache, feature: int) -> FeatureActivations:
+    def read(cls, cache: SparseActivationStore, feature: int) -> FeatureActivations:
         where, values = cache.feature(feature)
         return cls(cache, feature, where.astype(np.int64), values.astype(np.float32))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
+from core.base.records import record_key, save_array, write_json
 from core.errors import UserError
-from core.workspace.records import record_key, save_array, write_json
 from core.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ under the SAE's weights hash, so one feature's neighbours are a row read."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,9 +15,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from core.base.records import record_key, save_array, write_json
 from core.errors import UserError
-from core.labels.store import Label
-from core.workspace.records import record_key, save_array, write_json
 from core.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -105,12 +105,12 @@ def neighbour_table(
     neighbours: Neighbours,
     feature: int,
     table: pd.DataFrame,
-    labels: dict[int, Label],
+    labels: Mapping[int, str],
     k: int = 10,
     variant: str = "saebench",
 ) -> pd.DataFrame:
     """One feature's decoder neighbours and, beside them, its encoder neighbours: ids,
-    cosines, labels and forget/retain frequencies."""
+    cosines, labels (feature id → label text) and forget/retain frequencies."""
     columns = {}
     for direction in DIRECTIONS:
         ids, cosines = neighbours.of(feature, direction, k)
@@ -119,7 +119,7 @@ def neighbour_table(
         columns |= {
             f"{prefix}_feature": ids,
             f"{prefix}_cosine": cosines,
-            f"{prefix}_label": [labels[f].label if f in labels else "" for f in ids],
+            f"{prefix}_label": [labels.get(f, "") for f in ids],
             f"{prefix}_forget_freq": rows[f"forget_freq_{variant}"].to_numpy(),
             f"{prefix}_retain_freq": rows[f"retain_freq_{variant}"].to_numpy(),
         }

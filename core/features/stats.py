@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Bool, Float, Int
 
-from core.cache.spec import CacheError
-from core.cache.store import ActivationCache
-from core.evaluation.uncertainty import Z95
+from core.base.uncertainty import Z95
+from core.cache.spec import CacheError, default_rows
+from core.cache.store import SparseActivationStore
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -61,7 +61,7 @@ def _segment_max(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     return result
 
 
-def corpus_stats(cache: ActivationCache, rows: int | None = None) -> CorpusStats:
+def corpus_stats(cache: SparseActivationStore, rows: int | None = None) -> CorpusStats:
     """Statistics over the first `rows` rows of a final cache (all of them by default)."""
     final = cache.rows_final()
     rows = final if rows is None else rows
@@ -103,13 +103,13 @@ def corpus_stats(cache: ActivationCache, rows: int | None = None) -> CorpusStats
     )
 
 
-def special_positions(cache: ActivationCache, rows: int) -> Bool[np.ndarray, "rows ctx"]:
+def special_positions(cache: SparseActivationStore, rows: int) -> Bool[np.ndarray, "rows ctx"]:
     """Where the first `rows` rows hold BOS, EOS or PAD: the positions SAEBench skips."""
     return np.isin(np.asarray(cache.tokens()[:rows]), cache.special_token_ids())
 
 
 def _feature_in_rows(
-    cache: ActivationCache, feature: int, rows: int
+    cache: SparseActivationStore, feature: int, rows: int
 ) -> tuple[Int[np.ndarray, " n"], Float[np.ndarray, " n"]]:
     """One feature's token indices and values within the first `rows` rows."""
     where, values = cache.feature(feature)
@@ -118,7 +118,7 @@ def _feature_in_rows(
 
 
 def feature_histogram(
-    cache: ActivationCache, feature: int, rows: int | None = None
+    cache: SparseActivationStore, feature: int, rows: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(bin edges, counts) of one feature's activations over the positions SAEBench counts,
     on fixed log-spaced bins shared by every feature and corpus."""
@@ -144,7 +144,7 @@ class Frequency:
 
 
 def feature_frequency(
-    cache: ActivationCache, feature: int, variant: str = "saebench", rows: int | None = None
+    cache: SparseActivationStore, feature: int, variant: str = "saebench", rows: int | None = None
 ) -> Frequency:
     """The frequency `corpus_stats` gives the feature (same positions counted), with its
     interval; a feature that never fires has [0, 0]: nothing to cluster."""
@@ -214,11 +214,9 @@ def workspace_stats(
     ws: Workspace, forget_rows: int | None = None, retain_rows: int | None = None
 ) -> tuple[pd.DataFrame, dict]:
     """The feature table of a workspace from its final caches, with its provenance."""
-    from core.cache.spec import default_rows
-
     found = {}
     for role, rows in (("forget_corpus", forget_rows), ("retain_corpus", retain_rows)):
-        cache = ActivationCache.for_workspace(ws, role)
+        cache = SparseActivationStore.for_workspace(ws, role)
         wanted = rows or default_rows(ws, role)
         if cache.rows_final() < wanted:
             raise CacheError(

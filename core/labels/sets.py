@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.interventions.gate import GATE_RULES
 from core.labels.text import LabelStoreError, check_text
 
 
@@ -34,8 +35,6 @@ class FeatureSet:
 def check_gate_record(gate: object) -> dict:
     """A gate as sets keep it and exports carry it: {"alpha", "rule", "calibration"}, with
     the calibration's percentile; a LabelStoreError naming what is wrong."""
-    from core.interventions import GATE_RULES
-
     if not isinstance(gate, dict):
         raise LabelStoreError(f"A gate must be an object, not {gate!r:.60}.")
     alpha, rule, calibration = gate.get("alpha"), gate.get("rule"), gate.get("calibration")

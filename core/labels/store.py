@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.labels.schema import (
-    SCHEMA_VERSION,
-    DatabaseProblem,
-    NewerSchemaError,
-    connect,
-    migrate,
-)
+from core.labels.schema import SCHEMA_VERSION, DatabaseProblem, NewerSchemaError, connect, migrate
 from core.labels.sets import FeatureSet, check_gate_record, check_members
 from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
 
@@ -240,6 +234,10 @@ class LabelStore:
             for row in rows
             if wanted is None or row[0] in wanted
         }
+
+    def label_texts(self) -> dict[int, str]:
+        """Each labelled feature's label text."""
+        return {feature: label.label for feature, label in self.labels().items()}
 
     def recent(self, limit: int = 5) -> list[Label]:
         """The most recently edited labels, newest first."""
@@ -548,6 +546,13 @@ class LabelStore:
                 (fts_query(text), self.sae, *kinds, limit),
             ).fetchall()
         return [SearchHit(int(f), k, s, t) for f, k, s, t in rows]
+
+    def save_contrast_set(
+        self, name: str, features: Sequence[int], record: dict, n: int
+    ) -> FeatureSet:
+        """The top `n` features of a contrast search (best first) saved as a set, with what
+        was compared."""
+        return self.save_set(name, list(features)[:n], selection=record | {"n": n})
 
     def save_search_set(self, name: str, text: str, suggestions: bool = True) -> FeatureSet:
         """The features a search finds, best match first, saved as a set with the query."""

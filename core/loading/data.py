@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.base.config import DataSourceConfig, WorkspaceConfig
+from core.base.hub import require_hub
 from core.errors import DataSourceError
-from core.workspace.config import DataSourceConfig, WorkspaceConfig
-from core.workspace.hub import require_hub
 
 MIN_DOCUMENT_CHARS = 50
 LETTERS = ("A", "B", "C", "D")

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from core.base.config import ModelConfig
+from core.base.hub import is_cached, require_hub
+from core.base.paths import user_cache_dir
 from core.errors import ConfigError, UserError
-from core.workspace.config import ModelConfig
-from core.workspace.hub import is_cached, require_hub
-from core.workspace.paths import user_cache_dir
 
 if TYPE_CHECKING:
     from sae_lens import HookedSAETransformer

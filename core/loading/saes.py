@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.base.config import WorkspaceConfig
+from core.base.hub import is_cached, require_hub
+from core.base.paths import resolve_repo_path
 from core.errors import ConfigError, ModelSAEMismatchError
-from core.workspace.config import WorkspaceConfig
-from core.workspace.hub import is_cached, require_hub
-from core.workspace.paths import resolve_repo_path
 
 if TYPE_CHECKING:
     from sae_lens import SAE, HookedSAETransformer

@@ -20,8 +20,8 @@ from jaxtyping import Int
 if TYPE_CHECKING:
     from core.loading.models import Tokenizer
 
+from core.base.records import record_key, save_array
 from core.errors import DataSourceError
-from core.workspace.records import record_key, save_array
 
 log = logging.getLogger(__name__)
 

@@ -86,6 +86,20 @@ def pad_right(
     return tokens, mask
 
 
+def hook_resid(
+    model: Model, tokens: Int[Tensor, "batch pos"], hook: str, layer: int
+) -> Float[Tensor, "batch pos d_model"]:
+    """Activations at `hook` (in block `layer`); the forward pass stops after that block."""
+    with model_lock(model):
+        _, cache = model.run_with_cache(
+            tokens.to(model.cfg.device),
+            names_filter=hook,
+            stop_at_layer=layer + 1,
+            return_type=None,
+        )
+    return cache[hook]
+
+
 def final_resid(
     model: Model,
     tokens: Int[Tensor, "batch pos"],

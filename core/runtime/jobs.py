@@ -17,6 +17,7 @@ from core.errors import UserError
 log = logging.getLogger(__name__)
 
 Report = Callable[[str, float], None]  # (stage, fraction done)
+Progress = Callable[[int, int, dict], None]  # (done, total, the point just measured)
 
 
 class Cancelled(UserError):

@@ -17,10 +17,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from core.base.records import record_key, write_json
 from core.loading import data
 from core.runtime.forward import model_lock
 from core.sae.training import MASSIVE_NORM_FACTOR
-from core.workspace.records import record_key, write_json
 from core.workspace.workspace import Workspace
 
 HEALTH_ROLES = ("retain_corpus", "forget_corpus")

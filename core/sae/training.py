@@ -31,9 +31,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from core.base.config import SAETrainingConfig
+from core.base.records import save_array
 from core.errors import ConfigError
-from core.workspace.config import SAETrainingConfig
-from core.workspace.records import save_array
 from core.workspace.workspace import Workspace
 
 if TYPE_CHECKING:

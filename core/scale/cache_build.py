@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from core.cache.build import check_build_arguments, finalize, prepare_build, recover
 from core.cache.shards import write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, default_rows
-from core.cache.store import ActivationCache, CacheStatus, caches_for
+from core.cache.store import CacheStatus, SparseActivationStore, caches_for
 from core.scale.cluster import WorkerPool
 from core.scale.worker import ShardTarget, WorkspaceRef
 
@@ -30,7 +30,7 @@ Progress = Callable[[str, int, int], None]  # (role, tokens done, tokens to do)
 def build_caches_on_ray(
     ws: Workspace,
     pool: WorkerPool,
-    caches: list[ActivationCache] | None = None,
+    caches: list[SparseActivationStore] | None = None,
     rows: int | None = None,
     progress: Progress | None = None,
     shard: tuple[int, int] = (0, 1),
@@ -52,7 +52,7 @@ def build_caches_on_ray(
 
 
 def _build(
-    cache: ActivationCache,
+    cache: SparseActivationStore,
     ws: Workspace,
     ref: WorkspaceRef,
     pool: WorkerPool,

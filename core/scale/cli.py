@@ -9,10 +9,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
+from core.scale.cache_build import build_caches_on_ray
 from core.scale.cluster import WorkerPool, connect
+from core.scale.known import known_on_ray
 
 if TYPE_CHECKING:
-    from core.cache.store import ActivationCache, CacheStatus
+    from core.cache.store import CacheStatus, SparseActivationStore
     from core.evaluation.evaluator import Evaluator
     from core.workspace.workspace import Workspace
 
@@ -29,13 +31,11 @@ def pool_for(args: argparse.Namespace) -> WorkerPool:
 
 def build_on_ray(
     ws: Workspace,
-    caches: list[ActivationCache],
+    caches: list[SparseActivationStore],
     args: argparse.Namespace,
     progress: Callable[[str, int, int], None],
     options: dict[str, Any],
 ) -> list[CacheStatus]:
-    from core.scale.cache_build import build_caches_on_ray
-
     shared = False if args.return_shards else None
     with pool_for(args) as pool:
         return build_caches_on_ray(ws, pool, caches, args.rows, progress, shared=shared, **options)
@@ -67,8 +67,6 @@ def evaluations_on_ray(args: argparse.Namespace, func: Callable) -> Callable:
 def known_on_ray_cli(args: argparse.Namespace, evaluator: Evaluator) -> None:
     """Compute the known records on Ray (the command then reads them)."""
     from tqdm import tqdm
-
-    from core.scale.known import known_on_ray
 
     with pool_for(args) as pool:
         bar = tqdm(unit="question", desc="known filter on Ray")

@@ -12,9 +12,9 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from core.base.paths import REPO_ROOT
 from core.errors import UserError
 from core.scale.worker import WorkspaceWorker
-from core.workspace.paths import REPO_ROOT
 
 LOCAL = None  # `--ray` without an address: a new Ray instance in this process, local CPUs
 CONNECT_TIMEOUT_S = 3.0

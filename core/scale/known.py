@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.base.records import write_json
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import QUESTIONS_PER_CALL, WITHOUT_QUESTION, KnownSet, stored_known
 from core.evaluation.settings import FORGET, SIDE
 from core.scale.cluster import WorkerPool
 from core.scale.worker import WorkspaceRef
-from core.workspace.records import write_json
 
 Progress = Callable[[int, int], None]  # (questions done, questions to do)
 

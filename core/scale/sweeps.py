@@ -8,33 +8,25 @@ on them; evaluations already memoised (by any worker, any earlier run) are not s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import refuse_report_split
-from core.evaluation.sweeps import (
-    ScreenConfig,
-    SweepConfig,
-    planned_runs,
-    screen,
-    side_drop,
-    sweep,
-    sweep_settings,
-)
-from core.interventions import Intervention, make_intervention
-from core.scale.cluster import WorkerPool
+from core.interventions.edits import Intervention, make_intervention
+from core.runtime.jobs import Progress
+from core.scale.cluster import WorkerPool, connect
 from core.scale.known import known_on_ray
 from core.scale.worker import WorkspaceRef
+from core.selection.screening import ScreenConfig, screen, side_drop
+from core.sweeps.grid import SweepConfig, planned_runs, sweep_settings
+from core.sweeps.run import sweep
 
-Progress = Callable[[int, int, dict], None]  # (evaluations done, to do, the point just done)
 Run = tuple[Evaluator, Intervention, dict]  # evaluated by, what, the point it belongs to
 
 
 def sweep_on_ray(
     evaluator: Evaluator, config: SweepConfig, pool: WorkerPool, progress: Progress | None = None
 ) -> dict:
-    """core.evaluation.sweeps.sweep with its evaluations (each point on each split it is
+    """core.sweeps.run.sweep with its evaluations (each point on each split it is
     measured on) computed on `pool`; `progress` counts evaluations."""
     ws = evaluator.ws
     runs = planned_runs(ws, config)
@@ -53,10 +45,10 @@ def sweep_on_ray(
 def screen_on_ray(
     evaluator: Evaluator, config: ScreenConfig, pool: WorkerPool, progress: Progress | None = None
 ) -> dict:
-    """core.evaluation.sweeps.screen with its evaluations computed on `pool`: the singles
+    """core.selection.screening.screen with its evaluations computed on `pool`: the singles
     first, then the kept features' prefixes; `progress` counts each phase apart."""
     config.check()
-    refuse_report_split(evaluator, "Screening")
+    refuse_report_split(evaluator.settings, "Screening")
     ws, c, method, skip_bos = evaluator.ws, config.c, config.method, config.skip_bos
     candidates = list(config.candidates)
     make_intervention(ws, candidates, [c] * len(candidates), method, 1.0, skip_bos)  # checks
@@ -124,8 +116,6 @@ def sweep_at(
 ) -> dict:
     """`sweep_on_ray` on the cluster at `address` (None: Ray on this machine) with a pool of
     its free workers, taken down after (what the page's "Run on Ray" does)."""
-    from core.scale.cluster import WorkerPool, connect
-
     connect(address)
     with WorkerPool() as pool:
         return sweep_on_ray(evaluator, config, pool, progress)

@@ -18,7 +18,7 @@ from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import permutation_correct
 from core.evaluation.settings import EvalSettings
-from core.interventions import Intervention
+from core.interventions.edits import Intervention
 from core.loading.data import Question
 from core.workspace.workspace import Workspace
 

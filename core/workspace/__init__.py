@@ -1,2 +1,1 @@
-"""Which workspace: its config, where its files live, the hub probe, and the keys and atomic
-writes of everything it records on disk."""
+"""The `Workspace`: one config's model, SAE, data and token rows, each loaded on first use."""

@@ -21,14 +21,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from core.base.config import WorkspaceConfig, default_workspace, load_config
+from core.base.hub import hub_problem, is_cached
+from core.base.paths import cache_dir, workspace_dir
+from core.base.records import record_key
 from core.errors import ConfigError, DataSourceError
 from core.loading import data, models, saes
 from core.loading.tokens import build_token_rows
-from core.runtime.forward import model_lock
-from core.workspace.config import WorkspaceConfig, default_workspace, load_config
-from core.workspace.hub import hub_problem, is_cached
-from core.workspace.paths import cache_dir, workspace_dir
-from core.workspace.records import record_key
+from core.runtime.forward import hook_resid
 
 if TYPE_CHECKING:
     from sae_lens import SAE, HookedSAETransformer
@@ -191,15 +191,8 @@ class Workspace:
 
     @torch.no_grad()
     def residual(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
-        """Activations at the SAE's hook; the forward pass stops after the hook's block."""
-        with model_lock(self.model):
-            _, cache = self.model.run_with_cache(
-                tokens.to(self.device),
-                names_filter=self.hook,
-                stop_at_layer=self.layer + 1,
-                return_type=None,
-            )
-        return cache[self.hook]
+        """Activations at the SAE's hook (`core.runtime.forward.hook_resid`)."""
+        return hook_resid(self.model, tokens, self.hook, self.layer)
 
     def training_hash(self) -> str:
         """Key of everything the SAE training depends on."""

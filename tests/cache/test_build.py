@@ -16,10 +16,10 @@ from core.cache import shards
 from core.cache.build import build, finalize
 from core.cache.merge import merge_from
 from core.cache.spec import CacheError
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.errors import DataSourceError
 from core.features.stats import corpus_stats
-from core.workspace.paths import REPO_ROOT
+from core.base.paths import REPO_ROOT
 from core.workspace.workspace import Workspace
 from tests.helpers import folder_bytes, small_workspace_config
 
@@ -33,8 +33,8 @@ def small_ws(tmp_path, offline_ws, cache_root) -> Workspace:
     return ws
 
 
-def built(ws: Workspace, role: str = "forget_corpus", rows: int = 16, **kwargs) -> ActivationCache:
-    cache = ActivationCache.for_workspace(ws, role)
+def built(ws: Workspace, role: str = "forget_corpus", rows: int = 16, **kwargs) -> SparseActivationStore:
+    cache = SparseActivationStore.for_workspace(ws, role)
     build(cache, ws, rows, shard_rows=kwargs.pop("shard_rows", 4), **kwargs)
     return cache
 
@@ -119,7 +119,7 @@ def test_shards_built_apart_and_merged_equal_one_build(tmp_path, small_ws, monke
         assert not cache.status().complete
         parts.append(cache.folder)
     monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path / "merged"))
-    merged = ActivationCache.for_workspace(small_ws, "forget_corpus")
+    merged = SparseActivationStore.for_workspace(small_ws, "forget_corpus")
     assert (
         merge_from(merged, [tmp_path / "machine0", tmp_path / "machine1", tmp_path / "machine2"])
         == 4
@@ -153,7 +153,7 @@ def test_changed_corpus_never_reuses_the_cache(tmp_path, small_ws):
     for name in ("wmdp", "mmlu"):
         (data / name).symlink_to(small_ws.config.data_path / name)
     changed_cfg = small_workspace_config(tmp_path / "changed", workspace__data_dir=str(data))
-    changed = ActivationCache.for_workspace(Workspace.open(str(changed_cfg)), "forget_corpus")
+    changed = SparseActivationStore.for_workspace(Workspace.open(str(changed_cfg)), "forget_corpus")
     assert changed.spec.corpus_hash != original.spec.corpus_hash
     assert changed.folder.name != original.folder.name
     assert changed.rows_final() == 0
@@ -165,7 +165,7 @@ def test_manifest_that_does_not_match_is_refused_and_kept(small_ws):
     cache.manifest_path.write_text(manifest.replace('"context_length": 64', '"context_length": 65'))
     before = folder_bytes(cache.folder)
     with pytest.raises(CacheError, match=r"other inputs .*context_length.* left untouched"):
-        ActivationCache.for_workspace(small_ws, "forget_corpus")
+        SparseActivationStore.for_workspace(small_ws, "forget_corpus")
     assert folder_bytes(cache.folder) == before
 
 
@@ -194,7 +194,7 @@ def test_full_disk_keeps_complete_shards_and_says_so(small_ws, monkeypatch):
         real_save(path, array)
 
     monkeypatch.setattr(shards.np, "save", save_until_full)
-    cache = ActivationCache.for_workspace(small_ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(small_ws, "forget_corpus")
     with pytest.raises(CacheError, match=r"No space left on device.*Complete shards are kept"):
         build(cache, small_ws, 16, shard_rows=4)
     assert cache.complete_shards() == [(0, 4), (4, 8)]

@@ -8,7 +8,7 @@ import pytest
 
 from core.cache.build import build
 from core.cache.spec import CacheError
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.workspace.workspace import Workspace
 from tests.helpers import folder_bytes, small_workspace_config
 
@@ -26,13 +26,13 @@ def small_ws(tmp_path, offline_ws, monkeypatch) -> Workspace:
 @pytest.fixture
 def clean(small_ws) -> dict[str, bytes]:
     """A cache built in one go, then its bytes (the folder is reused by each test)."""
-    cache = ActivationCache.for_workspace(small_ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(small_ws, "forget_corpus")
     build(cache, small_ws, ROWS, shard_rows=2)
     return folder_bytes(cache.folder)
 
 
-def _cache(ws: Workspace) -> ActivationCache:
-    return ActivationCache.for_workspace(ws, "forget_corpus")
+def _cache(ws: Workspace) -> SparseActivationStore:
+    return SparseActivationStore.for_workspace(ws, "forget_corpus")
 
 
 def _rebuilt(ws: Workspace) -> dict[str, bytes]:

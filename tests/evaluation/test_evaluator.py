@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from core.base.config import load_config
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import KnownSet
 from core.evaluation.settings import EvalSettings
-from core.interventions import make_intervention
-from core.workspace.config import load_config
+from core.interventions.edits import make_intervention
 from core.workspace.workspace import Workspace
 from tests.helpers import biology_features, preset, write_config
 

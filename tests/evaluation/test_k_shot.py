@@ -10,7 +10,7 @@ from core.evaluation.evaluator import Evaluator
 from core.evaluation.mcq import Scorer
 from core.evaluation.metrics import metric_rows
 from core.evaluation.settings import FORGET, SIDE, EvalSettings
-from core.interventions import Intervention, applied
+from core.interventions.edits import Intervention, applied
 
 pytestmark = pytest.mark.model
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from core.base.uncertainty import Z95, ratio_interval
 from core.evaluation.metrics import compare, metric_rows, pareto_axes, question_rows
-from core.evaluation.uncertainty import Z95, ratio_interval
 from core.loading.data import Question
 
 

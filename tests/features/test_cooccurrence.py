@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.features.cooccurrence import CooccurrenceConfig, cooccurrence
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def cache(small_app_ws) -> ActivationCache:
-    return ActivationCache.for_workspace(small_app_ws, "forget_corpus")
+def cache(small_app_ws) -> SparseActivationStore:
+    return SparseActivationStore.for_workspace(small_app_ws, "forget_corpus")
 
 
-def dense_fires(cache: ActivationCache, skip_special: bool) -> np.ndarray:
+def dense_fires(cache: SparseActivationStore, skip_special: bool) -> np.ndarray:
     indptr, token, _ = cache.csc()
     tokens = np.asarray(cache.tokens()).reshape(-1)
     fires = np.zeros((len(tokens), cache.spec.d_sae), dtype=bool)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core.cache.store import ActivationCache
+from core.base.paths import REPO_ROOT
+from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.features.examples import (
     MAX_PASTED_TOKENS,
@@ -14,10 +15,9 @@ from core.features.examples import (
     features_on_text,
     logit_effects,
 )
-from core.features.render import render_tokens
 from core.runtime.forward import final_logits
-from core.workspace.paths import REPO_ROOT
 from core.workspace.workspace import Workspace
+from pages.token_render import render_tokens
 
 pytestmark = pytest.mark.model
 
@@ -28,13 +28,13 @@ def small(small_app_ws) -> Workspace:
 
 
 @torch.no_grad()
-def dense_activations(ws: Workspace, cache: ActivationCache) -> np.ndarray:
+def dense_activations(ws: Workspace, cache: SparseActivationStore) -> np.ndarray:
     tokens = torch.from_numpy(np.asarray(cache.tokens())).long()
     return ws.sae.encode(ws.residual(tokens)).numpy()  # [rows, ctx, d_sae]
 
 
 def test_top_contexts_equal_a_direct_computation(small):
-    cache = ActivationCache.for_workspace(small, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(small, "forget_corpus")
     acts = dense_activations(small, cache)
     counts = (acts[:, 1:] > 0).sum((0, 1))
     feature = int(np.argsort(counts)[-50])  # fires in several rows, not everywhere
@@ -55,7 +55,7 @@ def test_top_contexts_equal_a_direct_computation(small):
 
 
 def test_intervals_are_value_ranges_weakest_first(small):
-    cache = ActivationCache.for_workspace(small, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(small, "forget_corpus")
     read = FeatureActivations.read(cache, int(np.argmax(np.diff(cache.csc()[0]))))
     intervals = read.by_interval(intervals=4, per_interval=2)
     assert [round(lo, 6) for lo, _, _ in intervals] == sorted(
@@ -129,8 +129,8 @@ def test_page_opens_a_feature_by_deep_link(small_app_env, monkeypatch):
 
 
 def test_a_feature_that_never_fires_on_one_corpus_has_no_examples(small):
-    forget = ActivationCache.for_workspace(small, "forget_corpus")
-    retain = ActivationCache.for_workspace(small, "retain_corpus")
+    forget = SparseActivationStore.for_workspace(small, "forget_corpus")
+    retain = SparseActivationStore.for_workspace(small, "retain_corpus")
     forget_counts, retain_counts = (np.diff(c.csc()[0]) for c in (forget, retain))
     feature = int(np.flatnonzero((forget_counts == 0) & (retain_counts > 0))[0])
     read = FeatureActivations.read(forget, feature)

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.cache.store import ActivationCache
-from core.features.selection import SelectionConfig, select_features
+from core.cache.store import SparseActivationStore
 from core.features.stats import (
     _segment_max,
     _segment_sum,
@@ -13,6 +12,7 @@ from core.features.stats import (
     feature_histogram,
     workspace_stats,
 )
+from core.selection.frequency import SelectionConfig, select_features
 
 
 def table(forget, retain, variant="saebench") -> pd.DataFrame:
@@ -65,7 +65,7 @@ def test_segment_reductions_handle_empty_segments():
 def test_histogram_counts_the_positions_the_frequencies_count(small_app_ws):
     ws = small_app_ws
     table, _ = workspace_stats(ws)
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
     for feature in table.nlargest(3, "forget_count_saebench")["feature"]:
         edges, counts = feature_histogram(cache, int(feature))
         assert counts.sum() == table.loc[feature, "forget_count_saebench"]
@@ -76,7 +76,7 @@ def test_histogram_counts_the_positions_the_frequencies_count(small_app_ws):
 def test_a_frequency_interval_is_the_table_frequency_clustered_by_row(small_app_ws):
     ws = small_app_ws
     table, _ = workspace_stats(ws)
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
     tokens = np.asarray(cache.tokens())
     counted = ~np.isin(tokens, cache.special_token_ids())
     for feature in table.nlargest(2, "forget_count_saebench")["feature"]:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from core.base.paths import PRESETS_DIR, REPO_ROOT
 from core.loading.models import converted_gguf_dir
-from core.workspace.paths import PRESETS_DIR, REPO_ROOT
 from tests.hub.fake_hub import FakeHub, build_fake_hub, preset_with_budgets, residual_sample
 
 PRESET = "gemma-3-270m-it-L9"

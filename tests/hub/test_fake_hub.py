@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from core.base.config import load_config
+from core.base.paths import resolve_data_dir
 from core.loading.saes import registry_fingerprint
-from core.workspace.config import load_config
-from core.workspace.paths import resolve_data_dir
 from tests.hub.conftest import PRESET
 
 pytestmark = pytest.mark.model

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from core.workspace.paths import PRESETS_DIR, REPO_ROOT
+from core.base.paths import PRESETS_DIR, REPO_ROOT
 from tests.hub.conftest import PRESET
 
 pytestmark = pytest.mark.model

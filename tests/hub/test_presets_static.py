@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from core.base.config import list_workspaces, load_config
+from core.base.paths import PRESETS_DIR
 from core.evaluation.evaluator import LOSS_DOCUMENTS
 from core.loading import data
-from core.workspace.config import list_workspaces, load_config
-from core.workspace.paths import PRESETS_DIR
 
 HUB_PRESETS = [
     name
@@ -157,7 +157,7 @@ class BudgetedStream:
 def test_the_loss_text_is_streamed_to_its_budget(name, monkeypatch):
     import datasets
 
-    import core.workspace.hub
+    import core.base.hub
 
     cfg = load_config(name)
     stream = BudgetedStream(LOSS_DOCUMENTS)
@@ -170,7 +170,7 @@ def test_the_loss_text_is_streamed_to_its_budget(name, monkeypatch):
         return stream
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.setattr(core.workspace.hub, "hub_problem", lambda: None)
+    monkeypatch.setattr(core.base.hub, "hub_problem", lambda: None)
     docs = data.load_documents(cfg, "loss_text", LOSS_DOCUMENTS)
     assert len(docs) == LOSS_DOCUMENTS == stream.read
     source = cfg.source("loss_text")

@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 
+from core.base.paths import REPO_ROOT
 from core.labels.schema import SCHEMA_VERSION
 from core.labels.sets import compare_sets
 from core.labels.store import LabelStore
 from core.labels.text import LabelStoreError
-from core.workspace.paths import REPO_ROOT
 
 SAE = "trained-here:assets/saes/test"
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from core.base.config import load_config
 from core.errors import ConfigError
 from core.loading.saes import registry_fingerprint
-from core.workspace.config import load_config
 from tests.hub.fake_hub import SAE_FOLDER, SAE_REPO, FakeHub, put_repo
 
 PRESET = "gemma-3-270m-it-L9"  # its SAE lives in SAE_REPO under SAE_FOLDER

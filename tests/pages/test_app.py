@@ -6,8 +6,8 @@ import tomllib
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.base.paths import PRESETS_DIR, REPO_ROOT
 from core.labels.export import MAX_IMPORT_BYTES
-from core.workspace.paths import PRESETS_DIR, REPO_ROOT
 from tests.helpers import shown
 
 APP = str(REPO_ROOT / "app.py")
@@ -72,12 +72,12 @@ def test_uploads_are_refused_above_the_import_limit():
 def test_an_unexpected_error_is_a_short_message_and_a_logged_trace(
     small_app_env, monkeypatch, caplog
 ):
-    import core.features.search
+    import pages.search_view
 
     def broken(*args, **kwargs):
         raise RuntimeError("an internal detail that must not reach the page")
 
-    monkeypatch.setattr(core.features.search, "search_view", broken)
+    monkeypatch.setattr(pages.search_view, "search_view", broken)
     for key, value in small_app_env.items():
         monkeypatch.setenv(key, value)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()

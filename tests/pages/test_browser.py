@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from core.workspace.paths import REPO_ROOT
+from core.base.paths import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -219,12 +219,14 @@ def test_deep_link_shows_highlighted_tokens(small_server, small_app_env, browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from core.cache.store import ActivationCache
+    from core.cache.store import SparseActivationStore
     from core.workspace.workspace import Workspace
 
     for key, value in small_app_env.items():
         monkeypatch.setenv(key, value)
-    cache = ActivationCache.for_workspace(Workspace.open("offline-gemma3-270m"), "forget_corpus")
+    cache = SparseActivationStore.for_workspace(
+        Workspace.open("offline-gemma3-270m"), "forget_corpus"
+    )
     feature = int(np.argmax(np.diff(cache.csc()[0])))
     open_page(browser, f"{small_server}/examples?feature={feature}")
     tokens = WebDriverWait(browser, 120).until(

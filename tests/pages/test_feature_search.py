@@ -7,10 +7,10 @@ from dataclasses import asdict
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.features.selection import DSGSelectionConfig, select_dsg
+from core.base.paths import REPO_ROOT
 from core.features.stats import workspace_stats
 from core.labels.store import LabelStore
-from core.workspace.paths import REPO_ROOT
+from core.selection.frequency import DSGSelectionConfig, select_dsg
 from core.workspace.workspace import Workspace
 from tests.helpers import open_app_page
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from core.features.feature_map import FeatureMapConfig, save_feature_map
-from core.features.suggestions import EVIDENCE_SOURCE
 from core.labels.store import LabelStore
+from core.labels.suggestions import EVIDENCE_SOURCE
 from tests.helpers import open_app_page
 
 pytestmark = pytest.mark.model

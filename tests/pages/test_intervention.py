@@ -7,8 +7,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.base.paths import REPO_ROOT
 from core.labels.store import LabelStore
-from core.workspace.paths import REPO_ROOT
 from tests.helpers import open_app_page, shown
 
 pytestmark = pytest.mark.model

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.mcq import Scorer
 from core.evaluation.metrics import saebench_score
 from core.evaluation.settings import EvalSettings
-from core.evaluation.sweeps import SweepConfig, sweep
-from core.features.selection import SelectionConfig, select_features
 from core.features.stats import workspace_stats
-from core.interventions import Intervention, applied
+from core.interventions.edits import Intervention, applied
+from core.selection.frequency import SelectionConfig, select_features
+from core.sweeps.grid import SweepConfig
+from core.sweeps.run import sweep
 from core.workspace.workspace import Workspace
 
 pytestmark = pytest.mark.model
@@ -111,7 +112,7 @@ def disk_keys(ws: Workspace) -> dict:
     )
     evaluator = Evaluator(ws, settings)
     return {
-        **{role: ActivationCache.for_workspace(ws, role).folder.name for role in CORPORA},
+        **{role: SparseActivationStore.for_workspace(ws, role).folder.name for role in CORPORA},
         "known": evaluator.known_path("forget_questions").name,
         "baseline": evaluator.baseline_path().name,
     }

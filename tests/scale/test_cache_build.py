@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.cache.build import build
-from core.cache.store import ActivationCache
+from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.scale.cache_build import build_caches_on_ray
 from core.workspace.workspace import Workspace
@@ -39,7 +39,7 @@ def serial_files(tmp_path_factory, offline_ws) -> dict[str, bytes]:
     torch.set_num_threads(1)
     try:
         ws = Workspace.open(str(small_workspace_config(root, rows=ROWS)))
-        cache = ActivationCache.for_workspace(ws, "forget_corpus")
+        cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
         build(cache, ws, ROWS, shard_rows=SHARD_ROWS)
         return folder_bytes(cache.folder)
     finally:
@@ -47,8 +47,8 @@ def serial_files(tmp_path_factory, offline_ws) -> dict[str, bytes]:
         torch.set_num_threads(saved[1])
 
 
-def ray_build(ws, pool, **options) -> ActivationCache:
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")
+def ray_build(ws, pool, **options) -> SparseActivationStore:
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")
     build_caches_on_ray(ws, pool, [cache], ROWS, shard_rows=SHARD_ROWS, **options)
     return cache
 
@@ -73,7 +73,7 @@ def test_a_worker_killed_mid_shard_is_restarted_and_the_build_completes(
             os.kill(before[0], signal.SIGKILL)
             killed.append(before[0])
 
-    cache = ActivationCache.for_workspace(small_ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(small_ws, "forget_corpus")
     build_caches_on_ray(small_ws, pool, [cache], ROWS, kill_once, shard_rows=SHARD_ROWS)
     assert killed and pool.pids()[0] != before[0]  # restarted by Ray
     assert folder_bytes(cache.folder) == serial_files
@@ -82,7 +82,7 @@ def test_a_worker_killed_mid_shard_is_restarted_and_the_build_completes(
 def test_failed_shards_stop_the_build_with_the_workers_message_and_keep_finished_ones(
     small_ws, pool
 ):
-    cache = ActivationCache.for_workspace(small_ws, "forget_corpus")
+    cache = SparseActivationStore.for_workspace(small_ws, "forget_corpus")
     build(cache, small_ws, ROWS, shard_rows=SHARD_ROWS, shard=(0, ROWS))  # tokens, one shard
     tokens = np.load(cache.tokens_path)
     tokens[4:] = 10**7  # no such token id: the model fails on shards 4-6 and 6-8
@@ -101,7 +101,7 @@ def test_a_worker_that_cannot_load_the_sae_stops_the_build_with_its_message(
     shutil.copytree(shipped, broken)
     (broken / "sae_weights.safetensors").write_bytes(b"not a safetensors file")
     ws = Workspace.open(str(small_workspace_config(tmp_path, rows=ROWS, sae__path=str(broken))))
-    cache = ActivationCache.for_workspace(ws, "forget_corpus")  # the driver never loads it
+    cache = SparseActivationStore.for_workspace(ws, "forget_corpus")  # the driver never loads it
     with pytest.raises(UserError, match="worker failed: SafetensorError: Error while"):
         build_caches_on_ray(ws, pool, [cache], ROWS, shard_rows=SHARD_ROWS)
     assert cache.complete_shards() == []

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from core.base.paths import REPO_ROOT
 from core.cli import main
-from core.workspace.paths import REPO_ROOT
 
 
 @pytest.mark.parametrize(

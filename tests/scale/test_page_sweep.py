@@ -7,7 +7,8 @@ import pytest
 
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.evaluation.sweeps import SweepConfig, sweep
+from core.sweeps.grid import SweepConfig
+from core.sweeps.run import sweep
 from tests.helpers import open_app_page
 
 pytestmark = pytest.mark.model

@@ -11,10 +11,12 @@ import torch
 
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.evaluation.sweeps import ScreenConfig, SweepConfig, screen, sweep
-from core.features.selection import SelectionConfig, select_features
 from core.features.stats import workspace_stats
 from core.scale.sweeps import screen_on_ray, sweep_on_ray
+from core.selection.frequency import SelectionConfig, select_features
+from core.selection.screening import ScreenConfig, screen
+from core.sweeps.grid import SweepConfig
+from core.sweeps.run import sweep
 
 pytestmark = pytest.mark.model
 

@@ -1,0 +1,2 @@
+"""The base layer every other package stands on: workspace configs, paths, the hub probe,
+record keys and atomic writes, the process environment, and the statistics of uncertainty."""

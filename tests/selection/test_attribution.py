@@ -1,0 +1,97 @@
+"""Gradient attribution (METHOD §4) on the real offline model, SAE and questions."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.evaluation.evaluator import Evaluator
+from core.evaluation.settings import EvalSettings
+from core.runtime.forward import final_logits
+from core.selection.attribution import AttributionConfig, Attributor, attribution_batch
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def evaluator(offline_ws):
+    settings = EvalSettings(question_limit=6, known_filter=False, split="selection")
+    return Evaluator(offline_ws, settings)  # 3 questions: the selection half of 6
+
+
+def _metric(ws, scorer, question, feature: int | None = None, eps: float = 0.0) -> float:
+    """The right-minus-wrong letter logit with feature j scaled by (1 + eps) after BOS."""
+
+    def scale(x, hook):
+        acts = ws.sae.encode(x)[..., feature]
+        acts[:, 0] = 0
+        return x + eps * acts[..., None] * ws.sae.W_dec[feature]
+
+    hooks = [] if feature is None else [(ws.hook, scale)]
+    with torch.no_grad(), ws.model.hooks(fwd_hooks=hooks):
+        tokens = torch.tensor([scorer.encode(question)])
+        resid = ws.model(tokens, stop_at_layer=ws.model.cfg.n_layers)
+        letters = final_logits(ws.model, resid[0, -1])[scorer.letter_ids].amax(dim=-1)
+    right = letters[question.answer]
+    return float(right - (letters.sum() - right) / 3)
+
+
+def test_attribution_is_the_metric_slope_when_a_feature_is_scaled(offline_ws, evaluator):
+    scorer = evaluator.scorer
+    question = evaluator.questions("forget_questions")[0]
+    scores = attribution_batch(offline_ws, scorer, [question])[0]
+    feature = int(np.argmax(np.abs(scores)))
+    assert scores[feature] != 0
+    eps = 1e-2
+    up = _metric(offline_ws, scorer, question, feature, eps)
+    down = _metric(offline_ws, scorer, question, feature, -eps)
+    slope = (up - down) / (2 * eps)
+    assert slope == pytest.approx(float(scores[feature]), rel=0.05, abs=1e-3)
+
+
+def test_batched_attribution_equals_one_question_at_a_time(offline_ws, evaluator):
+    questions = evaluator.questions("forget_questions")
+    together = attribution_batch(offline_ws, evaluator.scorer, questions)
+    for question, row in zip(questions, together, strict=True):
+        alone = attribution_batch(offline_ws, evaluator.scorer, [question])[0]
+        np.testing.assert_allclose(row, alone, rtol=1e-3, atol=1e-4)
+
+
+def test_attribution_is_cached_and_ranks_positive_features(evaluator, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    attributor = Attributor(evaluator)
+    assert attributor.cached() is None
+    found = attributor.attribute()
+    assert found.questions == 3 and found.hits.sum() == 3 * 20
+    top = found.top(10)
+    assert top and all(found.mean[j] > 0 for j in top)
+    assert list(found.mean[top]) == sorted(found.mean[top], reverse=True)
+    again = Attributor(evaluator).cached()
+    assert again is not None and np.array_equal(again.mean, found.mean)
+    # each mean's interval: its standard error over the questions' own attributions
+    each = attribution_batch(evaluator.ws, evaluator.scorer, attributor.questions)
+    np.testing.assert_allclose(found.mean, each.mean(axis=0), rtol=1e-5, atol=1e-6)
+    se = each.std(axis=0, ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(found.se, se, rtol=1e-3, atol=1e-6)
+    low, high = found.interval(top)
+    np.testing.assert_allclose(high - low, 2 * 1.959964 * se[top], rtol=1e-3, atol=1e-6)
+    assert found.selection_record(AttributionConfig(n=10))["se_attribution"] == list(found.se[top])
+
+
+def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monkeypatch):
+    import json
+
+    from core.cli import main
+    from core.labels.store import LabelStore
+
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    out = tmp_path / "ranking.json"
+    argv = ["attribute", "--questions", "4", "--skip-known", "--n", "3", "--save-set", "attr"]
+    assert main([*argv, "--out", str(out)]) == 0
+    ranking = json.loads(out.read_text())
+    assert 0 < len(ranking["features"]) <= 3
+    assert ranking["provenance"]["questions_used"].startswith("2 all sampled, selection split")
+    assert ranking["config"] == {"role": "forget_questions", "question_limit": None, "n": 3}
+    assert ranking["provenance"]["hook"] == offline_ws.hook
+    saved = LabelStore.for_workspace(offline_ws).get_set("attr")  # folder from the environment
+    assert list(saved.features) == ranking["features"]
+    assert main(["attribute", "--split", "report", "--questions", "4"]) == 2  # never on report

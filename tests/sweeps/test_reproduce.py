@@ -1,0 +1,62 @@
+"""The reproduction's pieces that need no GPU: the comparison rule, SAEBench's grid, the
+refusal on a CPU with an estimated time, and bad input (nothing computed, nothing written).
+The whole command runs on the fake hub in tests/hub/test_fake_hub.py."""
+
+import itertools
+
+import pytest
+
+from core.cli import main
+from core.errors import UserError
+from core.sweeps.reproduce import SAEBENCH_GRID, compare, reference_points
+
+
+def test_a_reference_inside_our_wilson_interval_is_reproduced():
+    assert compare(0.584, 0.60, (0.55, 0.65))["within"] is True
+    assert compare(0.475, 0.60, (0.55, 0.65))["within"] is False
+    assert compare(0.5, None, None)["within"] is None  # not measured is not a pass
+
+
+def test_a_loss_reference_is_compared_within_two_standard_errors():
+    inside = compare(0.021, 0.015, 0.004)  # 0.015 ± 1.96 x 0.004 = [0.00716, 0.02284]
+    assert inside["within"] is True
+    assert inside["interval"] == pytest.approx((0.00716, 0.02284))
+    assert compare(-0.0035, 0.015, 0.004)["within"] is False
+
+
+def test_saebench_grid_is_its_16_configurations():
+    assert SAEBENCH_GRID.points() == list(
+        itertools.product((0.001, 0.01), (10, 20), (25.0, 50.0, 100.0, 200.0), (None,))
+    )
+    assert SAEBENCH_GRID.variant == "saebench" and SAEBENCH_GRID.skip_bos
+
+
+def test_the_reference_points_are_method_section_8():
+    points = [(p["n"], p["c"], p["wmdp"]) for p in reference_points("gemma-2-2b-it-L7")]
+    assert points == [(10, 50, 0.787), (20, 100, 0.421)]
+    with pytest.raises(UserError, match="reproduce knows gemma-2-2b-it-L3, gemma-2-2b-it-L7"):
+        reference_points("offline-gemma3-270m")
+
+
+def test_on_a_cpu_it_refuses_with_the_estimated_time(tmp_path, capsys):
+    out = tmp_path / "report.md"
+    code = main(["reproduce", "--workspace", "gemma-2-2b-it-L3", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a CUDA GPU" in err and "hours" in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--questions", "0"], "--questions must be ≥ 1"),
+        (["--loss-rows", "-3"], "--loss-rows must be ≥ 1"),
+        (["--reference", "offline-gemma3-270m"], "No reference numbers"),
+        (["--out", "/no/such/folder/report.md"], "does not exist"),
+    ],
+    ids=["questions", "loss-rows", "reference", "out"],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    code = main(["reproduce", "--workspace", "gemma-2-2b-it-L3", "--allow-cpu", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
