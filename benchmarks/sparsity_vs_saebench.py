@@ -34,7 +34,7 @@ from core.base.environment import configure_environment
 from core.cache.build import build, ensure_tokens
 from core.cache.store import SparseActivationStore
 from core.features.stats import corpus_stats
-from core.sae.encoding import sparse_encode
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 
 
@@ -83,7 +83,7 @@ def parts(ws: Workspace, tokens: np.ndarray, batch_size: int) -> dict[str, float
         resid = ws.residual(batch)
         forward += time.perf_counter() - started
         started = time.perf_counter()
-        sparse_encode(ws.sae, resid.reshape(-1, resid.shape[-1]))
+        adapter_for(ws.sae).sparse_encode(resid.reshape(-1, resid.shape[-1]))
         encode += time.perf_counter() - started
     return {"forward": forward, "encode": encode}
 

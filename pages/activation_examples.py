@@ -14,8 +14,9 @@ from core.features.examples import (
     token_strings,
 )
 from core.features.stats import bin_centers, feature_frequency, feature_histogram
-from pages.common import label_form, plain, recent_labels, workspace_with_statistics
+from pages.common import plain, workspace_with_statistics
 from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
+from pages.label_views import label_form, recent_labels
 from pages.token_render import render_tokens
 
 st.title("Activation examples")

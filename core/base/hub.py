@@ -1,7 +1,8 @@
 """Fail fast when the Hugging Face hub cannot be reached.
 
 Hub clients retry for ~25 s before giving up. One short TCP probe tells us sooner, and lets
-the error say what could not be fetched and how to use a local copy instead.
+the error say what could not be fetched and how to use a local copy instead. What is in
+the local cache is core.loading.hub_cache's question.
 """
 
 from __future__ import annotations
@@ -46,10 +47,3 @@ def require_hub(what: str, fix: str) -> None:
         raise HubUnavailableError(
             f"Could not fetch {what} from the Hugging Face hub: {problem}. To work offline, {fix}."
         )
-
-
-def is_cached(repo_id: str, filename: str = "config.json", repo_type: str = "model") -> bool:
-    """Whether a hub file is already in the local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from jaxtyping import Int
 
+from core.base.records import save_array
 from core.cache.shards import Shard, write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
-from core.cache.store import SparseActivationStore, CacheStatus, caches_for
-from core.sae.encoding import sparse_encode
-from core.base.records import save_array
+from core.cache.store import CacheStatus, SparseActivationStore, caches_for
+from core.sae.adapter import adapter_for
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -146,7 +146,9 @@ def recover(cache: SparseActivationStore) -> None:
             shutil.rmtree(cache.shard_folder(start, end))
 
 
-def ensure_tokens(cache: SparseActivationStore, ws: Workspace, rows: int) -> Int[np.ndarray, "rows ctx"]:
+def ensure_tokens(
+    cache: SparseActivationStore, ws: Workspace, rows: int
+) -> Int[np.ndarray, "rows ctx"]:
     old = None
     if cache.tokens_path.exists():
         try:
@@ -181,10 +183,11 @@ def _build_shard(
 def encode_rows(ws: Workspace, rows: Int[np.ndarray, "rows ctx"], batch_size: int) -> Shard:
     """One shard's arrays (CSR over the rows' tokens), `batch_size` rows per forward pass."""
     counts, features, values = [], [], []
+    adapter = adapter_for(ws.sae)
     for first in range(0, len(rows), batch_size):
         batch = torch.from_numpy(rows[first : first + batch_size]).long()
         resid = ws.residual(batch)
-        count, feature, value = sparse_encode(ws.sae, resid.reshape(-1, resid.shape[-1]))
+        count, feature, value = adapter.sparse_encode(resid.reshape(-1, resid.shape[-1]))
         counts.append(count)
         features.append(feature)
         values.append(value)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.base.config import default_workspace
+from core.base.config_files import default_workspace
 from core.base.records import write_json
 from core.errors import UserError
 from core.evaluation.settings import EvalSettings

@@ -18,7 +18,7 @@ from core.cli.common import (
     settings,
     write_out,
 )
-from core.evaluation.metrics import format_score, metric_rows, provenance_line
+from core.evaluation.report_rows import format_score, metric_rows, provenance_line
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES, Gate
 from core.labels.store import LabelStore

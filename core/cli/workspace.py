@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.base.config import default_workspace, list_workspaces
+from core.base.config_files import default_workspace, list_workspaces
 from core.cli.common import Subcommands, command, open_workspace
 from core.errors import UserError
 

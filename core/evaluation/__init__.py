@@ -1,2 +1,3 @@
-"""Measuring an intervention: multiple-choice scoring, known questions, loss added, the
-evaluator with its disk memo, and the metrics it reports."""
+"""Measuring an intervention: the question protocol (sample and selection/report split),
+multiple-choice and k-shot scoring, known questions, loss added, the evaluator with its disk
+memo, the metrics it reports and their text rows."""

@@ -6,13 +6,15 @@
 
 Clean scores and losses are computed once per (workspace, settings) and kept on disk; every
 evaluated intervention is memoised on disk too, so sweeps and page reruns never recompute.
+The questions scored are core.evaluation.protocol's, the k-shot examples k_shot's, the loss
+rows loss's.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -21,11 +23,12 @@ import numpy as np
 
 from core.base.records import record_key, write_json
 from core.base.uncertainty import wilson
-from core.errors import UserError
+from core.evaluation.k_shot import shot_examples
 from core.evaluation.known import VARIANTS, WITHOUT_QUESTION, KnownSet, build_known
-from core.evaluation.loss import row_losses
+from core.evaluation.loss import LossText, describe_loss_text, loss_text, row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
-from core.evaluation.metrics import SET_NAMES, compare, k_shot_metrics
+from core.evaluation.metrics import compare, k_shot_metrics
+from core.evaluation.protocol import QuestionProtocol
 from core.evaluation.settings import FORGET, LOSS_SETS, SHOTS_RULE, SIDE, SPLITS, EvalSettings
 from core.interventions.calibration import gated
 from core.interventions.edits import Intervention, applied
@@ -33,10 +36,7 @@ from core.loading import data
 from core.loading.data import Question
 from core.workspace.workspace import Workspace
 
-SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
-SHOT_STREAM = 2  # the k-shot examples' stream
 GATED_SETS = {FORGET: "wmdp", SIDE: "mmlu"}  # the gate's on-rate of each question set
-LOSS_DOCUMENTS = 20_000  # of the general loss text: a hub corpus is streamed, never all read
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
 
@@ -55,7 +55,7 @@ class Evaluator:
         self.settings = settings or EvalSettings()
         self.settings.check()
         self.folder = ws.folder / "evals"
-        self._training_text: set[str] = set()  # loss sets with no held-out documents
+        self.protocol = QuestionProtocol(ws, self.settings)
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -71,81 +71,12 @@ class Evaluator:
 
     def questions(self, role: str) -> list[Question]:
         """The questions of this evaluator's split, in the sample's order."""
-        return self._questions[role]
-
-    @cached_property
-    def _sample(self) -> dict[str, np.ndarray]:
-        """Per role the positions in the whole set of its seeded sample of `question_limit`
-        questions (all when None)."""
-        found = {}
-        for role in (FORGET, SIDE):
-            n = len(self.ws.questions(role))
-            limit = self.settings.question_limit
-            keep = np.arange(n)
-            if limit is not None and limit < n:
-                rng = np.random.default_rng(self.settings.seed)
-                keep = np.sort(rng.permutation(n)[:limit])
-            found[role] = keep
-        return found
-
-    @cached_property
-    def sampled_questions(self) -> dict[str, list[Question]]:
-        """Per role the sample's questions, in the set's order."""
-        found = {}
-        for role in (FORGET, SIDE):
-            everything = self.ws.questions(role)  # loaded once per role, not per question
-            found[role] = [everything[i] for i in self._sample[role]]
-        return found
+        return self.protocol.split_questions[role]
 
     @cached_property
     def _shots(self) -> dict[str, dict[str, list[Question]]]:
-        """Per role and subject the k solved examples of k-shot scoring (SHOTS_RULE): never
-        a question this evaluator scores, and on the report split never one it reports."""
-        k = self.settings.shots
-        found: dict[str, dict[str, list[Question]]] = {}
-        if not k:
-            return found
-        for role in (FORGET, SIDE):
-            everything = self.ws.questions(role)
-            outside = np.setdiff1d(np.arange(len(everything)), self._sample[role])
-            if not len(outside):
-                if self.settings.split != "report":
-                    raise UserError(
-                        f"k-shot scoring needs examples outside the scored questions, and the "
-                        f"{self.settings.split!r} split uses every {SET_NAMES[role]} question: "
-                        "set a question limit below the set's size."
-                    )
-                selection = replace(self.settings, split="selection")
-                outside = self._sample[role][Evaluator(self.ws, selection).split_indices(role)]
-            rng = np.random.default_rng([self.settings.seed, SHOT_STREAM])
-            outside = outside[rng.permutation(len(outside))]
-            found[role] = {}
-            for subject in dict.fromkeys(q.subject for q in self.questions(role)):
-                examples = [everything[i] for i in outside if everything[i].subject == subject]
-                if len(examples) < k:
-                    raise UserError(
-                        f"k = {k} is more than the {len(examples)} {SET_NAMES[role]} "
-                        f"examples of {subject!r} outside the scored questions."
-                    )
-                found[role][subject] = examples[:k]
-        return found
-
-    def split_indices(self, role: str) -> np.ndarray:
-        """Positions in the sample of this evaluator's split: a seeded permutation puts the
-        first `1 − report_fraction` of it in "selection" and the rest in "report"."""
-        n = len(self.sampled_questions[role])
-        if self.settings.split == "all":
-            return np.arange(n)
-        order = np.random.default_rng([self.settings.seed, SPLIT_STREAM]).permutation(n)
-        cut = n - round(n * self.settings.report_fraction)
-        return np.sort(order[:cut] if self.settings.split == "selection" else order[cut:])
-
-    @cached_property
-    def _questions(self) -> dict[str, list[Question]]:
-        return {
-            role: [self.sampled_questions[role][i] for i in self.split_indices(role)]
-            for role in (FORGET, SIDE)
-        }
+        """Per role and subject the k-shot examples (none when k = 0)."""
+        return shot_examples(self.protocol)
 
     def model_record(self) -> dict:
         cfg = self.ws.config.model
@@ -171,7 +102,7 @@ class Evaluator:
         report = None if progress is None else (lambda d, t: progress(f"known {role}", d / t))
         return build_known(
             self.scorer,
-            self.sampled_questions[role],
+            self.protocol.sampled_questions[role],
             self.known_path(role),
             self.known_key_record(role),
             without_question=self.settings.known_variant == "correct-iff-question",
@@ -193,24 +124,11 @@ class Evaluator:
         if not self.settings.known_filter and not self.has_known(role):
             return None
         known = self.known(role, progress).indices(self.settings.known_variant)
-        return np.flatnonzero(np.isin(self.split_indices(role), known))
+        return np.flatnonzero(np.isin(self.protocol.split_indices(role), known))
 
     @cached_property
-    def loss_rows(self) -> dict[str, np.ndarray]:
-        """The same packed rows every run: held-out documents of each text role."""
-        rows = {}
-        for name, (role, _) in LOSS_SETS.items():
-            limit = LOSS_DOCUMENTS if role == "loss_text" else None
-            _, heldout = self.ws.documents_split(role, limit)
-            if not heldout:
-                self._training_text.add(name)
-            rows[name] = self.ws.token_rows(
-                heldout or self.ws.documents(role, limit),
-                self.settings.loss_context,
-                None,
-                self.ws.config.budgets.seed,
-            )[: self.settings.loss_rows]
-        return rows
+    def loss_text(self) -> LossText:
+        return loss_text(self.ws, self.settings)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -228,7 +146,7 @@ class Evaluator:
                     scores = self.scorer.score(self.questions(role), None, shots, not whole)
                     out.setdefault("scores_k", {})[role] = scores.probs.tolist()
             measured: dict[bytes, list[float]] = {}  # the same rows (one text, two roles) once
-            for name, rows in self.loss_rows.items():
+            for name, rows in self.loss_text.rows.items():
                 if progress:
                     progress(f"loss on {LOSS_SETS[name][1]}", 0.0)
                 if rows.tobytes() not in measured:
@@ -289,7 +207,7 @@ class Evaluator:
             "provenance": self.provenance(),
             "intervention": iv.record(),
             **compare(
-                self._questions,
+                self.protocol.split_questions,
                 self.ws.config.source(SIDE).apart,
                 clean,
                 edited,
@@ -306,7 +224,7 @@ class Evaluator:
             result["metrics"]["gate"] = gate_rates
         if self.settings.shots:
             result["metrics"]["k_shot"] = k_shot_metrics(
-                self._questions,
+                self.protocol.split_questions,
                 self.ws.config.source(SIDE).apart,
                 clean,
                 edited,
@@ -323,7 +241,7 @@ class Evaluator:
         sequences = {
             "wmdp": [self.scorer.encode(q) for q in self.questions(FORGET)],
             "mmlu": [self.scorer.encode(q) for q in self.questions(SIDE)],
-            **{f"{name}_text": rows.tolist() for name, rows in self.loss_rows.items()},
+            **{f"{name}_text": rows.tolist() for name, rows in self.loss_text.rows.items()},
         }
         rates = {}
         for name, rows in sequences.items():
@@ -337,7 +255,6 @@ class Evaluator:
         return rates
 
     def provenance(self) -> dict:
-        budgets = self.ws.config.budgets
         return {
             **self.ws.provenance(),
             "sae_fingerprint": self.ws.sae_fingerprint(),
@@ -347,16 +264,5 @@ class Evaluator:
             "scoring_rule": SCORINGS[self.scoring],
             "known_rule": VARIANTS[self.settings.known_variant],
             "questions": {role: len(self.questions(role)) for role in (FORGET, SIDE)},
-            "loss_text": {
-                name: f"{self.ws.describe_source(role, portable=True)}: {label}, "
-                f"{len(self.loss_rows[name])} rows x {self.settings.loss_context} tokens, "
-                f"BOS first, held-out fraction {budgets.heldout_fraction}, seed {budgets.seed}"
-                + (f", of its first {LOSS_DOCUMENTS:,} documents" if role == "loss_text" else "")
-                + (
-                    " (no held-out documents: training documents used)"
-                    if name in self._training_text
-                    else ""
-                )
-                for name, (role, label) in LOSS_SETS.items()
-            },
+            "loss_text": describe_loss_text(self.ws, self.settings, self.loss_text),
         }

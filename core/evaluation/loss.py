@@ -1,7 +1,9 @@
-"""Next-token cross-entropy on packed text rows, for the loss-added side effect (METHOD §7)."""
+"""The loss-added side effect (METHOD §7): the packed text rows every run is measured on,
+and their next-token cross-entropy."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -9,10 +11,53 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from core.evaluation.settings import LOSS_SETS, EvalSettings
 from core.runtime.forward import LOGIT_CHUNK, final_logits, final_resid
 
 if TYPE_CHECKING:
     from core.loading.models import Model
+    from core.workspace.workspace import Workspace
+
+LOSS_DOCUMENTS = 20_000  # of the general loss text: a hub corpus is streamed, never all read
+
+
+@dataclass(frozen=True)
+class LossText:
+    """Per loss set its packed rows, the same every run, and the sets with no held-out
+    documents (their training documents are used)."""
+
+    rows: dict[str, np.ndarray]
+    training: frozenset[str]
+
+
+def loss_text(ws: Workspace, settings: EvalSettings) -> LossText:
+    """The rows of each loss set: held-out documents of its text role, packed BOS first."""
+    rows, training = {}, set()
+    for name, (role, _) in LOSS_SETS.items():
+        limit = LOSS_DOCUMENTS if role == "loss_text" else None
+        _, heldout = ws.documents_split(role, limit)
+        if not heldout:
+            training.add(name)
+        rows[name] = ws.token_rows(
+            heldout or ws.documents(role, limit),
+            settings.loss_context,
+            None,
+            ws.config.budgets.seed,
+        )[: settings.loss_rows]
+    return LossText(rows, frozenset(training))
+
+
+def describe_loss_text(ws: Workspace, settings: EvalSettings, text: LossText) -> dict[str, str]:
+    """Per loss set where its rows come from, as a result's provenance records it."""
+    budgets = ws.config.budgets
+    return {
+        name: f"{ws.describe_source(role, portable=True)}: {label}, "
+        f"{len(text.rows[name])} rows x {settings.loss_context} tokens, "
+        f"BOS first, held-out fraction {budgets.heldout_fraction}, seed {budgets.seed}"
+        + (f", of its first {LOSS_DOCUMENTS:,} documents" if role == "loss_text" else "")
+        + (" (no held-out documents: training documents used)" if name in text.training else "")
+        for name, (role, label) in LOSS_SETS.items()
+    }
 
 
 @torch.no_grad()

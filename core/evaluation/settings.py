@@ -23,6 +23,7 @@ SPLITS = {
     "all": "selection = report (optimistic: whatever chose the settings also scores them)",
 }
 FORGET, SIDE = "forget_questions", "side_effect_questions"
+SET_NAMES = {FORGET: "WMDP-bio", SIDE: "MMLU"}
 LOSS_SETS = {
     "general": ("loss_text", "packed general text (METHOD §7)"),
     "forget": ("forget_corpus", "held-out forget text"),
@@ -98,13 +99,3 @@ class EvalSettings:
         if not self.shots:
             del record["shots"]
         return record
-
-
-def refuse_report_split(settings: EvalSettings, what: str) -> None:
-    """What chooses features or settings never sees the questions results are shown on."""
-    if settings.split == "report":
-        raise UserError(
-            f"{what} chooses features, so it runs on the selection split (--split selection), "
-            "never on the report split its results are shown on; 'all' is allowed and "
-            "labelled optimistic."
-        )

@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Int
 
 from core.errors import UserError
-from core.sae.encoding import sparse_encode
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 
 ORDERS = ("difference", "ratio")
@@ -64,13 +64,14 @@ def feature_counts(
         for text in texts
     ]
     rows.sort(key=len)  # similar lengths batch together: less padding
+    adapter = adapter_for(ws.sae)
     for start in range(0, len(rows), config.batch_size):
         batch = rows[start : start + config.batch_size]
         width = max(len(row) for row in batch)
         tokens = torch.tensor([row + [bos] * (width - len(row)) for row in batch])
         resid = ws.residual(tokens)
         real = torch.tensor([[0 < p < len(row) for p in range(width)] for row in batch])
-        _, features, _ = sparse_encode(ws.sae, resid[real])
+        _, features, _ = adapter.sparse_encode(resid[real])
         counts += np.bincount(features, minlength=d_sae)
         total += int(real.sum())
         if progress:

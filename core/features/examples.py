@@ -13,6 +13,8 @@ from jaxtyping import Float, Int
 
 from core.cache.store import SparseActivationStore
 from core.errors import UserError
+from core.runtime.tl_compat import unembed_direction
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 
 MAX_PASTED_TOKENS = 512
@@ -126,11 +128,7 @@ def logit_effects(ws: Workspace, feature: int, k: int = 10) -> tuple[list, list]
     model, sae = ws.model, ws.sae
     if not 0 <= feature < sae.cfg.d_sae:
         raise UserError(f"Feature {feature} is out of range: this SAE has 0-{sae.cfg.d_sae - 1}.")
-    direction = sae.W_dec[feature].to(model.W_U.dtype)
-    norm_weight = getattr(model.ln_final, "w", None)
-    if norm_weight is not None:
-        direction = direction * norm_weight
-    logits = direction @ model.W_U
+    logits = unembed_direction(model, adapter_for(sae).decoder_direction([feature])[0])
     top = logits.topk(k)
     bottom = (-logits).topk(k)
     promote = [(ws.tokenizer.decode([int(i)]), float(v)) for v, i in zip(*top, strict=True)]
@@ -148,7 +146,7 @@ def features_on_text(ws: Workspace, text: str, top: int = 5) -> tuple[list[dict]
     truncated = len(ids) > MAX_PASTED_TOKENS
     ids = [ws.tokenizer.bos_token_id, *ids[:MAX_PASTED_TOKENS]]
     resid = ws.residual(torch.tensor([ids]))
-    acts = ws.sae.encode(resid)[0]
+    acts = adapter_for(ws.sae).encode(resid)[0]
     values, features = acts.topk(top, dim=-1)
     rows = []
     for position, token in enumerate(ids):

@@ -12,6 +12,7 @@ from jaxtyping import Float
 
 from core.base.records import record_key, save_array, write_json
 from core.errors import UserError
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def feature_map(
     if found is not None:
         return found
     log.info("Computing the feature map of %s (UMAP)", ws.sae_fingerprint())
-    layout = umap_layout(ws.sae.W_dec.detach().float().cpu().numpy(), config)
+    directions = adapter_for(ws.sae).decoder_direction()
+    layout = umap_layout(directions.detach().float().cpu().numpy(), config)
     save_feature_map(ws, layout, config)
     return layout

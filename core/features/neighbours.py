@@ -17,6 +17,7 @@ from torch import Tensor
 
 from core.base.records import record_key, save_array, write_json
 from core.errors import UserError
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ class Neighbours:
         if not (folder / "provenance.json").exists():
             log.info("Computing decoder and encoder neighbours of %s", record["sae"])
             sae = ws.sae
-            weights = {"decoder": sae.W_dec.detach().cpu(), "encoder": sae.W_enc.detach().cpu().T}
+            weights = {
+                "decoder": adapter_for(sae).decoder_direction().detach().cpu(),
+                "encoder": sae.W_enc.detach().cpu().T,
+            }
             for direction, matrix in weights.items():
                 index, cosine = top_cosine(matrix, config.k, config.chunk)
                 save_array(folder / f"{direction}_index.npy", index)

@@ -19,7 +19,7 @@ from core.errors import UserError
 from core.interventions.edits import Intervention
 from core.interventions.gate import Gate, sequence_rho
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, pad_right
-from core.sae.encoding import selected_activations
+from core.sae.adapter import adapter_for
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -44,8 +44,9 @@ def forward_rho(ws: Workspace, features: Sequence[int], rows: int) -> Float[np.n
     train, _ = ws.documents_split("retain_corpus")
     tokens = torch.from_numpy(ws.token_rows(train, spec.context_length, rows, spec.seed))
     out = np.zeros(len(tokens))
+    adapter = adapter_for(ws.sae)
     for group in batches([tokens.shape[1]] * len(tokens), MAX_BATCH_TOKENS):
-        acts = selected_activations(ws.sae, ws.residual(tokens[group]), list(features))
+        acts = adapter.selected_activations(ws.residual(tokens[group]), list(features))
         out[group] = sequence_rho((acts > 0).any(dim=-1)).cpu().numpy()
     return out
 
@@ -159,9 +160,10 @@ def gated(
     targets = list(iv.targets(ws.sae.cfg.d_sae))
     out = np.zeros(len(sequences), dtype=bool)
     pad = ws.tokenizer.pad_token_id or 0
+    adapter = adapter_for(ws.sae)
     for group in batches([len(s) for s in sequences], MAX_BATCH_TOKENS):
         tokens, mask = pad_right([sequences[i] for i in group], pad)
-        acts = selected_activations(ws.sae, ws.residual(tokens), targets)
+        acts = adapter.selected_activations(ws.residual(tokens), targets)
         rho = sequence_rho((acts > 0).any(dim=-1), mask)
         out[group] = (rho > iv.gate.alpha).cpu().numpy()
     return out

@@ -4,11 +4,11 @@
     with applied(ws.model, ws.sae, ws.hook, iv):
         logits = ws.model(tokens)
 
-Only the selected latents change: x' = x + Σ_j (a'_j − a_j)·W_dec[j], so every position
-where no selected feature changes is bit-identical to the clean run. Standard and JumpReLU
-SAEs encode the selected columns only; TopK SAEs need the full encode (the top k is taken
-over every latent). SAEs whose decoder is not a plain linear map (input normalisation) fall
-back to decode(a') − decode(a).
+Only the selected latents change: x' = x + Σ_j (a'_j − a_j)·d_j, d_j the feature's decoder
+direction, so every position where no selected feature changes is bit-identical to the clean
+run. The SAE's adapter (core.sae.adapter) encodes the selected latents as its architecture
+allows; SAEs whose decoder is not a plain linear map (input normalisation) fall back to
+decode(a') − decode(a).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from core.errors import UserError
 from core.features.stats import feature_means
 from core.interventions.gate import GATE_RULES, Gate, sequence_rho
 from core.runtime.forward import model_lock, sequence_offset, sequence_positions
-from core.sae.encoding import linear_decoder, selected_activations
+from core.sae.adapter import SAEAdapter, adapter_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,10 +139,10 @@ class Intervention:
 
 
 def edit(
-    sae: SAE, x: Float[Tensor, "*batch pos d_in"], iv: Intervention, targets: list[int]
+    adapter: SAEAdapter, x: Float[Tensor, "*batch pos d_in"], iv: Intervention, targets: list[int]
 ) -> Float[Tensor, "*batch pos d_in"]:
     """x with the intervention applied; positions where nothing changes keep x exactly."""
-    acts = selected_activations(sae, x, targets)
+    acts = adapter.selected_activations(x, targets)
     values = torch.tensor(iv.effective_values(), dtype=acts.dtype, device=acts.device)
     fires = acts > 0
     any_fires = fires.any(dim=-1, keepdim=True) if iv.gate is not None else None
@@ -167,13 +167,13 @@ def edit(
     touched = (change != 0).any(dim=-1, keepdim=True)
     if not touched.any():
         return x
-    if linear_decoder(sae):
-        delta = change @ sae.W_dec[targets]
+    if adapter.linear_decoder:
+        delta = change @ adapter.decoder_direction(targets)
     else:
-        full = sae.encode(x)
+        full = adapter.encode(x)
         edited = full.clone()
         edited[..., targets] += change
-        delta = sae.decode(edited) - sae.decode(full)
+        delta = adapter.decode(edited) - adapter.decode(full)
     return torch.where(touched, x + delta.to(x.dtype), x)
 
 
@@ -187,11 +187,12 @@ def applied(model: Model, sae: SAE, hook: str, iv: Intervention | None) -> Itera
         return
     iv.check(sae.cfg.d_sae)
     targets = list(iv.targets(sae.cfg.d_sae))
+    adapter = adapter_for(sae)
 
     def hook_fn(
         x: Float[Tensor, "batch pos d_in"], hook: HookPoint
     ) -> Float[Tensor, "batch pos d_in"]:
-        return edit(sae, x, iv, targets)
+        return edit(adapter, x, iv, targets)
 
     with model_lock(model), model.hooks(fwd_hooks=[(hook, hook_fn)]):
         yield

@@ -20,6 +20,7 @@ from typing import Any
 from core.labels.sets import check_gate_record
 from core.labels.store import Label, LabelStore
 from core.labels.text import LabelStoreError
+from core.loading.hub_cache import sae_registry
 from core.workspace.workspace import Workspace
 
 EXPORT_KIND = "unlearning-lens/feature-set"
@@ -300,9 +301,7 @@ def neuronpedia_payload(ws: Workspace, store: LabelStore, name: str) -> dict[str
         raise LabelStoreError(
             "Neuronpedia hosts public SAEs only; this workspace's SAE is local or trained here."
         )
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    release = get_pretrained_saes_directory()[sae.release or ""]
+    release = sae_registry()[sae.release or ""]
     neuronpedia_id = (release.neuronpedia_id or {}).get(sae.id or "")
     if not neuronpedia_id:
         raise LabelStoreError(f"Neuronpedia has no entry for {sae.release} / {sae.id}.")

@@ -17,6 +17,7 @@ from typing import Any
 from core.base.config import DataSourceConfig, WorkspaceConfig
 from core.base.hub import require_hub
 from core.errors import DataSourceError
+from core.loading.hub_cache import dataset_prepared, load_hub_dataset
 
 MIN_DOCUMENT_CHARS = 50
 LETTERS = ("A", "B", "C", "D")
@@ -225,40 +226,25 @@ def _mmlu_csv(folder: Path, subject: str) -> list[Question]:
     return questions
 
 
-def in_datasets_cache(dataset: str, subset: str | None) -> bool:
-    """Whether `datasets` holds this dataset (config `subset`, any if None) prepared on disk:
-    what `load_dataset` reads offline (it never reads the hub cache's files then)."""
-    import datasets.config
-    from datasets.naming import camelcase_to_snakecase
-
-    parts = dataset.split("/")
-    parts[-1] = camelcase_to_snakecase(parts[-1])
-    root = Path(datasets.config.HF_DATASETS_CACHE) / "___".join(parts)
-    return any(path.is_dir() for path in root.glob(f"{subset or '*'}/*/*"))
-
-
 def hub_source_cached(source: DataSourceConfig) -> bool:
     """Whether every config a hub source reads is in the datasets cache."""
     assert source.dataset is not None
     return all(
-        in_datasets_cache(source.dataset, subset)
-        for subset in (source.subjects or (source.subset,))
+        dataset_prepared(source.dataset, subset) for subset in (source.subjects or (source.subset,))
     )
 
 
 def _hub_dataset(
     source: DataSourceConfig, subset: str | None = None, streaming: bool = False
 ) -> Any:
-    if not in_datasets_cache(source.dataset or "", subset or source.subset):
+    if not dataset_prepared(source.dataset or "", subset or source.subset):
         require_hub(
             f"dataset {source.dataset}",
             f'download it and set [data.{source.role}] source = "local" with a path under data_dir',
         )
-    import datasets
-
     try:
-        return datasets.load_dataset(
-            source.dataset, subset or source.subset, split=source.split, streaming=streaming
+        return load_hub_dataset(
+            source.dataset or "", subset or source.subset, source.split, streaming
         )
     except Exception as exc:  # datasets raises many types for gated, missing or bad splits
         gated = " It is gated: request access on its hub page first." if source.gated else ""

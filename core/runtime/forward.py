@@ -14,10 +14,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+from core.runtime.tl_compat import cache_length, unembed
 
+if TYPE_CHECKING:
     from core.loading.models import Model
+    from core.runtime.tl_compat import KVCache
 
 MAX_BATCH_TOKENS = 4096
 LOGIT_CHUNK = 256
@@ -104,12 +105,12 @@ def final_resid(
     model: Model,
     tokens: Int[Tensor, "batch pos"],
     mask: Int[Tensor, "batch pos"] | None = None,
-    past_kv_cache: TransformerLensKeyValueCache | None = None,
+    past_kv_cache: KVCache | None = None,
 ) -> Float[Tensor, "batch pos d_model"]:
     """The residual after the last block (before the final norm). Pads sit after each row's
     real tokens, so positions and attention of real tokens are unaffected."""
     device = model.cfg.device
-    offset = 0 if past_kv_cache is None else past_kv_cache.previous_attention_mask.shape[1]
+    offset = 0 if past_kv_cache is None else cache_length(past_kv_cache)
     with model_lock(model), sequence_context(mask, offset=offset):
         return model(
             tokens.to(device),
@@ -123,9 +124,5 @@ def final_logits(
     model: Model, resid: Float[Tensor, "*batch d_model"]
 ) -> Float[Tensor, "*batch d_vocab"]:
     """Logits from the last block's output, as the model's own forward computes them (without
-    the copy of the 262k-wide unembedding that TransformerLens makes on every call)."""
-    logits = model.ln_final(resid) @ model.W_U + model.b_U
-    cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    if cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    return logits.float()
+    the copy of the 262k-wide unembedding that TransformerLens makes on every call), as float32."""
+    return unembed(model, resid).float()

@@ -14,7 +14,7 @@ row fits the model's local-attention window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,17 +25,22 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_resid, model_lock, pad_right
+from core.runtime.tl_compat import (
+    attention_window,
+    cache_from,
+    cache_kv,
+    movable_positions,
+    new_cache,
+    tree_hooks,
+    zero_kv,
+)
 
 if TYPE_CHECKING:
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    from transformer_lens.components import AbstractAttention
-    from transformer_lens.hook_points import HookPoint
-
     from core.loading.models import Model
+    from core.runtime.tl_compat import KVCache
 
 StemKV = tuple[Float[Tensor, "len kv_heads d_head"], Float[Tensor, "len kv_heads d_head"]]
 ROW_LIMIT = 512
-UNMOVABLE_POSITIONS = ("use_yarn_rope", "use_dynamic_ntk_rope", "use_logn_attn")  # cfg flags
 
 
 class TreeUnavailable(Exception):
@@ -161,46 +166,7 @@ def tree_attention(
     """Run `model` on bodies as trees: attention limited to `mask` and every key and query
     rotated back by `shift` (index − depth), the queries being the last keys. Hooks are gone
     on exit."""
-    device = model.cfg.device
-    blocked = ~mask.to(device)[:, None]
-    shift = shift.to(device)
-    turns: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def rotate_back(
-        x: Float[Tensor, "rows pos heads d_head"], hook: HookPoint, attn: AbstractAttention
-    ) -> Float[Tensor, "rows pos heads d_head"]:
-        """Rotation by index then by −shift is rotation by depth."""
-        key = (attn.attn_type, x.shape[1])  # local and global layers' rotary bases differ
-        if key not in turns:
-            back = shift[:, -x.shape[1] :]
-            turns[key] = (
-                attn.rotary_cos[back][:, :, None].to(x.dtype),
-                attn.rotary_sin[back][:, :, None].to(x.dtype),
-            )
-        cos, sin = turns[key]
-        dim = attn.cfg.rotary_dim
-        head = x[..., :dim]
-        turned = head * cos - attn.rotate_every_two(head) * sin
-        return turned if dim == x.shape[-1] else torch.cat([turned, x[..., dim:]], -1)
-
-    def limit(
-        scores: Float[Tensor, "rows heads queries keys"],
-        hook: HookPoint,
-        attn: AbstractAttention,
-    ) -> Float[Tensor, "rows heads queries keys"]:
-        return scores.masked_fill_(blocked, attn.IGNORE.item())
-
-    hooks = []
-    for i, block in enumerate(model.blocks):
-
-        def bound(fn: Callable, attn: AbstractAttention = block.attn) -> Callable:
-            return lambda x, hook: fn(x, hook, attn)
-
-        hooks += [
-            (f"blocks.{i}.attn.hook_rot_q", bound(rotate_back)),
-            (f"blocks.{i}.attn.hook_rot_k", bound(rotate_back)),
-            (f"blocks.{i}.attn.hook_attn_scores", bound(limit)),
-        ]
+    hooks = tree_hooks(model, mask, shift)
     with model_lock(model), model.hooks(fwd_hooks=hooks):
         yield
 
@@ -210,47 +176,31 @@ def _run_stems(
 ) -> tuple[list[Float[Tensor, "len d_model"]], list[list[StemKV]]]:
     """Per stem, as a plain prompt: its residuals and per layer its unrotated (keys,
     values). Empty stems get empty tensors."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
     resid = [torch.zeros(0, model.cfg.d_model, device=model.cfg.device) for _ in stems]
     kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in stems]
     ran = [i for i, stem in enumerate(stems) if stem]
     for group in batches([len(stems[i]) for i in ran], max_tokens):
         group = [ran[g] for g in group]
         tokens, _ = pad_right([stems[i] for i in group], pad)
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, len(group))
+        cache = new_cache(model, len(group))
         out = final_resid(model, tokens, torch.ones_like(tokens), cache)
         for b, i in enumerate(group):
             resid[i] = out[b, : len(stems[i])]
-            kv[i] = [
-                (e.past_keys[b, : len(stems[i])], e.past_values[b, : len(stems[i])])
-                for e in cache.entries
-            ]
+            kv[i] = [(k[b, : len(stems[i])], v[b, : len(stems[i])]) for k, v in cache_kv(cache)]
     return resid, kv
 
 
-def _stem_cache(
-    model: Model, kv: list[list[StemKV]], stems: list[int], width: int
-) -> TransformerLensKeyValueCache:
+def _stem_cache(model: Model, kv: list[list[StemKV]], stems: list[int], width: int) -> KVCache:
     """A cache whose row r holds stem `stems[r]`'s keys and values right-aligned in `width`
     columns (the rest zeros, never attended)."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, len(stems))
-    entries = []
-    for layer, entry in enumerate(cache.entries):
-        shape = (len(stems), width, *entry.past_keys.shape[2:])
-        keys = entry.past_keys.new_zeros(shape)
-        values = entry.past_values.new_zeros(shape)
+    layers = zero_kv(model, len(stems), width)
+    for layer, (keys, values) in enumerate(layers):
         for row, stem in enumerate(stems):
             if kv[stem]:
                 stem_keys, stem_values = kv[stem][layer]
                 keys[row, width - len(stem_keys) :] = stem_keys
                 values[row, width - len(stem_values) :] = stem_values
-        entries.append(TransformerLensKeyValueCacheEntry(keys, values))
-    seen = torch.ones(len(stems), width, dtype=torch.long, device=model.cfg.device)
-    return TransformerLensKeyValueCache(entries, seen)
+    return cache_from(model, layers)
 
 
 @torch.no_grad()
@@ -263,12 +213,9 @@ def tree_resid(
 ) -> Float[Tensor, "n longest d_model"]:
     """Final residuals of `sequences` (right-padded), each shared prefix run once.
     Raises TreeUnavailable when that cannot be done (callers run them plainly)."""
-    cfg = model.cfg
-    if cfg.positional_embedding_type != "rotary" or any(
-        getattr(cfg, flag, False) for flag in UNMOVABLE_POSITIONS
-    ):
-        raise TreeUnavailable  # positions move inside attention only for plain rotary tables
-    window = cfg.window_size if getattr(cfg, "use_local_attn", False) else None
+    if not movable_positions(model):
+        raise TreeUnavailable
+    window = attention_window(model)
     layout = TreeRows.build(sequences, min(row_limit, window or row_limit))
     device = model.cfg.device
     out = torch.zeros(len(sequences), max(len(s) for s in sequences), model.cfg.d_model)

@@ -19,11 +19,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.runtime.forward import final_resid, model_lock, pad_right
+from core.runtime.tl_compat import cache_from, cache_kv, new_cache
 
 if TYPE_CHECKING:
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
     from core.loading.models import Model
+    from core.runtime.tl_compat import KVCache
 
 PrefixKV = list[tuple[Float[Tensor, "len kv_heads d_head"], Float[Tensor, "len kv_heads d_head"]]]
 
@@ -43,28 +43,16 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
 @torch.no_grad()
 def prefix_kv(model: Model, prefix: Sequence[int]) -> PrefixKV:
     """Per layer, the prefix's keys and values from one plain run (hooks apply as usual)."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, 1)
+    cache = new_cache(model, 1)
     tokens = torch.tensor([list(prefix)])
     with model_lock(model):
         final_resid(model, tokens, torch.ones_like(tokens), cache)
-    return [(e.past_keys[0], e.past_values[0]) for e in cache.entries]
+    return [(keys[0], values[0]) for keys, values in cache_kv(cache)]
 
 
-def _cache(model: Model, kv: PrefixKV, rows: int) -> TransformerLensKeyValueCache:
+def _cache(model: Model, kv: PrefixKV, rows: int) -> KVCache:
     """A fresh cache holding the prefix for each of `rows` rows (a run appends to it)."""
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-    entries = [
-        TransformerLensKeyValueCacheEntry(
-            keys.expand(rows, *keys.shape), values.expand(rows, *values.shape)
-        )
-        for keys, values in kv
-    ]
-    seen = torch.ones(rows, kv[0][0].shape[0], dtype=torch.long, device=model.cfg.device)
-    return TransformerLensKeyValueCache(entries, seen)
+    return cache_from(model, [(k.expand(rows, *k.shape), v.expand(rows, *v.shape)) for k, v in kv])
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from torch import Tensor
 from core.base.records import record_key, write_json
 from core.loading import data
 from core.runtime.forward import model_lock
+from core.sae.adapter import adapter_for
 from core.sae.training import MASSIVE_NORM_FACTOR
 from core.workspace.workspace import Workspace
 
@@ -65,6 +66,7 @@ def measure_health(
 ) -> SAEHealth:
     """L0, FVE, dead features and CE added on `rows`; `report` gets the rows done."""
     model, sae, hook = ws.model, ws.sae, ws.hook
+    adapter = adapter_for(sae)
     d_model = model.cfg.d_model
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     active = 0.0
@@ -79,8 +81,8 @@ def measure_health(
         with model_lock(model):
             logits, cache = model.run_with_cache(tokens, names_filter=hook)
         x = cache[hook][:, 1:]
-        acts = sae.encode(x)
-        recon = sae.decode(acts)
+        acts = adapter.encode(x)
+        recon = adapter.decode(acts)
         flat = x.reshape(-1, d_model).double().cpu()
         error = (x - recon).reshape(-1, d_model).double().pow(2).sum(-1).cpu()
         norms = flat.norm(dim=-1)

@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,10 +33,8 @@ from torch import Tensor
 from core.base.config import SAETrainingConfig
 from core.base.records import save_array
 from core.errors import ConfigError
+from core.sae.adapter import fold_decoder_norms
 from core.workspace.workspace import Workspace
-
-if TYPE_CHECKING:
-    from core.loading.saes import SAE
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +135,6 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
-@torch.no_grad()
-def _fold_decoder_norms(sae: SAE) -> None:
-    """Make decoder rows exactly unit-norm and stop rescaling activations by their norm:
-    the same SAE function, with activations a plain encode returns."""
-    norms = sae.W_dec.norm(dim=-1)
-    sae.W_enc.mul_(norms)
-    sae.b_enc.mul_(norms)
-    sae.W_dec.div_(norms[:, None])
-    sae.cfg.rescale_acts_by_decoder_norm = False
-
-
 def train_sae(ws: Workspace, fresh: bool = False) -> Path:
     """Train, fold, save in sae-lens format (fp16) at the workspace's SAE path; return it."""
     from sae_lens import SAE
@@ -237,7 +223,7 @@ def train_sae(ws: Workspace, fresh: bool = False) -> Path:
     trainer.set_final_sae_metadata()
     sae.save_inference_model(work / "inference-scaled")
     inference = SAE.load_from_disk(work / "inference-scaled", device="cpu")
-    _fold_decoder_norms(inference)
+    fold_decoder_norms(inference)
     inference.fold_activation_norm_scaling_factor(scaling_factor)
     metadata = inference.cfg.metadata
     metadata.model_name = cfg.model.name

@@ -26,7 +26,9 @@ def known_on_ray(
     passes = [("with_question", True)] + ([(WITHOUT_QUESTION, False)] * without)
     records, calls, slots = {}, [], []
     for role in (FORGET, SIDE):
-        questions = evaluator.sampled_questions[role]  # the whole sample, as `known` scores it
+        questions = evaluator.protocol.sampled_questions[
+            role
+        ]  # the whole sample, as `known` scores it
         path, key = evaluator.known_path(role), evaluator.known_key_record(role)
         records[role] = stored_known(questions, path, key)
         for name, with_question in passes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
-from core.evaluation.settings import refuse_report_split
+from core.evaluation.protocol import refuse_report_split
 from core.interventions.edits import Intervention, make_intervention
 from core.runtime.jobs import Progress
 from core.scale.cluster import WorkerPool, connect

@@ -5,11 +5,11 @@
 
 Per question, the metric is the right letter's logit minus the mean of the wrong letters'
 logits at the answer position (a letter's logit: the max over "A" and " A"), on the clean
-model. Feature j's attribution is Σ_pos a_j(x_pos) · (W_dec[j] · ∂metric/∂x_pos) over the
-prompt's positions after BOS, x the residual at the SAE's hook: the first-order change of the
-metric when feature j is scaled, so the features with the largest attribution carry the
-answers. The paper then screened candidates one at a time for MMLU side effects (run
-`eval` on each) before adding them cumulatively.
+model. Feature j's attribution is Σ_pos a_j(x_pos) · (d_j · ∂metric/∂x_pos) over the
+prompt's positions after BOS, x the residual at the SAE's hook, d_j the feature's decoder
+direction: the first-order change of the metric when feature j is scaled, so the features
+with the largest attribution carry the answers. The paper then screened candidates one at a
+time for MMLU side effects (run `eval` on each) before adding them cumulatively.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from core.base.records import record_key
 from core.base.uncertainty import Z95
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
-from core.evaluation.settings import refuse_report_split
+from core.evaluation.protocol import refuse_report_split
 from core.loading.data import Question
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_logits, model_lock, pad_right
+from core.sae.adapter import adapter_for
 
 if TYPE_CHECKING:
     from transformer_lens.hook_points import HookPoint
@@ -98,8 +99,9 @@ def attribution_batch(
         x = captured["x"].detach()
         keep = mask.to(device).clone()
         keep[:, 0] = 0  # BOS left alone, as the clamp leaves it
-        acts = ws.sae.encode(x) * keep[..., None]
-        along = grad @ ws.sae.W_dec.T  # [n, pos, d_sae]: W_dec[j] · gradient
+        adapter = adapter_for(ws.sae)
+        acts = adapter.encode(x) * keep[..., None]
+        along = grad @ adapter.decoder_direction().T  # [n, pos, d_sae]: d_j · gradient
         return (acts * along).sum(dim=1).float().cpu().numpy()
 
 

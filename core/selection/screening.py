@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.metrics import point_metrics
-from core.evaluation.settings import refuse_report_split
+from core.evaluation.protocol import refuse_report_split
 from core.interventions.edits import check_edit, make_intervention
 from core.runtime.jobs import Progress
 

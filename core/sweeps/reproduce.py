@@ -28,6 +28,7 @@ from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
 from core.runtime.jobs import Progress
+from core.runtime.tl_compat import pretrained_config
 from core.sweeps.grid import SweepConfig
 from core.sweeps.references import REFERENCE_POINTS
 from core.sweeps.run import sweep
@@ -92,18 +93,12 @@ def tokens_to_run(ws: Workspace, settings: EvalSettings, runs: int) -> float:
     layer), the 24-ordering filter, and `runs` evaluations (+ the baseline)."""
     budgets = ws.config.budgets
     questions = sum(min(n, settings.question_limit or n) for n in QUESTIONS_PER_SET.values())
-    n_layers = _model_config(ws.config.model.name).n_layers
+    n_layers = pretrained_config(ws.config.model.name).n_layers
     caches = (budgets.forget_rows + budgets.retain_rows) * budgets.context_length
     caches *= (ws.layer + 1) / n_layers
     known = 24 * questions * PROMPT_TOKENS
     per_run = questions * PROMPT_TOKENS + 3 * settings.loss_rows * settings.loss_context
     return caches + known + (runs + 1) * per_run
-
-
-def _model_config(name: str):
-    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
-
-    return get_pretrained_model_config(name)
 
 
 def measured_flops(device: str, seconds: float = 0.3) -> float:
@@ -123,7 +118,7 @@ def measured_flops(device: str, seconds: float = 0.3) -> float:
 def estimated_seconds(ws: Workspace, settings: EvalSettings, runs: int) -> float:
     """Rough wall time: 2 FLOPs per parameter (unembedding included) per token, at the
     measured matmul rate (real forward passes reach about that on a CPU)."""
-    cfg = _model_config(ws.config.model.name)
+    cfg = pretrained_config(ws.config.model.name)
     flops_per_token = 2 * (cfg.n_params + cfg.d_model * cfg.d_vocab)
     return tokens_to_run(ws, settings, runs) * flops_per_token / measured_flops(ws.device)
 

@@ -21,12 +21,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.base.config import WorkspaceConfig, default_workspace, load_config
-from core.base.hub import hub_problem, is_cached
+from core.base.config import WorkspaceConfig
+from core.base.config_files import default_workspace, load_config
+from core.base.hub import hub_problem
 from core.base.paths import cache_dir, workspace_dir
 from core.base.records import record_key
 from core.errors import ConfigError, DataSourceError
 from core.loading import data, models, saes
+from core.loading.hub_cache import is_cached
 from core.loading.tokens import build_token_rows
 from core.runtime.forward import hook_resid
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from core.base.config import list_workspaces, load_config
+from core.base.config_files import list_workspaces, load_config
 from core.base.paths import REPO_ROOT
 from core.errors import ConfigError, DataSourceError
 from core.loading.models import load_model

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from core.base.config import load_config
+from core.base.config_files import load_config
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import KnownSet
@@ -83,7 +83,7 @@ def test_selection_and_report_splits_are_disjoint_seeded_and_share_the_known_fil
         name: Evaluator(offline_ws, EvalSettings(question_limit=10, split=name))
         for name in ("selection", "report", "all")
     }
-    chosen = {name: set(ev.split_indices(role).tolist()) for name, ev in split.items()}
+    chosen = {name: set(ev.protocol.split_indices(role).tolist()) for name, ev in split.items()}
     assert len(chosen["selection"]) == len(chosen["report"]) == 5
     assert chosen["selection"] | chosen["report"] == chosen["all"] == set(range(10))
     assert not chosen["selection"] & chosen["report"]
@@ -91,10 +91,10 @@ def test_selection_and_report_splits_are_disjoint_seeded_and_share_the_known_fil
     assert again.questions(role) == split["report"].questions(role)
     right = np.where(np.arange(10) % 3 == 0, 24, 23)  # questions 0, 3, 6, 9 of the sample known
     for name, evaluator in split.items():
-        pool = evaluator.sampled_questions[role]
+        pool = evaluator.protocol.sampled_questions[role]
         known = KnownSet(pool, right, None, {})
         monkeypatch.setattr(evaluator, "known", lambda r, progress=None, k=known: k)
         monkeypatch.setattr(evaluator, "has_known", lambda r: True)
         positions = evaluator.known_indices(role)
-        sample_positions = evaluator.split_indices(role)[positions]
+        sample_positions = evaluator.protocol.split_indices(role)[positions]
         assert set(sample_positions.tolist()) == {0, 3, 6, 9} & chosen[name]

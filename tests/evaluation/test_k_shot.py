@@ -7,8 +7,10 @@ import pytest
 
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
+from core.evaluation.k_shot import shot_examples
 from core.evaluation.mcq import Scorer
-from core.evaluation.metrics import metric_rows
+from core.evaluation.protocol import QuestionProtocol
+from core.evaluation.report_rows import metric_rows
 from core.evaluation.settings import FORGET, SIDE, EvalSettings
 from core.interventions.edits import Intervention, applied
 
@@ -41,12 +43,13 @@ def evaluator(small_app_ws) -> Evaluator:
 
 
 def test_the_evaluator_reports_k_shot_beside_k_zero(evaluator):
+    shots = shot_examples(evaluator.protocol)
     for role in (FORGET, SIDE):
         scored = evaluator.questions(role)
-        for subject, examples in evaluator._shots[role].items():
+        for subject, examples in shots[role].items():
             assert len(examples) == 2 and all(q.subject == subject for q in examples)
             assert not set(examples) & set(
-                evaluator.sampled_questions[role]
+                evaluator.protocol.sampled_questions[role]
             )  # never a sampled question
         assert scored
     result = evaluator.evaluate(Intervention((1, 2), (0.5, 0.5)))
@@ -65,6 +68,6 @@ def test_a_k_larger_than_the_examples_is_refused_before_anything_runs(small_app_
         evaluator.evaluate(Intervention((1,), (0.5,)))
     assert not evaluator.baseline_path().exists()
     whole = EvalSettings(question_limit=None, split="all", loss_rows=1)
-    assert Evaluator(small_app_ws, whole)._shots == {}  # k = 0 needs no examples
+    assert shot_examples(QuestionProtocol(small_app_ws, whole)) == {}  # k = 0 needs none
     with pytest.raises(UserError, match="between 0 and 10"):
         EvalSettings(shots=11).check()

@@ -1,10 +1,11 @@
-"""Loss added's building block against the model's own loss, on the real offline model."""
+"""Loss added's rows and their CE against the model's own loss, on the real offline model."""
 
 import numpy as np
 import pytest
 import torch
 
-from core.evaluation.loss import row_losses
+from core.evaluation.loss import describe_loss_text, loss_text, row_losses
+from core.evaluation.settings import LOSS_SETS, EvalSettings
 
 pytestmark = pytest.mark.model
 
@@ -18,3 +19,13 @@ def test_row_losses_equal_the_models_own_cross_entropy(offline_ws):
         torch.from_numpy(tokens).long(), return_type="loss", loss_per_token=True
     )
     np.testing.assert_allclose(found, expected.mean(dim=1).numpy(), rtol=1e-4)
+
+
+def test_every_loss_set_has_its_rows_and_says_where_they_come_from(offline_ws):
+    settings = EvalSettings(loss_rows=2, loss_context=32)
+    text = loss_text(offline_ws, settings)
+    assert set(text.rows) == set(LOSS_SETS) and not text.training  # held-out rows exist
+    assert all(rows.shape == (2, 32) for rows in text.rows.values())
+    assert np.array_equal(text.rows["retain"], loss_text(offline_ws, settings).rows["retain"])
+    described = describe_loss_text(offline_ws, settings, text)
+    assert "2 rows x 32 tokens" in described["forget"]

@@ -1,10 +1,10 @@
-"""The metric table and sweep axes every page and the CLI show, from the metrics alone."""
+"""The metrics of an evaluation from clean and intervened runs, and the sweep axes."""
 
 import numpy as np
 import pytest
 
 from core.base.uncertainty import Z95, ratio_interval
-from core.evaluation.metrics import compare, metric_rows, pareto_axes, question_rows
+from core.evaluation.metrics import compare, pareto_axes
 from core.loading.data import Question
 
 
@@ -15,7 +15,7 @@ def _questions(n: int, subject: str) -> list[Question]:
 RIGHT, WRONG = [0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]
 
 
-def test_rows_give_percent_intervals_paired_tests_and_unmeasured_as_such():
+def test_compare_gives_intervals_paired_tests_selectivity_and_unmeasured_as_such():
     questions = {
         "forget_questions": _questions(4, "biology"),
         "side_effect_questions": _questions(3, "anatomy") + _questions(2, "college_biology"),
@@ -50,15 +50,6 @@ def test_rows_give_percent_intervals_paired_tests_and_unmeasured_as_such():
     assert m["selectivity_ci"] == pytest.approx(ratio_interval(2.5, 0.5, 0.2, 0.1))
     low, high = m["selectivity_ci"]
     assert low < 12.5 < high and high - 12.5 > 10 * (12.5 - low)
-    rows = {row["measure"]: row for row in metric_rows(m)}
-    everything = rows["WMDP-bio, all questions"]
-    assert everything["n"] == 4 and everything["baseline"] == "50.0% [15.0, 85.0]"
-    assert everything["change"] == "+0.0 pts (1 right→wrong, 1 wrong→right)"
-    assert rows["MMLU side effect (pooled), known"]["intervened"] == "not measured"
-    assert rows["college biology (apart), all"]["intervened"].startswith("50.0% [")
-    assert rows["CE loss on forget text (nats)"]["change"] == "+2.5000 ± 0.5000 (SE over rows)"
-    assert "CE loss on general text = retain text (nats)" in rows
-    assert "CE loss on retain text (nats)" not in rows
 
 
 def test_sweeps_plot_known_accuracy_only_when_some_point_has_it():
@@ -70,34 +61,6 @@ def test_sweeps_plot_known_accuracy_only_when_some_point_has_it():
         "mmlu_known_accuracy",
         "wmdp_known_accuracy",
     )
-
-
-def _question(flipped: bool, known: bool, after=(0.1, 0.2, 0.3, 0.4)) -> dict:
-    return {
-        "set": "forget_questions",
-        "subject": "biology",
-        "question": "Q?",
-        "answer": 1,
-        "before": [0.1, 0.6, 0.1, 0.1],
-        "after": list(after),
-        "flipped": flipped,
-        "known": known,
-    }
-
-
-def test_question_filters_keep_what_they_say():
-    questions = [_question(True, False), _question(False, True), _question(True, True)]
-    assert [r["at"] for r in question_rows(questions)] == [0, 1, 2]
-    assert [r["at"] for r in question_rows(questions, flipped_only=True)] == [0, 2]
-    assert [r["at"] for r in question_rows(questions, known_only=True)] == [1, 2]
-    assert [r["at"] for r in question_rows(questions, True, True)] == [2]
-
-
-def test_a_destroyed_distribution_says_where_the_mass_went():
-    (row,) = question_rows([_question(False, False, after=(1e-5, 2e-5, 1e-5, 0.0))])
-    assert row["set"] == "WMDP-bio" and row["answer"] == "B"
-    assert row["before"] == "0.10 0.60 0.10 0.10"
-    assert row["after"] == "mass elsewhere (A–D sum 4.0e-05)"
 
 
 def test_collapsed_letter_probabilities_are_warned_about():

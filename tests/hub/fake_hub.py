@@ -168,25 +168,26 @@ def jumprelu_params(
 
 
 def build_sae_repo(hub: FakeHub, params: dict[str, torch.Tensor]) -> None:
+    files = {".gitattributes": GITATTRIBUTES.encode()} | sae_folder(SAE_FOLDER, params)
+    put_repo(hub, "model", SAE_REPO, files)
+
+
+def sae_folder(folder: str, params: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    """The files of one Gemma Scope 2 SAE folder (`resid_post/layer_<n>_...`) of SAE_REPO."""
     from safetensors.torch import save
 
+    layer = folder.split("layer_")[1].split("_")[0]
     config = {
         "architecture": "jump_relu",
         "model_name": "gemma-v3-270m-it",
-        "hf_hook_point_in": "model.layers.9.output",
+        "hf_hook_point_in": f"model.layers.{layer}.output",
         "width": int(params["w_enc"].shape[1]),
         "l0": 53,
     }
-    put_repo(
-        hub,
-        "model",
-        SAE_REPO,
-        {
-            ".gitattributes": GITATTRIBUTES.encode(),
-            f"{SAE_FOLDER}/config.json": json.dumps(config).encode(),
-            f"{SAE_FOLDER}/params.safetensors": save(params),
-        },
-    )
+    return {
+        f"{folder}/config.json": json.dumps(config).encode(),
+        f"{folder}/params.safetensors": save(params),
+    }
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -195,7 +196,7 @@ def _parquet(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _put_dataset(
+def put_dataset(
     hub: FakeHub, repo_id: str, configs: dict[str | None, dict[str, tuple[str, pa.Table]]]
 ) -> None:
     """A dataset repo: {config: {split: (file in repo, table)}} in the hub cache, and the
@@ -221,9 +222,12 @@ def _put_dataset(
 
 def _place_as_online(hub: FakeHub, repo_id: str, built: Path, config: str) -> None:
     """Move a prepared dataset where an online load leaves it: `owner___name/<config>/
-    <version>/<commit>` (a builder given data_files and no repo appends a hash to the config
-    and drops the owner)."""
-    folder = "___".join(repo_id.split("/"))
+    <version>/<commit>`, the name snake-cased (a builder given data_files and no repo appends
+    a hash to the config and drops the owner)."""
+    from datasets.naming import camelcase_to_snakecase
+
+    owner, _, name = repo_id.rpartition("/")
+    folder = "___".join(part for part in (owner, camelcase_to_snakecase(name)) if part)
     wanted = hub.datasets_cache / folder / config / built.parent.name / built.name
     wanted.parent.mkdir(parents=True, exist_ok=True)
     built.rename(wanted)
@@ -242,7 +246,7 @@ def build_dataset_repos(hub: FakeHub, data_dir: Path) -> None:
             "choices": [q["choices"] for q in questions],
         }
     )
-    _put_dataset(
+    put_dataset(
         hub, "cais/wmdp", {"wmdp-bio": {"test": ("wmdp-bio/test-00000-of-00001.parquet", wmdp)}}
     )
 
@@ -258,17 +262,17 @@ def build_dataset_repos(hub: FakeHub, data_dir: Path) -> None:
             }
         )
         mmlu[subject] = {"test": (f"{subject}/test-00000-of-00001.parquet", table)}
-    _put_dataset(hub, "cais/mmlu", mmlu)
+    put_dataset(hub, "cais/mmlu", mmlu)
 
     lines = (data_dir / "wikitext-2-raw/wiki.test.raw").read_text(encoding="utf-8").splitlines()
     wiki = pa.table({"text": [line + "\n" for line in lines]})
-    _put_dataset(
+    put_dataset(
         hub,
         "wikitext",
         {"wikitext-2-raw-v1": {"test": ("wikitext-2-raw-v1/test-00000-of-00001.parquet", wiki)}},
     )
     owt = pa.table({"text": [line for line in lines if line.strip()]})
-    _put_dataset(
+    put_dataset(
         hub,
         "Skylion007/openwebtext",
         {"plain_text": {"train": ("plain_text/train-00000-of-00080.parquet", owt)}},
@@ -286,7 +290,7 @@ def build_dataset_repos(hub: FakeHub, data_dir: Path) -> None:
             "doi": [f"10.0000/openstax.{r['section_id']}" for r in records],
         }
     )
-    _put_dataset(
+    put_dataset(
         hub,
         "cais/wmdp-bio-forget-corpus",
         {None: {"train": ("data/train-00000-of-00001.parquet", forget)}},

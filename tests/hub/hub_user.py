@@ -95,12 +95,12 @@ def session(config: str, out: Path) -> dict:
 def facts(ws, features: list[int]) -> dict:
     """What was loaded, and how it computes."""
     from core.evaluation.mcq import encode_prompt, prompt_text
-    from core.sae.encoding import selected_activations
+    from core.sae.adapter import adapter_for
 
     sae = ws.sae
     tokens = torch.tensor([ws.tokenizer.encode(ws.documents("forget_corpus", 4)[0])[:48]])
     x = ws.residual(tokens)
-    partial = selected_activations(sae, x, features)
+    partial = adapter_for(sae).selected_activations(x, features)
     full = sae.encode(x)[..., features]
     question = ws.questions("forget_questions")[0]
     ids = encode_prompt(ws.tokenizer, prompt_text(question), chat=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from core.base.config import load_config
+from core.base.config_files import load_config
 from core.base.paths import resolve_data_dir
 from core.loading.saes import registry_fingerprint
 from tests.hub.conftest import PRESET

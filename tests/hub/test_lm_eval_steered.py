@@ -21,7 +21,7 @@ import torch
 from lm_eval.models.hf_steered import SteeredModel
 from core.labels.export import steered_csv
 from core.labels.store import LabelStore
-from core.loading.saes import shapes_from_cached_files
+from core.loading.hub_cache import shapes_from_cached_files
 from core.workspace.workspace import Workspace
 
 config, folder = sys.argv[1], sys.argv[2]

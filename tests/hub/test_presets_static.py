@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from core.base.config import list_workspaces, load_config
+from core.base.config_files import list_workspaces, load_config
 from core.base.paths import PRESETS_DIR
-from core.evaluation.evaluator import LOSS_DOCUMENTS
+from core.evaluation.loss import LOSS_DOCUMENTS
 from core.loading import data
 
 HUB_PRESETS = [

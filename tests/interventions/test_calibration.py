@@ -13,7 +13,7 @@ from core.interventions.calibration import cached_rho, calibrate, describe, gate
 from core.interventions.edits import Intervention, edit
 from core.interventions.gate import Gate, sequence_rho
 from core.interventions.generation import generate
-from core.sae.encoding import selected_activations
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 
 BIOLOGY = "The mitochondria is the powerhouse of the cell. DNA polymerase copies the strand."
@@ -48,12 +48,14 @@ pytestmark = pytest.mark.model
 def test_only_sequences_over_alpha_are_edited_and_the_rest_stay_bit_identical(offline_ws, pair):
     _, resid, features = pair
     sae = offline_ws.sae
-    rho = sequence_rho((selected_activations(sae, resid, features) > 0).any(-1))
+    rho = sequence_rho((adapter_for(sae).selected_activations(resid, features) > 0).any(-1))
     assert rho[0] > rho[1]
     alpha = float((rho[0] + rho[1]) / 2)
     plain_iv = Intervention(tuple(features), (3.0,) * len(features))
     gated_iv = Intervention(tuple(features), (3.0,) * len(features), gate=Gate(alpha))
-    ungated, with_gate = edit(sae, resid, plain_iv, features), edit(sae, resid, gated_iv, features)
+    adapter = adapter_for(sae)
+    ungated = edit(adapter, resid, plain_iv, features)
+    with_gate = edit(adapter, resid, gated_iv, features)
     assert torch.equal(with_gate[1], resid[1])  # under alpha: untouched, bit for bit
     assert torch.equal(with_gate[0], ungated[0])  # over alpha: the ordinary clamp
     assert not torch.equal(with_gate[0], resid[0])
@@ -64,7 +66,7 @@ def test_any_selected_rule_clamps_every_feature_where_any_fires(offline_ws, pair
     _, resid, features = pair
     sae, c = offline_ws.sae, 3.0
     iv = Intervention(tuple(features), (c,) * len(features), gate=Gate(0.0, "any selected"))
-    found = edit(sae, resid[:1], iv, features)
+    found = edit(adapter_for(sae), resid[:1], iv, features)
     acts = sae.encode(resid[:1])[..., features]
     fires = (acts > 0).any(-1, keepdim=True)
     fires[:, 0] = False  # BOS left alone

@@ -9,7 +9,7 @@ from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.evaluation.mcq import encode_prompt
 from core.interventions.edits import Intervention, applied, edit, make_intervention
-from core.sae.encoding import selected_activations
+from core.sae.adapter import adapter_for
 
 pytestmark = pytest.mark.model
 
@@ -33,7 +33,7 @@ def test_clamp_edits_only_where_a_selected_feature_fires(offline_ws, resid):
     sae = offline_ws.sae
     features = _active_features(offline_ws, resid)
     iv = Intervention(tuple(features), (20.0,) * 3)
-    edited = edit(sae, resid, iv, features)
+    edited = edit(adapter_for(sae), resid, iv, features)
     acts = sae.encode(resid)[..., features]
     fires = (acts > 0).any(dim=-1)[0]
     fires[0] = False  # BOS is left alone by default
@@ -58,19 +58,21 @@ def test_clamping_to_the_features_own_activation_changes_nothing(offline_ws, res
     x = resid[:, position : position + 1]
     own = float(acts[position])
     iv = Intervention((feature,), (-own,))  # -c = a_j: the clamp writes a_j back
-    assert torch.equal(edit(offline_ws.sae, x, iv, [feature]), x)
+    assert torch.equal(edit(adapter_for(offline_ws.sae), x, iv, [feature]), x)
     scale_zero = Intervention((feature,), (0.0,), method="scale")
-    assert torch.equal(edit(offline_ws.sae, resid, scale_zero, [feature]), resid)
+    assert torch.equal(edit(adapter_for(offline_ws.sae), resid, scale_zero, [feature]), resid)
 
 
 @torch.no_grad()
 def test_bos_option_and_random_control(offline_ws, resid):
     sae = offline_ws.sae
     bos_features = torch.nonzero(sae.encode(resid)[0, 0] > 0).flatten()[:2].tolist()
-    keep = edit(sae, resid, Intervention(tuple(bos_features), (30.0, 30.0)), bos_features)
+    keep = edit(
+        adapter_for(sae), resid, Intervention(tuple(bos_features), (30.0, 30.0)), bos_features
+    )
     edit_bos = Intervention(tuple(bos_features), (30.0, 30.0), skip_bos=False)
     assert torch.equal(keep[0, 0], resid[0, 0])
-    assert not torch.equal(edit(sae, resid, edit_bos, bos_features)[0, 0], resid[0, 0])
+    assert not torch.equal(edit(adapter_for(sae), resid, edit_bos, bos_features)[0, 0], resid[0, 0])
     assert Intervention((4095, 7), method="random").targets(4096) == (0, 8)
 
 
@@ -90,7 +92,7 @@ def test_mean_ablation_moves_the_feature_to_its_retain_mean(small_app_ws, resid)
     assert iv.means[0] == pytest.approx(expected, rel=1e-4) and iv.means[0] > 0
     assert make_intervention(ws, [feature], [1.0], "mean", table=table).means == iv.means
     acts = ws.sae.encode(resid)[..., feature]
-    moved = (edit(ws.sae, resid, iv, [feature]) - resid)[0]
+    moved = (edit(adapter_for(ws.sae), resid, iv, [feature]) - resid)[0]
     want = (iv.means[0] - acts[0, 1:, None]) * ws.sae.W_dec[feature]
     assert torch.equal(moved[0], torch.zeros_like(moved[0]))  # BOS left alone
     torch.testing.assert_close(moved[1:], want, rtol=1e-3, atol=1e-3)
@@ -108,27 +110,6 @@ def test_hook_is_removed_after_an_exception(offline_ws):
     assert not model.hook_dict[hook].fwd_hooks
     with torch.no_grad():
         assert torch.equal(model(tokens), clean)
-
-
-@pytest.mark.parametrize("architecture", ["standard", "jumprelu"])
-def test_partial_encode_matches_the_full_encode(architecture):
-    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig
-
-    torch.manual_seed(0)
-    if architecture == "standard":
-        sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=64))
-    else:
-        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=16, d_sae=64))
-        with torch.no_grad():
-            sae.threshold.fill_(0.05)
-    with torch.no_grad():
-        for parameter in sae.parameters():
-            parameter.normal_(0, 0.3)
-        if architecture == "jumprelu":
-            sae.threshold.abs_()
-        x = torch.randn(2, 5, 16)
-        picked = [3, 10, 42]
-        assert torch.allclose(selected_activations(sae, x, picked), sae.encode(x)[..., picked])
 
 
 def test_bad_interventions_say_what_is_wrong(offline_ws):

@@ -10,7 +10,7 @@ import torch
 
 from core.errors import ConfigError, ModelSAEMismatchError
 from core.loading import models
-from core.sae.encoding import selected_activations
+from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 from tests.helpers import preset, write_config
 
@@ -86,7 +86,10 @@ def test_a_local_sae_folder_loads_and_encodes_as_saved(
     torch.testing.assert_close(sae.encode(x), saved.encode(x))
     features = torch.argsort((sae.encode(x) > 0).sum((0, 1)), descending=True)[:8].tolist()
     assert (sae.encode(x)[..., features] > 0).any()
-    torch.testing.assert_close(selected_activations(sae, x, features), sae.encode(x)[..., features])
+    partial = adapter_for(sae).selected_activations(x, features)
+    # The partial and full matmuls sum d_in products in different orders (and BLAS's order
+    # depends on the thread count): float32 rounding, relative to activations of ~500.
+    torch.testing.assert_close(partial, sae.encode(x)[..., features], rtol=1e-5, atol=1e-5)
 
 
 def test_a_local_sae_of_another_width_is_refused(offline_ws, tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.base.config import load_config
+from core.base.config_files import load_config
 from core.errors import ConfigError
 from core.loading.saes import registry_fingerprint
 from tests.hub.fake_hub import SAE_FOLDER, SAE_REPO, FakeHub, put_repo

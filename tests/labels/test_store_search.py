@@ -6,7 +6,8 @@ import sqlite3
 import pytest
 
 from core.labels.schema import MIGRATIONS, SCHEMA_VERSION, connect, statements
-from core.labels.store import LabelStore, LabelStoreError
+from core.labels.store import LabelStore
+from core.labels.text import LabelStoreError
 
 
 @pytest.fixture
@@ -66,3 +67,12 @@ def test_a_version_1_database_migrates_and_indexes_its_labels(tmp_path):
     assert sqlite3.connect(path).execute("SELECT value FROM meta").fetchone()[0] == str(
         SCHEMA_VERSION
     )
+
+
+def test_a_search_saved_as_a_set_keeps_its_query_and_order(store):
+    store.set_label(8, label="protein folding")
+    store.put_suggestions("neuronpedia", {2: ("protein binding", {})})
+    saved = store.save_search_set("proteins", "protein")
+    assert set(saved.features) == {2, 8}
+    assert saved.selection == {"method": "label search", "query": "protein", "suggestions": True}
+    assert store.save_search_set("labels only", "protein", suggestions=False).features == (8,)

@@ -1,0 +1,241 @@
+"""The Live intervention page's run: the evaluator per settings, the intervention form, the
+intervention it builds and the background run with its progress. Not a page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from core import UserError, Workspace
+from core.evaluation.evaluator import Evaluator
+from core.evaluation.known import VARIANTS
+from core.evaluation.mcq import SCORINGS
+from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
+from core.interventions.calibration import calibrate, describe, kept_gate
+from core.interventions.edits import METHODS, make_intervention
+from core.interventions.gate import GATE_RULES
+from core.runtime.jobs import Jobs
+from core.selection import sources
+from core.selection.sources import FeatureChoice
+from pages.common import from_url, plain, time_left, to_url
+
+SLIDERS = 50  # features with a slider of their own; the others keep their multipliers
+
+
+@dataclass(frozen=True)
+class RunForm:
+    """What the intervention form holds once submitted (or as it was last submitted)."""
+
+    method: str
+    base: float  # c, or m for scale
+    multiplier: float
+    skip_bos: bool
+    weights: list[float]  # each feature's multiplier of c
+    gate_on: bool
+    gate_percentile: float
+    gate_rule: str
+    settings: EvalSettings
+    run: bool
+
+    @property
+    def values(self) -> list[float]:
+        return [self.base * weight for weight in self.weights]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _evaluator(name: str, version: str, settings: EvalSettings, _ws: Workspace) -> Evaluator:
+    return Evaluator(_ws, settings)
+
+
+def evaluator_for(ws: Workspace, settings: EvalSettings) -> Evaluator:
+    """One Evaluator per workspace version and settings per server."""
+    return _evaluator(ws.name, ws.config.provenance_hash(), settings, ws)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> Jobs:
+    """The server's background runs: a run goes on when the page reruns or reloads."""
+    return Jobs()
+
+
+@st.fragment(run_every=1.0)
+def _watch(key: str) -> None:
+    """A running evaluation's progress and its Cancel button; the page reruns when it ends."""
+    job = _jobs().get(key)
+    if job is None or not job.running:
+        st.rerun()
+    left = time_left(job.fraction, job.stage_started) or "…"
+    st.progress(job.fraction, text=f"{job.stage} · {left} (the run goes on if you leave or reload)")
+    if st.button("Cancel the run"):
+        job.cancel()
+
+
+def _sliders(table: pd.DataFrame, chosen: FeatureChoice, origin: str) -> list[float]:
+    """Each feature's multiplier of c, a slider each for the first SLIDERS features."""
+    weights = list(chosen.multipliers)
+    columns = st.columns(2)
+    for i, feature in enumerate(chosen.features[:SLIDERS]):
+        row = table.iloc[feature]
+        label = (
+            f"feature {feature} × (mean {row['forget_mean_saebench']:.2f} / "
+            f"max {row['forget_max_saebench']:.2f})"
+        )
+        weights[i] = columns[i % 2].slider(
+            label, 0.0, max(5.0, weights[i]), weights[i], 0.05, key=f"m-{origin}-{feature}"
+        )
+    if len(chosen.features) > SLIDERS:
+        st.caption(
+            f"{len(chosen.features) - SLIDERS} more features keep their multipliers "
+            f"(sliders for {SLIDERS})."
+        )
+    return weights
+
+
+def _scoring(ws: Workspace) -> EvalSettings:
+    """The form's scoring settings."""
+    st.markdown("**Scoring**")
+    opts = st.columns(6)
+    scoring = opts[0].selectbox("Scoring", list(SCORINGS), help="; ".join(SCORINGS.values()))
+    cpu_default = 100 if ws.device == "cpu" else 0
+    limit = opts[1].number_input("Questions per set (0 = all)", 0, 100_000, cpu_default, 10)
+    known_filter = opts[2].toggle("Known-question filter", value=False)
+    known_variant = opts[3].selectbox("Known variant", list(VARIANTS), disabled=not known_filter)
+    device_defaults = EvalSettings.for_device(ws.device)
+    loss_rows = int(opts[4].number_input("Loss rows per text", 1, 4096, device_defaults.loss_rows))
+    shots = int(
+        opts[5].number_input(
+            "k-shot check",
+            0,
+            MAX_SHOTS,
+            0,
+            help="Also score every question after k solved examples of its subject, beside "
+            "k = 0 (METHOD §12: 5-shot prompting undoes shallow unlearning). " + SHOTS_RULE,
+        )
+    )
+    return EvalSettings(
+        scoring=scoring,
+        known_variant=known_variant,
+        question_limit=int(limit) or None,
+        loss_rows=loss_rows,
+        known_filter=known_filter,
+        shots=shots,
+    )
+
+
+def intervention_form(
+    ws: Workspace, table: pd.DataFrame, chosen: FeatureChoice, origin: str
+) -> RunForm:
+    """The form of method, c, multipliers, gate and scoring; nothing runs until Run."""
+    features = list(chosen.features)
+    for key, parse in (("method", str), ("c", float), ("multiplier", float)):
+        from_url(key, parse)
+    from_url("skip_bos", lambda text: text == "True")
+    with st.form("intervention"):
+        st.markdown("**Intervention** (nothing runs until you press Run)")
+        top = st.columns(4)
+        method = top[0].selectbox(
+            "Method", list(METHODS), format_func=lambda m: f"{m}: {METHODS[m]}", key="method"
+        )
+        suggested = sources.typical_clamp(table, features)
+        base = top[1].number_input(
+            "c (or m for scale)",
+            0.0,
+            10_000.0,
+            suggested,
+            0.1,
+            key="c",
+            help=f"Starts at {suggested:g}: twice the median of these features' largest "
+            "activation on forget text (the paper's c = 20-100 suits SAEs whose activations "
+            "run to tens).",
+        )
+        multiplier = top[2].slider("Global multiplier", 0.0, 5.0, 1.0, 0.05, key="multiplier")
+        skip_bos = top[3].toggle("Leave BOS alone (SAEBench)", value=True, key="skip_bos")
+        st.caption(
+            "c is in SAE activation units. Each slider is that feature's multiplier of c (a "
+            "saved set's own to start with; changing c keeps them); beside it, the feature's "
+            "typical size on forget text (mean where active / max)."
+        )
+        weights = _sliders(table, chosen, origin)
+        gating = st.columns([1, 1, 2])
+        gate_on = gating[0].toggle(
+            "Gate (DSG)",
+            value=False,
+            key="gate",
+            help="Edit only sequences where the features "
+            "fire often (METHOD §10); alpha from retain text, no model run.",
+        )
+        gate_percentile = gating[1].number_input(
+            "Gate percentile", 50.0, 99.9, 95.0, 0.5, disabled=not gate_on, key="gate_percentile"
+        )
+        gate_rule = gating[2].selectbox(
+            "Rule inside a gated sequence",
+            list(GATE_RULES),
+            format_func=lambda r: f"{r}: {GATE_RULES[r]}",
+            disabled=not gate_on,
+            key="gate_rule",
+        )
+        settings = _scoring(ws)
+        run = st.form_submit_button("Run", type="primary")
+    to_url("method", "c", "multiplier", "skip_bos")
+    return RunForm(
+        method,
+        float(base),
+        multiplier,
+        skip_bos,
+        weights,
+        gate_on,
+        gate_percentile,
+        gate_rule,
+        settings,
+        run,
+    )
+
+
+def intervention_of(
+    ws: Workspace,
+    table: pd.DataFrame,
+    features: list[int],
+    form: RunForm,
+    set_gate: dict | None = None,
+    set_name: str | None = None,
+):
+    """The form's intervention, its gate kept with the set or calibrated (said in a caption);
+    stops the page with the message when it cannot be made."""
+    try:
+        gate = kept_gate(set_gate, form.gate_percentile, form.gate_rule) if form.gate_on else None
+        origin = f", kept with the set '{set_name}'" if gate is not None else ""
+        if form.gate_on and gate is None:
+            gate = calibrate(ws, features, form.gate_percentile, form.gate_rule)
+        iv = make_intervention(
+            ws, features, form.values, form.method, form.multiplier, form.skip_bos, table, gate
+        )
+        if gate is not None:
+            st.caption(
+                plain(
+                    f"Gate: {describe(gate)}{origin}; MCQ and loss measure rho over the whole "
+                    "sequence, generation over the prompt."
+                )
+            )
+    except UserError as exc:
+        st.error(plain(exc))
+        st.stop()
+    return iv
+
+
+def background_run(ws: Workspace, evaluator: Evaluator, iv, run: bool) -> dict | None:
+    """The memoised result of this intervention, if any; else a press of Run starts it in
+    the background and its progress shows until it ends (or its error, once)."""
+    result = evaluator.cached(iv)
+    key = f"{ws.name}/{evaluator.result_path(iv).name}"
+    if run and result is None:
+        _jobs().start(key, lambda report: evaluator.evaluate(iv, report))
+    job = _jobs().get(key)
+    if job is not None and job.running:
+        _watch(key)
+    elif job is not None:
+        if job.error:
+            st.error(plain(job.error))
+        _jobs().forget(key)
+    return result

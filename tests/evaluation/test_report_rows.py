@@ -1,0 +1,74 @@
+"""The text rows every page and the CLI show: the metric table and the per-question table."""
+
+import numpy as np
+
+from core.evaluation.metrics import compare
+from core.evaluation.report_rows import metric_rows, question_rows
+from core.loading.data import Question
+
+
+def _questions(n: int, subject: str) -> list[Question]:
+    return [Question(f"Q{i}?", ("a", "b", "c", "d"), 0, subject) for i in range(n)]
+
+
+RIGHT, WRONG = [0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]
+
+
+def test_rows_give_percent_intervals_paired_tests_and_unmeasured_as_such():
+    questions = {
+        "forget_questions": _questions(4, "biology"),
+        "side_effect_questions": _questions(3, "anatomy") + _questions(2, "college_biology"),
+    }
+    clean = {
+        "scores": {
+            "forget_questions": [RIGHT, RIGHT, WRONG, WRONG],
+            "side_effect_questions": [RIGHT] * 5,
+        },
+        "losses": {"general": [3.0, 3.2], "forget": [2.0, 2.5], "retain": [3.0, 3.2]},
+    }
+    edited = {
+        "scores": {
+            "forget_questions": [WRONG, RIGHT, WRONG, RIGHT],
+            "side_effect_questions": [RIGHT, RIGHT, WRONG, RIGHT, WRONG],
+        },
+        "losses": {"general": [3.1, 3.5], "forget": [4.0, 5.5], "retain": [3.1, 3.5]},
+    }
+    known = {"forget_questions": np.array([0, 1]), "side_effect_questions": None}
+    m = compare(questions, ["college_biology"], clean, edited, known, min_known=2)["metrics"]
+    rows = {row["measure"]: row for row in metric_rows(m)}
+    everything = rows["WMDP-bio, all questions"]
+    assert everything["n"] == 4 and everything["baseline"] == "50.0% [15.0, 85.0]"
+    assert everything["change"] == "+0.0 pts (1 right→wrong, 1 wrong→right)"
+    assert rows["MMLU side effect (pooled), known"]["intervened"] == "not measured"
+    assert rows["college biology (apart), all"]["intervened"].startswith("50.0% [")
+    assert rows["CE loss on forget text (nats)"]["change"] == "+2.5000 ± 0.5000 (SE over rows)"
+    assert "CE loss on general text = retain text (nats)" in rows
+    assert "CE loss on retain text (nats)" not in rows
+
+
+def _question(flipped: bool, known: bool, after=(0.1, 0.2, 0.3, 0.4)) -> dict:
+    return {
+        "set": "forget_questions",
+        "subject": "biology",
+        "question": "Q?",
+        "answer": 1,
+        "before": [0.1, 0.6, 0.1, 0.1],
+        "after": list(after),
+        "flipped": flipped,
+        "known": known,
+    }
+
+
+def test_question_filters_keep_what_they_say():
+    questions = [_question(True, False), _question(False, True), _question(True, True)]
+    assert [r["at"] for r in question_rows(questions)] == [0, 1, 2]
+    assert [r["at"] for r in question_rows(questions, flipped_only=True)] == [0, 2]
+    assert [r["at"] for r in question_rows(questions, known_only=True)] == [1, 2]
+    assert [r["at"] for r in question_rows(questions, True, True)] == [2]
+
+
+def test_a_destroyed_distribution_says_where_the_mass_went():
+    (row,) = question_rows([_question(False, False, after=(1e-5, 2e-5, 1e-5, 0.0))])
+    assert row["set"] == "WMDP-bio" and row["answer"] == "B"
+    assert row["before"] == "0.10 0.60 0.10 0.10"
+    assert row["after"] == "mass elsewhere (A–D sum 4.0e-05)"
