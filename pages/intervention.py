@@ -22,11 +22,11 @@ form = intervention_form(ws, table, chosen, set_name or chosen.source)
 evaluator = evaluator_for(ws, form.settings)
 iv = intervention_of(ws, table, features, form, set_gate, set_name)
 
-result = background_run(ws, evaluator, iv, form.run)
+result = background_run(ws, evaluator, iv, form.run, chosen.chosen_on, form.allow_overlap)
 if result is not None:
     results_view(result)
     questions_view(result["questions"])
-    save_view(ws.name, store, result, feature_set, features, form.weights)
+    save_view(ws.name, store, result, feature_set, chosen, form.weights)
 known_questions_view(evaluator)
 generation_view(ws, iv)
 screening_view(ws, features, form)

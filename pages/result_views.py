@@ -21,6 +21,7 @@ from core.evaluation.report_rows import (
 from core.evaluation.settings import FORGET, SIDE
 from core.labels.sets import FeatureSet
 from core.labels.store import LabelStore
+from core.selection.sources import FeatureChoice
 from pages.common import ProgressBar, plain
 
 TEXTS = (("general", "general text"), ("forget", "forget text"), ("retain", "retain text"))
@@ -57,7 +58,9 @@ def results_view(result: dict) -> None:
     )
     st.table(pd.DataFrame(metric_rows(m)).set_index("measure"))
     edits = result["intervention"]
-    st.caption(plain(provenance_line(result["provenance"], edits["method"], edits["skip_bos"])))
+    optimistic = f"Optimistic: {result['optimistic']}. " if "optimistic" in result else ""
+    line = provenance_line(result["provenance"], edits["method"], edits["skip_bos"])
+    st.caption(plain(optimistic + line))
 
 
 def questions_view(questions: list[dict]) -> None:
@@ -100,11 +103,12 @@ def save_view(
     store: LabelStore,
     result: dict,
     feature_set: FeatureSet | None,
-    features: list[int],
+    chosen: FeatureChoice,
     weights: list[float],
 ) -> None:
-    """Save the multipliers and the result into the set they came from, or as a new set;
-    download the result."""
+    """Save the multipliers and the result into the set they came from, or as a new set
+    (with the ids of the questions that chose its features, if any); download the result."""
+    features = list(chosen.features)
     record = {k: v for k, v in result.items() if k != "questions"}
     gate = record["intervention"].get("gate")
     save = st.columns(2)
@@ -120,7 +124,9 @@ def save_view(
             new_name = st.text_input("Save these features, their multipliers and this result as")
             if st.form_submit_button("Save as a set"):
                 try:
-                    selection = {"gate": gate} if gate else None
+                    selection = {"gate": gate} if gate else {}
+                    if chosen.chosen_on:
+                        selection["question_ids"] = chosen.chosen_on
                     store.save_set(
                         new_name, features, weights, selection=selection, results=[record]
                     )

@@ -12,6 +12,7 @@ from core import UserError, Workspace
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import SCORINGS
+from core.evaluation.protocol import overlap_note
 from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
 from core.interventions.calibration import calibrate, describe, kept_gate
 from core.interventions.edits import METHODS, make_intervention
@@ -37,6 +38,7 @@ class RunForm:
     gate_percentile: float
     gate_rule: str
     settings: EvalSettings
+    allow_overlap: bool
     run: bool
 
     @property
@@ -177,6 +179,11 @@ def intervention_form(
             key="gate_rule",
         )
         settings = _scoring(ws)
+        allow_overlap = st.checkbox(
+            "Allow overlap",
+            help="Score a set on questions that chose its features (its selection record's); "
+            "the result is labelled optimistic. Otherwise such a run is refused.",
+        )
         run = st.form_submit_button("Run", type="primary")
     to_url("method", "c", "multiplier", "skip_bos")
     return RunForm(
@@ -189,6 +196,7 @@ def intervention_form(
         gate_percentile,
         gate_rule,
         settings,
+        allow_overlap,
         run,
     )
 
@@ -224,13 +232,27 @@ def intervention_of(
     return iv
 
 
-def background_run(ws: Workspace, evaluator: Evaluator, iv, run: bool) -> dict | None:
-    """The memoised result of this intervention, if any; else a press of Run starts it in
-    the background and its progress shows until it ends (or its error, once)."""
+def background_run(
+    ws: Workspace,
+    evaluator: Evaluator,
+    iv,
+    run: bool,
+    chosen_on: dict[str, list[str]],
+    allow_overlap: bool,
+) -> dict | None:
+    """The memoised result of this intervention, if any (labelled optimistic when scored on
+    questions that chose its features); else a press of Run starts it in the background and
+    its progress shows until it ends (or its error, once). A run on questions that chose the
+    features is refused (said in an error) unless `allow_overlap`."""
+    try:
+        note = overlap_note(evaluator.protocol, chosen_on, allow_overlap)
+    except UserError as exc:
+        st.error(plain(exc))
+        return None
     result = evaluator.cached(iv)
     key = f"{ws.name}/{evaluator.result_path(iv).name}"
     if run and result is None:
-        _jobs().start(key, lambda report: evaluator.evaluate(iv, report))
+        _jobs().start(key, lambda report: evaluator.evaluate(iv, report, chosen_on, True))
     job = _jobs().get(key)
     if job is not None and job.running:
         _watch(key)
@@ -238,4 +260,4 @@ def background_run(ws: Workspace, evaluator: Evaluator, iv, run: bool) -> dict |
         if job.error:
             st.error(plain(job.error))
         _jobs().forget(key)
-    return result
+    return result if result is None or note is None else result | {"optimistic": note}

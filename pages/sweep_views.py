@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import UserError
 from core.evaluation.evaluator import Evaluator
-from core.evaluation.report_rows import format_score, provenance_line
+from core.evaluation.report_rows import NOT_MEASURED, format_score, provenance_line
 from core.sweeps.grid import SweepConfig
 from core.sweeps.plots import pareto_plot
 from core.sweeps.run import sweep
@@ -56,15 +56,22 @@ def _pareto_chart(result: dict, against: str) -> None:
     st.caption(plot["note"])
 
 
+def _score_metric(column, label: str, shown: str) -> None:
+    """A sweep score with its rule as help; when not measured, why, in plain sight."""
+    column.metric(label, shown.split(" (")[0], help=shown)
+    if shown.startswith(NOT_MEASURED):
+        column.caption(shown)
+
+
 def _swept_view(name: str, result: dict) -> None:
     """The sweep's held-out and SAEBench scores, its points and Pareto plots."""
     points = pd.DataFrame([p for p in result["points"] if "skipped" not in p])
     scores = st.columns(2)
     if result["questions"] == "report":
-        held_out = format_score(result["held_out_score"], held_out=True)
-        scores[0].metric("Held-out score", held_out.split(" (")[0], help=held_out)
-    optimistic = format_score(result["saebench_score"])
-    scores[1].metric("SAEBench score (optimistic)", optimistic.split(" (")[0], help=optimistic)
+        held_out = format_score(result["held_out_score"], result["points"], held_out=True)
+        _score_metric(scores[0], "Held-out score", held_out)
+    optimistic = format_score(result["saebench_score"], result["points"])
+    _score_metric(scores[1], "SAEBench score (optimistic)", optimistic)
     rule = result["config"]
     st.caption(plain(provenance_line(result["provenance"], rule["method"], rule["skip_bos"])))
     st.dataframe(sweep_table(points), hide_index=True)

@@ -18,6 +18,7 @@ from core.cli.common import (
     settings,
     write_out,
 )
+from core.evaluation.protocol import overlap_note
 from core.evaluation.report_rows import format_score, metric_rows, provenance_line
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES, Gate
@@ -32,6 +33,7 @@ def _eval(args: argparse.Namespace) -> None:
     ws = open_workspace(args)
     evaluator = Evaluator(ws, settings(args, ws))
     chosen = chosen_features(args, ws)
+    overlap_note(evaluator.protocol, chosen.chosen_on, args.allow_overlap)  # refused up front
     gate = None
     store = LabelStore.for_workspace(ws) if args.set else None
     kept = store.get_set(args.set).gate if store else None
@@ -51,7 +53,7 @@ def _eval(args: argparse.Namespace) -> None:
         not args.edit_bos,
         gate=gate,
     )
-    result = evaluator.evaluate(iv, progress_printer())
+    result = evaluator.evaluate(iv, progress_printer(), chosen.chosen_on, args.allow_overlap)
     if store and args.save:
         summary = {k: v for k, v in result.items() if k != "questions"}
         store.add_results(args.set, summary)
@@ -65,6 +67,8 @@ def _eval(args: argparse.Namespace) -> None:
         )
     for warning in result["warnings"]:
         print(f"note: {warning}")
+    if "optimistic" in result:
+        print(f"optimistic: {result['optimistic']}")
     print(provenance_line(result["provenance"], args.method, not args.edit_bos))
     if args.out:
         write_out(args.out, result)
@@ -105,8 +109,9 @@ def _sweep(args: argparse.Namespace) -> None:
         sweep = evaluations_on_ray(args, sweep_on_ray)
     result = sweep(Evaluator(ws, settings(args, ws)), config, report)
     if result["held_out_score"] is not None or result["questions"] == "report":
-        print(f"Held-out score: {format_score(result['held_out_score'], held_out=True)}")
-    print(f"SAEBench score: {format_score(result['saebench_score'])}")
+        held_out = format_score(result["held_out_score"], result["points"], held_out=True)
+        print(f"Held-out score: {held_out}")
+    print(f"SAEBench score: {format_score(result['saebench_score'], result['points'])}")
     write_out(args.out, result)
 
 
@@ -212,6 +217,11 @@ def add_commands(sub: Subcommands) -> None:
         "--save", action="store_true", help="store the result (and a --gate) in --set"
     )
     evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
+    evaluate.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="score a set on questions that chose it (its selection record's), labelled optimistic",
+    )
     sweep.add_argument("--thresholds", default="0.01", help="retain thresholds, e.g. 0.001,0.01")
     sweep.add_argument("--n", default="10,20", help="numbers of features, e.g. 10,20,50")
     sweep.add_argument("--c", default="20,50", help="clamp sizes, e.g. 20,50,100")

@@ -24,11 +24,18 @@ import numpy as np
 from core.base.records import record_key, write_json
 from core.base.uncertainty import wilson
 from core.evaluation.k_shot import shot_examples
-from core.evaluation.known import VARIANTS, WITHOUT_QUESTION, KnownSet, build_known
+from core.evaluation.known import (
+    VARIANTS,
+    WITHOUT_QUESTION,
+    KnownSet,
+    build_known,
+    known_key,
+    stored_known,
+)
 from core.evaluation.loss import LossText, describe_loss_text, loss_text, row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare, k_shot_metrics
-from core.evaluation.protocol import QuestionProtocol
+from core.evaluation.protocol import QuestionProtocol, overlap_note
 from core.evaluation.settings import FORGET, LOSS_SETS, SHOTS_RULE, SIDE, SPLITS, EvalSettings
 from core.interventions.calibration import gated
 from core.interventions.edits import Intervention, applied
@@ -94,7 +101,9 @@ class Evaluator:
         return {**self.model_record(), "scoring": self.scoring, "role": role}
 
     def known_path(self, role: str) -> Path:
-        return self.ws.folder / "known" / f"{role}-{record_key(self.known_key_record(role))}.json"
+        """One record per question set: samples of other sizes or seeds keep their own."""
+        key = known_key(self.protocol.sampled_questions[role], self.known_key_record(role))
+        return self.ws.folder / "known" / f"{role}-{record_key(key)}.json"
 
     def known(self, role: str, progress: Progress | None = None) -> KnownSet:
         """The known-question record of the whole sample (both splits: 24 orderings, clean
@@ -109,14 +118,19 @@ class Evaluator:
             progress=report,
         )
 
-    def has_known(self, role: str) -> bool:
-        path = self.known_path(role)
-        if not path.exists():
-            return False
-        stored = json.loads(path.read_text())
+    def known_state(self, role: str) -> str | None:
+        """A hash of the stored known record of this sample (its key and the passes the
+        variant reads); None when the record or a pass it needs is missing."""
+        questions = self.protocol.sampled_questions[role]
+        stored = stored_known(questions, self.known_path(role), self.known_key_record(role))
         iff = self.settings.known_variant == "correct-iff-question"
-        want = WITHOUT_QUESTION if iff else None
-        return "with_question" in stored and (want is None or want in stored)
+        passes = ["with_question"] + [WITHOUT_QUESTION] * iff
+        if any(name not in stored for name in passes):
+            return None
+        return record_key([stored["key"], *(stored[name] for name in passes)])
+
+    def has_known(self, role: str) -> bool:
+        return self.known_state(role) is not None
 
     def known_indices(self, role: str, progress: Progress | None = None) -> np.ndarray | None:
         """Positions in `questions(role)` of its known questions (the variant's); None when
@@ -183,18 +197,30 @@ class Evaluator:
         return result
 
     def result_path(self, iv: Intervention) -> Path:
-        known = [self.has_known(role) for role in (FORGET, SIDE)]
+        known = [self.known_state(role) for role in (FORGET, SIDE)]
         return self.folder / f"run-{record_key([self._key(), iv.record(), known])}.json"
 
     def cached(self, iv: Intervention) -> dict | None:
         path = self.result_path(iv)
         return json.loads(path.read_text()) if path.exists() else None
 
-    def evaluate(self, iv: Intervention, progress: Progress | None = None) -> dict:
-        """Baseline vs intervened metrics, per-question drill-down and provenance."""
+    def evaluate(
+        self,
+        iv: Intervention,
+        progress: Progress | None = None,
+        chosen_on: dict[str, list[str]] | None = None,
+        allow_overlap: bool = False,
+    ) -> dict:
+        """Baseline vs intervened metrics, per-question drill-down and provenance. Features
+        chosen on the questions `chosen_on` (per role their ids) are refused on any of them
+        unless `allow_overlap`, and the result is then labelled "optimistic" (not memoised:
+        the memo holds the numbers only)."""
         iv.check(self.ws.sae_width())
-        if (found := self.cached(iv)) is not None:
-            return found
+        note = overlap_note(self.protocol, chosen_on, allow_overlap)
+        result = self.cached(iv) or self._measure(iv, progress)
+        return result if note is None else result | {"optimistic": note}
+
+    def _measure(self, iv: Intervention, progress: Progress | None) -> dict:
         _ = self._shots  # k larger than the examples: refused before anything runs
         known = {role: self.known_indices(role, progress) for role in (FORGET, SIDE)}
         clean = self.baseline(progress)

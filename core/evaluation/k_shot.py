@@ -12,7 +12,7 @@ from core.evaluation.protocol import QuestionProtocol
 from core.evaluation.settings import FORGET, SET_NAMES, SIDE
 from core.loading.data import Question
 
-SHOT_STREAM = 2  # the k-shot examples' random stream, apart from the sample's and split's
+SHOT_STREAM = 2  # the k-shot examples' random stream, apart from the sample's
 
 
 def shot_examples(protocol: QuestionProtocol) -> dict[str, dict[str, list[Question]]]:

@@ -3,8 +3,8 @@
 The 24 orderings of one question share every token up to the first choice, and orderings
 with the same first choices share more: their token trie runs as trees (core.runtime.prefix_tree),
 each shared token once, instead of 24 full prompts.
-Results are cached on disk per (model, dtype, device, chat, scoring, question set); the
-variants are computed from the cached counts.
+Results are cached on disk, one record per (model, dtype, device, chat, scoring, question set):
+samples of other sizes keep their own; the variants are computed from the cached counts.
 """
 
 from __future__ import annotations
@@ -110,10 +110,15 @@ class KnownSet:
         return np.flatnonzero(keep)
 
 
+def known_key(questions: Sequence[Question], key_record: dict) -> dict:
+    """The key of the known record of exactly `questions` under `key_record`."""
+    return {**key_record, "questions": question_set_hash(questions), "version": CACHE_VERSION}
+
+
 def stored_known(questions: list[Question], cache_path: Path, key_record: dict) -> dict:
     """The record kept at `cache_path` when it is of these questions and `key_record`, else
     a new one holding only its key; passes already made are lists of counts by name."""
-    key = {**key_record, "questions": question_set_hash(questions), "version": CACHE_VERSION}
+    key = known_key(questions, key_record)
     stored = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     return stored if stored.get("key") == key else {"key": key}
 

@@ -1,9 +1,18 @@
 """The question protocol: which questions an evaluation scores. Each set is a seeded sample,
 split into a selection part (what attribution, screening and sweeps choose on) and a report
-part (what results are shown on); what chooses never runs on the report part."""
+part (what results are shown on); what chooses never runs on the report part.
+
+A question's split follows from its content and the seed alone (a salted hash, as
+`data.split_heldout` splits documents), never from the sample it is in: the selection part
+of a 100-question sample and the report part of the whole set share no question. What
+chooses features records the ids of the questions it chose on (`question_id`), and a report
+run of those features on any of them is refused unless allowed (`overlap_note`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -11,12 +20,27 @@ import numpy as np
 
 from core.errors import UserError
 from core.evaluation.settings import FORGET, SIDE, EvalSettings
-from core.loading.data import Question
+from core.loading.data import Question, seeded_bucket
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
 
-SPLIT_STREAM = 1  # the split's random stream, apart from the sample's
+ID_CHARS = 16  # hex characters of a question id: 64 bits
+
+
+def _content(q: Question) -> str:
+    return json.dumps([q.question, list(q.choices), q.answer, q.subject], ensure_ascii=False)
+
+
+def question_id(q: Question) -> str:
+    """A question's id: a short hash of its text, choices, answer and subject."""
+    return hashlib.sha256(_content(q).encode()).hexdigest()[:ID_CHARS]
+
+
+def in_report(q: Question, settings: EvalSettings) -> bool:
+    """Whether a question is in the report split: its content's hash salted with the seed,
+    as a fraction, under the report fraction (whatever sample it is drawn in)."""
+    return seeded_bucket(_content(q), settings.seed) < settings.report_fraction
 
 
 def sample_positions(n: int, limit: int | None, seed: int) -> np.ndarray:
@@ -27,14 +51,14 @@ def sample_positions(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n)[:limit])
 
 
-def split_positions(n: int, settings: EvalSettings) -> np.ndarray:
-    """Positions in a sample of `n` of the settings' split: a seeded permutation puts the
-    first `1 − report_fraction` of it in "selection" and the rest in "report"."""
+def split_positions(questions: Sequence[Question], settings: EvalSettings) -> np.ndarray:
+    """Positions in `questions` of the settings' split (all of them for "all")."""
     if settings.split == "all":
-        return np.arange(n)
-    order = np.random.default_rng([settings.seed, SPLIT_STREAM]).permutation(n)
-    cut = n - round(n * settings.report_fraction)
-    return np.sort(order[:cut] if settings.split == "selection" else order[cut:])
+        return np.arange(len(questions))
+    report = settings.split == "report"
+    return np.array(
+        [i for i, q in enumerate(questions) if in_report(q, settings) == report], dtype=np.int64
+    )
 
 
 class QuestionProtocol:
@@ -64,7 +88,7 @@ class QuestionProtocol:
 
     def split_indices(self, role: str) -> np.ndarray:
         """Positions in the sample of the split's questions."""
-        return split_positions(len(self.sampled_questions[role]), self.settings)
+        return split_positions(self.sampled_questions[role], self.settings)
 
     @cached_property
     def split_questions(self) -> dict[str, list[Question]]:
@@ -73,6 +97,34 @@ class QuestionProtocol:
             role: [self.sampled_questions[role][i] for i in self.split_indices(role)]
             for role in (FORGET, SIDE)
         }
+
+    def split_ids(self) -> dict[str, list[str]]:
+        """Per role the ids of the split's questions: what a choice made on them records."""
+        return {role: [question_id(q) for q in qs] for role, qs in self.split_questions.items()}
+
+
+def overlap_note(
+    protocol: QuestionProtocol, chosen_on: dict[str, list[str]] | None, allow: bool
+) -> str | None:
+    """Before a report run ("report" or "all" split) of features chosen on the questions
+    `chosen_on` (per role their ids, as a set's selection record keeps them): a UserError
+    when it would score any of them, unless `allow`; then the label of its optimistic
+    result. None when nothing overlaps (or the run is on the selection split)."""
+    if not chosen_on or protocol.settings.split == "selection":
+        return None
+    scored = protocol.split_ids()
+    overlap = sum(len(set(scored.get(role, ())) & set(ids)) for role, ids in chosen_on.items())
+    if not overlap:
+        return None
+    if not allow:
+        total = sum(len(ids) for ids in scored.values())
+        raise UserError(
+            f"{overlap} of the {total} questions this run scores chose its features (their "
+            "ids are in the set's selection record): report on other questions (the report "
+            "split with the seed they were chosen with), or pass --allow-overlap (on the "
+            "page: 'Allow overlap') to run it labelled optimistic."
+        )
+    return f"scored on {overlap} questions that chose its features"
 
 
 def refuse_report_split(settings: EvalSettings, what: str) -> None:

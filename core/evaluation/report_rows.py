@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.evaluation.metrics import MASS_FLOOR
+from core.evaluation.metrics import MASS_FLOOR, unscored_reason
 from core.evaluation.settings import SET_NAMES
 from core.interventions.edits import METHODS, bos_rule
 
@@ -156,10 +156,10 @@ def metric_rows(metrics: dict) -> list[dict]:
     return rows
 
 
-def format_score(score: float | None, held_out: bool = False) -> str:
-    """A sweep's score as shown, saying how the best run was chosen."""
+def format_score(score: float | None, points: Sequence[dict], held_out: bool = False) -> str:
+    """A sweep's score as shown, saying how the best run was chosen, or why none was."""
     if score is None:
-        return f"{NOT_MEASURED} (no run has known-question accuracies on both question sets)"
+        return f"{NOT_MEASURED} ({unscored_reason(points, held_out)})"
     if held_out:
         return f"{score:.3f} (best run chosen on the selection split, scored on the report split)"
     return (

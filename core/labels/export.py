@@ -17,7 +17,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from core.labels.sets import check_gate_record
+from core.labels.sets import check_gate_record, check_question_ids
 from core.labels.store import Label, LabelStore
 from core.labels.text import LabelStoreError
 from core.loading.hub_cache import sae_registry
@@ -152,11 +152,14 @@ def parse_import(raw: bytes | str, store: LabelStore, force: bool = False) -> di
     ):
         if key in body and not isinstance(body[key], kind):
             raise ImportRejected(f"The set's '{key}' must be {what}, not {body[key]!r:.60}.")
-    if "gate" in body.get("selection", {}):
-        try:
-            check_gate_record(body["selection"]["gate"])
-        except LabelStoreError as exc:
-            raise ImportRejected(str(exc)) from exc
+    selection = body.get("selection", {})
+    try:
+        if "gate" in selection:
+            check_gate_record(selection["gate"])
+        if "question_ids" in selection:
+            check_question_ids(selection["question_ids"])
+    except LabelStoreError as exc:
+        raise ImportRejected(str(exc)) from exc
     entries = body.get("features")
     if not isinstance(entries, list) or not entries:
         raise ImportRejected("The set has no features.")

@@ -4,9 +4,12 @@ selection that produced it and the results measured with it."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.evaluation.protocol import ID_CHARS
+from core.evaluation.settings import FORGET, SIDE
 from core.interventions.gate import GATE_RULES
 from core.labels.text import LabelStoreError, check_text
 
@@ -30,6 +33,32 @@ class FeatureSet:
     def gate(self) -> dict | None:
         """The gate kept with the set (see `LabelStore.set_gate`), if any."""
         return self.selection.get("gate")
+
+    @property
+    def chosen_on(self) -> dict[str, list[str]]:
+        """Per role the ids of the questions that chose the set's features (none known: {})."""
+        return self.selection.get("question_ids") or {}
+
+
+def check_question_ids(ids: object) -> dict:
+    """The ids of the questions that chose a set, as its selection record keeps them: per
+    question set ("forget_questions", "side_effect_questions") a list of question ids; a
+    LabelStoreError naming what is wrong."""
+    if not isinstance(ids, dict):
+        raise LabelStoreError(f"The selection's question_ids must be an object, not {ids!r:.60}.")
+    for role, found in ids.items():
+        if role not in (FORGET, SIDE):
+            raise LabelStoreError(
+                f"The selection's question_ids are per {FORGET} or {SIDE}, not {role!r:.60}."
+            )
+        if not isinstance(found, list) or not all(
+            isinstance(i, str) and re.fullmatch(f"[0-9a-f]{{{ID_CHARS}}}", i) for i in found
+        ):
+            raise LabelStoreError(
+                f"The selection's question_ids of {role} must be a list of {ID_CHARS}-digit hex "
+                f"question ids, not {found!r:.60}."
+            )
+    return ids
 
 
 def check_gate_record(gate: object) -> dict:

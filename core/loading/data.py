@@ -77,15 +77,20 @@ def load_documents(ws: WorkspaceConfig, role: str, limit: int | None = None) -> 
     return docs
 
 
+def seeded_bucket(text: str, seed: int) -> float:
+    """A float in [0, 1) from a hash of `text` salted with `seed`: what puts an item in a
+    split, whatever the other items are and in whatever order."""
+    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def split_heldout(docs: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Split documents into (train, held-out) by a seeded hash of their text: stable under
     reordering and independent of how many documents there are."""
     train: list[str] = []
     heldout: list[str] = []
     for doc in docs:
-        digest = hashlib.sha256(f"{seed}:{doc}".encode()).digest()
-        bucket = int.from_bytes(digest[:8], "big") / 2**64
-        (heldout if bucket < fraction else train).append(doc)
+        (heldout if seeded_bucket(doc, seed) < fraction else train).append(doc)
     return train, heldout
 
 

@@ -30,7 +30,7 @@ from core.base.records import record_key
 from core.base.uncertainty import Z95
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
-from core.evaluation.protocol import refuse_report_split
+from core.evaluation.protocol import question_id, refuse_report_split
 from core.loading.data import Question
 from core.runtime.forward import MAX_BATCH_TOKENS, batches, final_logits, model_lock, pad_right
 from core.sae.adapter import adapter_for
@@ -108,13 +108,15 @@ def attribution_batch(
 @dataclass
 class Attribution:
     """Per feature: mean attribution over the questions, its standard error (NaN with
-    fewer than 2 questions), and how many questions have it in their top TOP_K."""
+    fewer than 2 questions), and how many questions have it in their top TOP_K; the ids of
+    the questions attributed, per role (`protocol.question_id`)."""
 
     mean: Float[np.ndarray, " d_sae"]
     se: Float[np.ndarray, " d_sae"]
     hits: Int[np.ndarray, " d_sae"]
     questions: int
     provenance: dict
+    question_ids: dict[str, list[str]]
 
     def interval(self, features: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """95% intervals of the features' means (normal, over questions)."""
@@ -136,6 +138,7 @@ class Attribution:
             "mean_attribution": [float(self.mean[j]) for j in top],
             "se_attribution": [float(self.se[j]) for j in top],
             "questions": self.questions,
+            "question_ids": self.question_ids,
             "provenance": self.provenance,
         }
 
@@ -226,5 +229,10 @@ class Attributor:
         with np.load(self.path) as stored:
             record = json.loads(str(stored["record"]))
             return Attribution(
-                stored["mean"], stored["se"], stored["hits"], len(self.questions), record
+                stored["mean"],
+                stored["se"],
+                stored["hits"],
+                len(self.questions),
+                record,
+                {self.role: [question_id(q) for q in self.questions]},
             )

@@ -95,6 +95,7 @@ def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None
         "provenance": evaluator.provenance(),
         "config": asdict(config),
         "questions": evaluator.settings.split,
+        "question_ids": evaluator.protocol.split_ids(),
         "singles": singles,
         "kept": kept,
         "cumulative": cumulative,

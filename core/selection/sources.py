@@ -5,7 +5,7 @@ rule: each feature's c is the base value times its multiplier (a saved set's, el
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,11 +29,14 @@ SOURCES = {
 
 @dataclass(frozen=True)
 class FeatureChoice:
-    """Features in order, each once, with a multiplier each; `source` a key of SOURCES."""
+    """Features in order, each once, with a multiplier each; `source` a key of SOURCES;
+    `chosen_on` per role the ids of the questions that chose them (a report run on any of
+    them is refused, see `protocol.overlap_note`)."""
 
     features: tuple[int, ...]
     multipliers: tuple[float, ...]
     source: str
+    chosen_on: dict[str, list[str]] = field(default_factory=dict)
 
     def values(self, base: float) -> list[float]:
         """Each feature's value (c, or m for scale): base × its multiplier."""
@@ -47,19 +50,23 @@ class FeatureChoice:
             tuple(self.features[i] for i in keep),
             tuple(self.multipliers[i] for i in keep),
             self.source,
+            self.chosen_on,
         )
         return kept, dropped
 
 
 def choice(
-    features: list[int], source: str, multipliers: list[float] | None = None
+    features: list[int],
+    source: str,
+    multipliers: list[float] | None = None,
+    chosen_on: dict[str, list[str]] | None = None,
 ) -> FeatureChoice:
     """A FeatureChoice of `features` in order, repeats dropped (the first one kept)."""
     weights = multipliers if multipliers is not None else [1.0] * len(features)
     first: dict[int, float] = {}
     for feature, weight in zip(features, weights, strict=True):
         first.setdefault(int(feature), float(weight))
-    return FeatureChoice(tuple(first), tuple(first.values()), source)
+    return FeatureChoice(tuple(first), tuple(first.values()), source, chosen_on or {})
 
 
 def parse_feature_ids(text: str) -> list[int]:
@@ -80,7 +87,8 @@ def from_list(features: list[int]) -> FeatureChoice:
 
 
 def from_set(feature_set: FeatureSet) -> FeatureChoice:
-    return choice(list(feature_set.features), "set", list(feature_set.multipliers))
+    features, multipliers = list(feature_set.features), list(feature_set.multipliers)
+    return choice(features, "set", multipliers, feature_set.chosen_on)
 
 
 def from_selection(table: pd.DataFrame, config: SelectionConfig) -> FeatureChoice:
@@ -88,7 +96,7 @@ def from_selection(table: pd.DataFrame, config: SelectionConfig) -> FeatureChoic
 
 
 def from_attribution(found: Attribution, n: int) -> FeatureChoice:
-    return choice(found.top(n), "attribution")
+    return choice(found.top(n), "attribution", chosen_on=found.question_ids)
 
 
 def typical_clamp(table: pd.DataFrame, features: list[int], variant: str = "saebench") -> float:

@@ -26,6 +26,7 @@ from core.base.records import write_atomic, write_json
 from core.cache.build import build_caches
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
+from core.evaluation.metrics import unscored_reason
 from core.evaluation.settings import EvalSettings
 from core.runtime.jobs import Progress
 from core.runtime.tl_compat import pretrained_config
@@ -265,13 +266,15 @@ def report_markdown(result: dict) -> str:
     if saebench is None:
         lines += ["", "SAEBench's 16 configurations: not run (--skip-saebench)."]
         return "\n".join(lines) + "\n"
+    score = _number(saebench["score"])
+    if saebench["score"] is None:
+        score += f" ({unscored_reason(saebench['points'])})"
     lines += [
         "",
         "## SAEBench's 16 configurations (BOS not counted, not edited)",
         "",
         f"SAEBench score (best of 16 on the same questions, optimistic): "
-        f"{_number(saebench['score'])}. SAEBench's published score for this SAE is not "
-        "stored here: compare by hand.",
+        f"{score}. SAEBench's published score for this SAE is not stored here: compare by hand.",
         "",
         "| threshold | n | c | WMDP (known) | MMLU (known) | loss added |",
         "|---|---|---|---|---|---|",

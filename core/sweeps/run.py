@@ -19,7 +19,8 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
     and the provenance. On the report split each point is also measured on the selection
     split (`point["selection"]`), so the best point is chosen there and scored on the report
     split (`held_out_score`); `saebench_score` is SAEBench's protocol, best of the points on
-    the questions they are scored on (optimistic)."""
+    the questions they are scored on (optimistic). `question_ids` are those the best point
+    is chosen on."""
     ws = evaluator.ws
     runs = planned_runs(ws, config)
     chooser = None
@@ -45,5 +46,6 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
         "questions": evaluator.settings.split,
         "saebench_score": saebench_score(points),
         "held_out_score": None if chooser is None else held_out_score(points),
+        "question_ids": (chooser or evaluator).protocol.split_ids(),
         "reference": REFERENCE_POINTS.get(ws.name, []),
     }

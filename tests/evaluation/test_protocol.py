@@ -1,12 +1,25 @@
 """The question protocol: a seeded sample of each set, split into disjoint selection and
-report parts, and what chooses refused on the report part."""
+report parts by each question's content (not its sample), what chooses refused on the report
+part, and a report run on the questions that chose the features refused unless allowed."""
+
+import math
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from core.errors import UserError
-from core.evaluation.protocol import refuse_report_split, sample_positions, split_positions
-from core.evaluation.settings import EvalSettings
+from core.evaluation.protocol import (
+    QuestionProtocol,
+    overlap_note,
+    question_id,
+    refuse_report_split,
+    sample_positions,
+    split_positions,
+)
+from core.evaluation.settings import FORGET, SIDE, EvalSettings
+from core.workspace.workspace import Workspace
 
 
 def test_the_sample_is_seeded_sorted_and_all_without_a_limit():
@@ -18,16 +31,90 @@ def test_the_sample_is_seeded_sorted_and_all_without_a_limit():
     assert np.array_equal(sample_positions(5, 9, seed=42), np.arange(5))
 
 
-def test_selection_and_report_are_disjoint_seeded_and_make_up_all():
-    chosen = {
-        split: set(split_positions(11, EvalSettings(split=split, report_fraction=0.3)).tolist())
+@pytest.fixture(scope="module")
+def ws() -> Workspace:
+    """The offline workspace's real questions (1,273 WMDP-bio, MMLU-4); no model loaded."""
+    return Workspace.open("offline-gemma3-270m")
+
+
+def _ids(ws: Workspace, split: str, limit: int | None, **settings) -> dict[str, list[str]]:
+    return QuestionProtocol(
+        ws, EvalSettings(question_limit=limit, split=split, **settings)
+    ).split_ids()
+
+
+@pytest.mark.parametrize("limit", [200, 500, None])
+def test_what_chose_on_a_small_sample_is_never_reported_on_a_larger_one(ws, limit):
+    chose = _ids(ws, "selection", 100)  # `attribute --questions 100`
+    reported = _ids(ws, "report", limit)  # `eval --questions 200 / 500 / 0`
+    for role in (FORGET, SIDE):
+        assert len(chose[role]) > 30 and len(reported[role]) > 80
+        assert not set(chose[role]) & set(reported[role])
+
+
+def test_a_questions_split_depends_on_neither_the_sample_nor_its_order(ws):
+    questions = ws.questions(FORGET)
+    every = {
+        split: {
+            question_id(questions[i]) for i in split_positions(questions, EvalSettings(split=split))
+        }
         for split in ("selection", "report", "all")
     }
-    assert len(chosen["report"]) == round(11 * 0.3) and len(chosen["selection"]) == 8
-    assert chosen["selection"] | chosen["report"] == chosen["all"] == set(range(11))
-    assert not chosen["selection"] & chosen["report"]
-    again = split_positions(11, EvalSettings(split="report", report_fraction=0.3))
-    assert set(again.tolist()) == chosen["report"]
+    assert (
+        every["selection"] | every["report"] == every["all"] == {question_id(q) for q in questions}
+    )
+    assert not every["selection"] & every["report"]
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 100, 500):
+        part = [questions[i] for i in rng.permutation(len(questions))[:size]]
+        for split in ("selection", "report"):
+            got = {question_id(part[i]) for i in split_positions(part, EvalSettings(split=split))}
+            assert got == every[split] & {question_id(q) for q in part}
+    other_seed = {
+        question_id(questions[i]) for i in split_positions(questions, EvalSettings(seed=7))
+    }
+    assert other_seed != every["report"]
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5])
+@pytest.mark.parametrize("seed", [42, 7])
+def test_the_report_fraction_holds_within_a_binomial_interval(ws, fraction, seed):
+    settings = EvalSettings(report_fraction=fraction, seed=seed)
+    for role in (FORGET, SIDE):
+        questions = ws.questions(role)
+        n, k = len(questions), len(split_positions(questions, settings))
+        assert abs(k - n * fraction) <= 3.29 * math.sqrt(n * fraction * (1 - fraction))  # 99.9%
+
+
+def test_question_ids_are_short_content_hashes(ws):
+    first = ws.questions(FORGET)[0]
+    assert re.fullmatch(r"[0-9a-f]{16}", question_id(first))
+    assert question_id(replace(first, answer=3 - first.answer)) != question_id(first)
+    assert question_id(replace(first)) == question_id(first)
+
+
+def test_a_report_run_on_questions_that_chose_the_features_is_refused_unless_allowed(ws):
+    chose = _ids(ws, "selection", 100)
+    for limit in (200, None):  # the report split never holds them
+        assert (
+            overlap_note(QuestionProtocol(ws, EvalSettings(question_limit=limit)), chose, False)
+            is None
+        )
+    everything = QuestionProtocol(ws, EvalSettings(question_limit=200, split="all"))
+    scored = everything.split_ids()
+    n = sum(len(set(scored[role]) & set(ids)) for role, ids in chose.items())
+    assert n > 0
+    with pytest.raises(UserError, match=rf"^{n} of the 400 questions .*--allow-overlap"):
+        overlap_note(everything, chose, False)
+    assert (
+        overlap_note(everything, chose, True) == f"scored on {n} questions that chose its features"
+    )
+    other_seed = QuestionProtocol(ws, EvalSettings(question_limit=200, seed=7))
+    with pytest.raises(UserError, match="--allow-overlap"):
+        overlap_note(other_seed, chose, False)
+    choosing = QuestionProtocol(ws, EvalSettings(question_limit=100, split="selection"))
+    assert overlap_note(choosing, chose, False) is None  # what chooses runs on its own questions
+    assert overlap_note(everything, {}, False) is None
 
 
 @pytest.mark.parametrize("split", ["selection", "all"])

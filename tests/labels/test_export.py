@@ -129,6 +129,22 @@ def _with_gate(exported: dict, **changes) -> str:
     return json.dumps({**exported, "set": {**exported["set"], "selection": selection}})
 
 
+def _with_ids(exported: dict, ids: object) -> str:
+    selection = {**exported["set"]["selection"], "question_ids": ids}
+    return json.dumps({**exported, "set": {**exported["set"], "selection": selection}})
+
+
+def test_the_ids_of_the_questions_that_chose_a_set_travel_with_it(ws, store, tmp_path):
+    ids = {
+        "forget_questions": ["0123456789abcdef", "fedcba9876543210"],
+        "side_effect_questions": [],
+    }
+    fresh = make_store(ws, tmp_path / "b.sqlite")
+    import_set(fresh, _with_ids(export_set(ws, store, "bio top-3"), ids))
+    assert fresh.get_set("bio top-3").chosen_on == ids
+    assert export_set(ws, fresh, "bio top-3")["set"]["selection"]["question_ids"] == ids
+
+
 def test_a_gate_kept_with_a_set_round_trips_and_lm_eval_gets_only_the_ungated_twin(
     ws, store, hub_store, tmp_path
 ):
@@ -228,6 +244,10 @@ def _export(ws, store):
         (lambda e: _with_gate(e, alpha=1.5), "alpha must be a fraction"),
         (lambda e: _with_gate(e, rule="sometimes"), "rule must be one of"),
         (lambda e: _with_gate(e, calibration={"percentile": 100}), "strictly between 0 and 100"),
+        (lambda e: _with_ids(e, ["0123456789abcdef"]), "question_ids must be an object"),
+        (lambda e: _with_ids(e, {"mmlu": []}), "per forget_questions or side_effect_questions"),
+        (lambda e: _with_ids(e, {"forget_questions": "0123"}), "16-digit hex question ids"),
+        (lambda e: _with_ids(e, {"forget_questions": ["XYZ"]}), "16-digit hex question ids"),
     ],
     ids=[
         "malformed",
@@ -251,6 +271,10 @@ def _export(ws, store):
         "gate-alpha",
         "gate-rule",
         "gate-percentile",
+        "question-ids-not-object",
+        "question-ids-role",
+        "question-ids-not-list",
+        "question-ids-not-hex",
     ],
 )
 def test_bad_import_changes_nothing(ws, store, mangle, message):

@@ -8,6 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.base.paths import REPO_ROOT
+from core.evaluation.protocol import QuestionProtocol
+from core.evaluation.settings import EvalSettings
 from core.labels.store import LabelStore
 from tests.helpers import open_app_page, shown
 
@@ -38,23 +40,23 @@ def _run_and_wait(app: AppTest, timeout: float = 600) -> None:
 
 def test_short_run_shows_accuracy_and_loss_tables(app):
     _number(app, "n").set_value(3).run()
-    _number(app, "Questions per set (0 = all)").set_value(4)  # 2 of them reported
+    _number(app, "Questions per set (0 = all)").set_value(4)  # 1 + 2 of them in the report split
     _number(app, "Loss rows per text").set_value(1)
     next(s for s in app.slider if s.label == "Global multiplier").set_value(1.5)
     _run_and_wait(app)
     assert not app.exception, app.exception
     table = app.table[0].value
     assert "WMDP-bio, all questions" in table.index
-    assert table.loc["WMDP-bio, all questions", "n"] == 2
+    assert table.loc["WMDP-bio, all questions", "n"] == 1
     assert any("known-question filter has not run" in shown(w.value) for w in app.warning)
     assert any("blocks.9.hook_resid_post" in shown(c.value) for c in app.caption)
     assert app.dataframe, "the per-question drill-down is shown"
     selectivity = next(x for x in app.metric if x.label.startswith("Selectivity"))
     assert re.fullmatch(r"-|-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?", selectivity.value)
     assert "Fieller" in selectivity.help
-    assert any(c.value == "4 of 4 questions shown" for c in app.caption)
+    assert any(c.value == "3 of 3 questions shown" for c in app.caption)
     next(t for t in app.toggle if t.label == "Known only").set_value(True).run()
-    assert any(c.value == "0 of 4 questions shown" for c in app.caption)  # none known yet
+    assert any(c.value == "0 of 3 questions shown" for c in app.caption)  # none known yet
 
 
 def test_out_of_range_ids_are_reported(app):
@@ -171,3 +173,25 @@ def test_a_set_saved_with_a_gate_starts_gated_with_its_kept_alpha(
     assert at.selectbox(key="gate_rule").value == "any selected"
     said = [shown(c.value) for c in at.caption if "Gate: " in shown(c.value)]
     assert said and "alpha = 0.1234" in said[0] and "kept with the set 'gated bio'" in said[0]
+
+
+def test_a_set_reported_on_the_questions_that_chose_it_needs_allow_overlap(
+    small_app_env, small_app_ws, monkeypatch
+):
+    reported = QuestionProtocol(small_app_ws, EvalSettings(question_limit=2)).split_ids()
+    store = LabelStore.for_workspace(small_app_ws)
+    store.save_set("chose on report", [3, 7], selection={"question_ids": reported}, overwrite=True)
+    at = open_app_page(small_app_env, monkeypatch, PAGE, timeout=600)
+    at.radio[0].set_value("set").run()
+    next(s for s in at.selectbox if s.label == "Set").set_value("chose on report").run()
+    _number(at, "Questions per set (0 = all)").set_value(2)  # 1 + 1 in the report split
+    _number(at, "Loss rows per text").set_value(1)
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert not at.exception, at.exception
+    refused = [shown(e.value) for e in at.error]
+    assert any(e.startswith("2 of the 2 questions") and "Allow overlap" in e for e in refused)
+    assert not at.table  # nothing ran
+    next(c for c in at.checkbox if c.label == "Allow overlap").check()
+    _run_and_wait(at)
+    said = "Optimistic: scored on 2 questions that chose its features"
+    assert any(shown(c.value).startswith(said) for c in at.caption)

@@ -106,7 +106,8 @@ def disk_keys(ws: Workspace) -> dict:
     """The folder and file names the caches, the known filter and the baseline are kept
     under: unchanged names mean caches on disk keep working. (The baseline's name was
     re-pinned on purpose: evaluation memos are now also keyed by the contents of the
-    question and text files and by the new settings, split and min_known.)"""
+    question and text files and by the new settings, split and min_known; so was the known
+    record's: one record per question set, so samples of other sizes keep their own.)"""
     settings = EvalSettings(
         question_limit=2, loss_rows=1, loss_context=32, known_filter=False, split="all"
     )

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from core.evaluation.evaluator import Evaluator
+from core.evaluation.protocol import question_id
 from core.evaluation.settings import EvalSettings
 from core.runtime.forward import final_logits
 from core.selection.attribution import AttributionConfig, Attributor, attribution_batch
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def evaluator(offline_ws):
     settings = EvalSettings(question_limit=6, known_filter=False, split="selection")
-    return Evaluator(offline_ws, settings)  # 3 questions: the selection half of 6
+    return Evaluator(offline_ws, settings)  # 4 forget questions: the selection part of 6
 
 
 def _metric(ws, scorer, question, feature: int | None = None, eps: float = 0.0) -> float:
@@ -61,7 +62,8 @@ def test_attribution_is_cached_and_ranks_positive_features(evaluator, tmp_path, 
     attributor = Attributor(evaluator)
     assert attributor.cached() is None
     found = attributor.attribute()
-    assert found.questions == 3 and found.hits.sum() == 3 * 20
+    n = len(attributor.questions)
+    assert found.questions == n == 4 and found.hits.sum() == n * 20
     top = found.top(10)
     assert top and all(found.mean[j] > 0 for j in top)
     assert list(found.mean[top]) == sorted(found.mean[top], reverse=True)
@@ -70,11 +72,15 @@ def test_attribution_is_cached_and_ranks_positive_features(evaluator, tmp_path, 
     # each mean's interval: its standard error over the questions' own attributions
     each = attribution_batch(evaluator.ws, evaluator.scorer, attributor.questions)
     np.testing.assert_allclose(found.mean, each.mean(axis=0), rtol=1e-5, atol=1e-6)
-    se = each.std(axis=0, ddof=1) / np.sqrt(3)
+    se = each.std(axis=0, ddof=1) / np.sqrt(n)
     np.testing.assert_allclose(found.se, se, rtol=1e-3, atol=1e-6)
     low, high = found.interval(top)
     np.testing.assert_allclose(high - low, 2 * 1.959964 * se[top], rtol=1e-3, atol=1e-6)
-    assert found.selection_record(AttributionConfig(n=10))["se_attribution"] == list(found.se[top])
+    record = found.selection_record(AttributionConfig(n=10))
+    assert record["se_attribution"] == list(found.se[top])
+    assert record["question_ids"] == {
+        "forget_questions": [question_id(q) for q in attributor.questions]
+    }
 
 
 def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monkeypatch):
@@ -89,9 +95,11 @@ def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monke
     assert main([*argv, "--out", str(out)]) == 0
     ranking = json.loads(out.read_text())
     assert 0 < len(ranking["features"]) <= 3
-    assert ranking["provenance"]["questions_used"].startswith("2 all sampled, selection split")
+    assert ranking["provenance"]["questions_used"].startswith("3 all sampled, selection split")
+    assert len(ranking["question_ids"]["forget_questions"]) == 3
     assert ranking["config"] == {"role": "forget_questions", "question_limit": None, "n": 3}
     assert ranking["provenance"]["hook"] == offline_ws.hook
     saved = LabelStore.for_workspace(offline_ws).get_set("attr")  # folder from the environment
     assert list(saved.features) == ranking["features"]
+    assert saved.chosen_on == ranking["question_ids"]  # what `eval --set` checks against
     assert main(["attribute", "--split", "report", "--questions", "4"]) == 2  # never on report

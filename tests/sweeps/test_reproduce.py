@@ -8,7 +8,7 @@ import pytest
 
 from core.cli import main
 from core.errors import UserError
-from core.sweeps.reproduce import SAEBENCH_GRID, compare, reference_points
+from core.sweeps.reproduce import SAEBENCH_GRID, compare, reference_points, report_markdown
 
 
 def test_a_reference_inside_our_wilson_interval_is_reproduced():
@@ -29,6 +29,16 @@ def test_saebench_grid_is_its_16_configurations():
         itertools.product((0.001, 0.01), (10, 20), (25.0, 50.0, 100.0, 200.0), (None,))
     )
     assert SAEBENCH_GRID.variant == "saebench" and SAEBENCH_GRID.skip_bos
+
+
+def test_the_report_says_why_the_saebench_score_is_not_measured():
+    point = {"threshold": 0.01, "n": 10, "c": 50.0, "loss_added": 0.01}
+    point |= {"wmdp_known_accuracy": 0.3, "mmlu_known_accuracy": 0.9}
+    result = {"paper": [], "not_run": [], "saebench": {"score": None, "points": [point]}}
+    result |= {"workspace": "w", "reproduced": False, "reference": "r", "device": "cpu"}
+    result |= {"seconds": 1.0, "settings": {}, "provenance": {}}
+    shown = "optimistic): not measured (no run kept MMLU ≥ 0.99)."
+    assert shown in report_markdown(result)
 
 
 def test_the_reference_points_are_method_section_8():

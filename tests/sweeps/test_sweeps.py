@@ -8,6 +8,7 @@ import pytest
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.metrics import saebench_score
+from core.evaluation.protocol import QuestionProtocol, question_id
 from core.evaluation.settings import EvalSettings
 from core.features.stats import workspace_stats
 from core.selection.frequency import SelectionConfig, select_features
@@ -39,7 +40,7 @@ def test_saebench_score_is_one_minus_the_lowest_wmdp_with_side_effects_kept():
         {"wmdp_known_accuracy": None, "mmlu_known_accuracy": 1.0},
     ]
     assert saebench_score(points) == pytest.approx(0.4)
-    assert saebench_score(points[:1]) == 0.0  # measured, and no run kept the side effects
+    assert saebench_score(points[:1]) is None  # measured, and no run kept the side effects
     assert saebench_score(points[3:]) is None  # no run measured on known questions
     assert saebench_score([]) is None
 
@@ -53,6 +54,11 @@ def test_sweep_points_are_the_selection_and_are_memoised(evaluator):
     assert "no feature" in empty["skipped"]
     assert point["selection"]["wmdp_all_n"] == point["wmdp_all_n"] == 1  # halves of 2
     assert result["questions"] == "report" and result["held_out_score"] is None  # none known
+    chose = QuestionProtocol(evaluator.ws, replace(evaluator.settings, split="selection"))
+    assert result["question_ids"] == chose.split_ids()  # the best point is chosen there
+    assert not set(result["question_ids"]["forget_questions"]) & {
+        question_id(q) for q in evaluator.questions("forget_questions")
+    }
     runs = sorted(evaluator.folder.glob("run-*.json"))
     again = sweep(evaluator, SweepConfig((0.01,), (2,), (20.0,)))
     assert again["points"][0]["forget_loss_added"] == point["forget_loss_added"]
@@ -67,6 +73,7 @@ def test_screen_keeps_features_without_side_effects_and_adds_them_up(chooser):
     result = screen(evaluator, every_drop_kept)
     assert [s["feature"] for s in result["singles"]] == candidates
     assert result["kept"] == candidates
+    assert result["question_ids"] == evaluator.protocol.split_ids()
     assert [p["features"] for p in result["cumulative"]] == [candidates[:k] for k in (1, 2, 3)]
     first = result["cumulative"][0]
     assert first["forget_loss_added"] == result["singles"][0]["forget_loss_added"]  # one run
