@@ -1,6 +1,8 @@
 """Live intervention: clamp features at the SAE's hook, score WMDP-bio and the side effects,
 compare generations, sweep settings. core.evaluation.evaluator does the work; this page renders."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 from pages.common import workspace_with_statistics
@@ -19,15 +21,19 @@ features = list(chosen.features)
 set_gate = gate_kept_with(feature_set, features)
 set_name = feature_set.name if feature_set is not None else None
 form = intervention_form(ws, table, chosen, set_name or chosen.source)
-evaluator = evaluator_for(ws, form.settings)
+evaluator = evaluator_for(ws, form.settings)  # the selection split: what Run tunes on
+reporter = evaluator_for(ws, replace(form.settings, split="report"))
 iv = intervention_of(ws, table, features, form, set_gate, set_name)
 
-result = background_run(ws, evaluator, iv, form.run, chosen.chosen_on, form.allow_overlap)
-if result is not None:
-    results_view(result)
-    questions_view(result["questions"])
-    save_view(ws.name, store, result, feature_set, chosen, form.weights)
+tuned = background_run(ws, evaluator, iv, form.run, chosen.chosen_on, form.allow_overlap)
+reported = background_run(ws, reporter, iv, form.report, chosen.chosen_on, form.allow_overlap)
+for result in (tuned, reported):
+    if result is not None:
+        results_view(result)
+if (shown := reported or tuned) is not None:
+    questions_view(shown["questions"])
+    save_view(ws.name, store, shown, feature_set, chosen, form.weights)
 known_questions_view(evaluator)
 generation_view(ws, iv)
 screening_view(ws, features, form)
-sweep_view(ws.name, evaluator, form)
+sweep_view(ws.name, reporter, form)

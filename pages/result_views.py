@@ -12,6 +12,7 @@ from core import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import LETTERS
+from core.evaluation.protocol import look_note
 from core.evaluation.report_rows import (
     QUESTION_COLUMNS,
     metric_rows,
@@ -36,8 +37,11 @@ def _selectivity(metrics: dict) -> str:
 
 
 def results_view(result: dict) -> None:
-    """The run's warnings, loss added, selectivity, metric table and provenance."""
-    st.subheader("Results")
+    """The run's warnings, loss added, selectivity, metric table, provenance and look."""
+    looks = result["looks"]
+    tuning = looks["split"] == "selection"
+    st.subheader("Results (selection split)" if tuning else "Results on held-out questions")
+    st.caption(plain(look_note(looks) + "."))
     m = result["metrics"]
     for warning in result["warnings"]:
         st.warning(plain(warning))

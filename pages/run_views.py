@@ -3,7 +3,7 @@ intervention it builds and the background run with its progress. Not a page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import streamlit as st
@@ -33,17 +33,22 @@ class RunForm:
     base: float  # c, or m for scale
     multiplier: float
     skip_bos: bool
-    weights: list[float]  # each feature's multiplier of c
+    choice: FeatureChoice  # the features with the sliders' multipliers of c
     gate_on: bool
     gate_percentile: float
     gate_rule: str
-    settings: EvalSettings
+    settings: EvalSettings  # on the selection split: what Run tunes on
     allow_overlap: bool
     run: bool
+    report: bool  # score once on the held-out report split (counted)
+
+    @property
+    def weights(self) -> list[float]:
+        return list(self.choice.multipliers)
 
     @property
     def values(self) -> list[float]:
-        return [self.base * weight for weight in self.weights]
+        return self.choice.values(self.base)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -100,12 +105,13 @@ def _scoring(ws: Workspace) -> EvalSettings:
     st.markdown("**Scoring**")
     opts = st.columns(6)
     scoring = opts[0].selectbox("Scoring", list(SCORINGS), help="; ".join(SCORINGS.values()))
-    cpu_default = 100 if ws.device == "cpu" else 0
-    limit = opts[1].number_input("Questions per set (0 = all)", 0, 100_000, cpu_default, 10)
-    known_filter = opts[2].toggle("Known-question filter", value=False)
+    defaults = EvalSettings.for_device(ws.device, split="selection")  # the CLI's defaults
+    limit = opts[1].number_input(
+        "Questions per set (0 = all)", 0, 100_000, defaults.question_limit or 0, 10
+    )
+    known_filter = opts[2].toggle("Known-question filter", value=defaults.known_filter)
     known_variant = opts[3].selectbox("Known variant", list(VARIANTS), disabled=not known_filter)
-    device_defaults = EvalSettings.for_device(ws.device)
-    loss_rows = int(opts[4].number_input("Loss rows per text", 1, 4096, device_defaults.loss_rows))
+    loss_rows = int(opts[4].number_input("Loss rows per text", 1, 4096, defaults.loss_rows))
     shots = int(
         opts[5].number_input(
             "k-shot check",
@@ -116,7 +122,8 @@ def _scoring(ws: Workspace) -> EvalSettings:
             "k = 0 (METHOD §12: 5-shot prompting undoes shallow unlearning). " + SHOTS_RULE,
         )
     )
-    return EvalSettings(
+    return replace(
+        defaults,
         scoring=scoring,
         known_variant=known_variant,
         question_limit=int(limit) or None,
@@ -184,20 +191,32 @@ def intervention_form(
             help="Score a set on questions that chose its features (its selection record's); "
             "the result is labelled optimistic. Otherwise such a run is refused.",
         )
-        run = st.form_submit_button("Run", type="primary")
+        buttons = st.columns([1, 3])
+        run = buttons[0].form_submit_button(
+            "Run",
+            type="primary",
+            help="Score on the selection split: tune here (what you choose never sees the "
+            "report split).",
+        )
+        report = buttons[1].form_submit_button(
+            "Report on held-out questions",
+            help="Score this setting once on the report split; the result says after how "
+            "many selection-split runs of these features it came.",
+        )
     to_url("method", "c", "multiplier", "skip_bos")
     return RunForm(
         method,
         float(base),
         multiplier,
         skip_bos,
-        weights,
+        replace(chosen, multipliers=tuple(weights)),
         gate_on,
         gate_percentile,
         gate_rule,
         settings,
         allow_overlap,
         run,
+        report,
     )
 
 
@@ -250,6 +269,7 @@ def background_run(
         st.error(plain(exc))
         return None
     result = evaluator.cached(iv)
+    result = None if result is None else evaluator.look(iv, result)  # what is shown, counted
     key = f"{ws.name}/{evaluator.result_path(iv).name}"
     if run and result is None:
         _jobs().start(key, lambda report: evaluator.evaluate(iv, report, chosen_on, True))

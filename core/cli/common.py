@@ -76,10 +76,13 @@ def open_workspace(args: argparse.Namespace) -> Workspace:
 
 def settings(args: argparse.Namespace, ws: Workspace) -> EvalSettings:
     """Evaluation settings from the scoring flags (device defaults for the rest)."""
+    split = "report" if getattr(args, "report", False) else args.split  # eval's --report
+    if split != args.split and args.split != "selection":
+        raise UserError(f"--report is --split report: give one, not --split {args.split}.")
     overrides: dict[str, Any] = {
         "scoring": args.scoring,
         "known_variant": args.known_variant,
-        "split": args.split,
+        "split": split,
         "known_filter": not args.skip_known,
         "shots": args.shots,
     }

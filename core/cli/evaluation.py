@@ -18,7 +18,7 @@ from core.cli.common import (
     settings,
     write_out,
 )
-from core.evaluation.protocol import overlap_note
+from core.evaluation.protocol import look_note, overlap_note
 from core.evaluation.report_rows import format_score, metric_rows, provenance_line
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES, Gate
@@ -53,7 +53,8 @@ def _eval(args: argparse.Namespace) -> None:
         not args.edit_bos,
         gate=gate,
     )
-    result = evaluator.evaluate(iv, progress_printer(), chosen.chosen_on, args.allow_overlap)
+    found = evaluator.evaluate(iv, progress_printer(), chosen.chosen_on, args.allow_overlap)
+    result = evaluator.look(iv, found)
     if store and args.save:
         summary = {k: v for k, v in result.items() if k != "questions"}
         store.add_results(args.set, summary)
@@ -69,6 +70,7 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"note: {warning}")
     if "optimistic" in result:
         print(f"optimistic: {result['optimistic']}")
+    print(f"{look_note(result['looks'])}.")
     print(provenance_line(result["provenance"], args.method, not args.edit_bos))
     if args.out:
         write_out(args.out, result)
@@ -192,7 +194,8 @@ def add_commands(sub: Subcommands) -> None:
     for cmd in (evaluate, sweep, gen, screen):
         cmd.add_argument("--method", choices=list(METHODS), default="clamp")
         cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too (authors)")
-    for cmd in (evaluate, sweep, known):
+    add_scoring_flags(evaluate, split="selection")  # tuning; --report looks once, counted
+    for cmd in (sweep, known):
         add_scoring_flags(cmd)
     add_scoring_flags(screen, split="selection")
     for cmd in (sweep, screen, known):
@@ -217,6 +220,12 @@ def add_commands(sub: Subcommands) -> None:
         "--save", action="store_true", help="store the result (and a --gate) in --set"
     )
     evaluate.add_argument("--out", help="write the full result (with drill-down) as JSON")
+    evaluate.add_argument(
+        "--report",
+        action="store_true",
+        help="score on the held-out report split (--split report): the result says after how "
+        "many selection-split runs of these features it came",
+    )
     evaluate.add_argument(
         "--allow-overlap",
         action="store_true",

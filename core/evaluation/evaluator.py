@@ -35,7 +35,7 @@ from core.evaluation.known import (
 from core.evaluation.loss import LossText, describe_loss_text, loss_text, row_losses
 from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare, k_shot_metrics
-from core.evaluation.protocol import QuestionProtocol, overlap_note
+from core.evaluation.protocol import LookLedger, QuestionProtocol, overlap_note
 from core.evaluation.settings import FORGET, LOSS_SETS, SHOTS_RULE, SIDE, SPLITS, EvalSettings
 from core.interventions.calibration import gated
 from core.interventions.edits import Intervention, applied
@@ -219,6 +219,14 @@ class Evaluator:
         note = overlap_note(self.protocol, chosen_on, allow_overlap)
         result = self.cached(iv) or self._measure(iv, progress)
         return result if note is None else result | {"optimistic": note}
+
+    def look(self, iv: Intervention, result: dict) -> dict:
+        """`result` (of `iv`) as a person is shown it: entered in the workspace's look
+        ledger and stamped with its look ("looks", see `protocol.LookLedger`)."""
+        key = self.result_path(iv).stem
+        return result | {
+            "looks": LookLedger(self.ws.folder).look(iv.features, self.settings.split, key)
+        }
 
     def _measure(self, iv: Intervention, progress: Progress | None) -> dict:
         _ = self._shots  # k larger than the examples: refused before anything runs

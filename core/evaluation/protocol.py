@@ -6,20 +6,27 @@ A question's split follows from its content and the seed alone (a salted hash, a
 `data.split_heldout` splits documents), never from the sample it is in: the selection part
 of a 100-question sample and the report part of the whole set share no question. What
 chooses features records the ids of the questions it chose on (`question_id`), and a report
-run of those features on any of them is refused unless allowed (`overlap_note`)."""
+run of those features on any of them is refused unless allowed (`overlap_note`).
+
+Moving sliders until WMDP drops is choosing too: tuning runs on the selection split, and
+every result a person sees is entered in the workspace's `LookLedger`, so a look at the
+report split says after how many selection runs of its features it came ("chosen after N
+selection runs; report look k")."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.errors import UserError
-from core.evaluation.settings import FORGET, SIDE, EvalSettings
+from core.evaluation.settings import FORGET, SET_NAMES, SIDE, EvalSettings
 from core.loading.data import Question, seeded_bucket
 
 if TYPE_CHECKING:
@@ -92,11 +99,19 @@ class QuestionProtocol:
 
     @cached_property
     def split_questions(self) -> dict[str, list[Question]]:
-        """Per role the split's questions, in the sample's order: the ones scored."""
-        return {
-            role: [self.sampled_questions[role][i] for i in self.split_indices(role)]
-            for role in (FORGET, SIDE)
-        }
+        """Per role the split's questions, in the sample's order: the ones scored. A
+        UserError when a split of a small sample holds none."""
+        found = {}
+        for role in (FORGET, SIDE):
+            found[role] = [self.sampled_questions[role][i] for i in self.split_indices(role)]
+            if not found[role]:
+                sampled = len(self.sampled_questions[role])
+                raise UserError(
+                    f"The {self.settings.split} split of the {sampled} sampled {SET_NAMES[role]} "
+                    "questions holds none (each question's split follows from its content): "
+                    "sample more questions."
+                )
+        return found
 
     def split_ids(self) -> dict[str, list[str]]:
         """Per role the ids of the split's questions: what a choice made on them records."""
@@ -135,3 +150,66 @@ def refuse_report_split(settings: EvalSettings, what: str) -> None:
             "never on the report split its results are shown on; 'all' is allowed and "
             "labelled optimistic."
         )
+
+
+class LookLedger:
+    """The results a person has seen, per workspace: one JSON line per result key (first
+    sight only) with its features and split. Lines are appended whole in one write (O_APPEND),
+    so two processes looking at once both count; an unreadable line is skipped."""
+
+    FILE = "looks.jsonl"
+
+    def __init__(self, folder: Path):
+        self.path = folder / self.FILE
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        found = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and {"key", "features", "split"} <= entry.keys():
+                found.append(entry)
+        return found
+
+    def look(self, features: Sequence[int], split: str, key: str) -> dict:
+        """Enter the result `key` (of `features`, on `split`) as seen, once; its stamp:
+        on the selection split which selection run of these features it is, else how many
+        selection runs of them preceded it and which look at held-out questions it is."""
+        chosen = sorted(int(f) for f in features)
+        entries = self.entries()
+        if not any(e["key"] == key for e in entries):
+            entry = {"key": key, "features": chosen, "split": split}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            line = (json.dumps(entry) + "\n").encode()
+            if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
+                line = b"\n" + line  # after a line cut short by a killed writer
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+            entries = self.entries()
+        mine = [e for e in entries if e["features"] == chosen]
+        before = mine[: next(i for i, e in enumerate(mine) if e["key"] == key)]
+        selection = len({e["key"] for e in before if e["split"] == "selection"})
+        if split == "selection":
+            return {"split": split, "selection_run": selection + 1}
+        looks = len({e["key"] for e in before if e["split"] != "selection"})
+        return {"split": split, "selection_runs_before": selection, "report_look": looks + 1}
+
+
+def look_note(stamp: dict) -> str:
+    """A result's look stamp as read beside it."""
+    if stamp["split"] == "selection":
+        return (
+            f"Selection run {stamp['selection_run']} of these features (tuning: the report "
+            "split is not shown)"
+        )
+    return (
+        f"Chosen after {stamp['selection_runs_before']} selection runs of these features; "
+        f"look {stamp['report_look']} at the {stamp['split']} split"
+    )

@@ -35,3 +35,27 @@ def test_eval_of_a_set_on_the_questions_that_chose_it_needs_allow_overlap(
     assert json.loads(out.read_text())["optimistic"] == said
     assert store.get_set("chosen").results[-1]["optimistic"] == said
     assert store.get_set("chosen").chosen_on == ids
+
+
+def test_eval_tunes_on_the_selection_split_and_a_report_says_after_how_many_runs(
+    offline_ws, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    LabelStore.for_workspace(offline_ws).save_set("tuned", [3080, 1829])
+    argv = ["eval", "--set", "tuned", "--questions", "3", "--loss-rows", "1", "--skip-known"]
+    for c in ("1", "2", "1"):  # the third is the first again: seen, not a new run
+        assert main([*argv, "--c", c]) == 0
+    said = capsys.readouterr().out
+    assert "Selection run 1 of these features" in said and "Selection run 2" in said
+    assert "Selection run 3" not in said
+    out = tmp_path / "report.json"
+    assert main([*argv, "--c", "2", "--report", "--save", "--out", str(out)]) == 0
+    looked = "Chosen after 2 selection runs of these features; look 1 at the report split"
+    assert looked in capsys.readouterr().out
+    stamp = {"split": "report", "selection_runs_before": 2, "report_look": 1}
+    assert json.loads(out.read_text())["looks"] == stamp
+    assert LabelStore.for_workspace(offline_ws).get_set("tuned").results[-1]["looks"] == stamp
+    assert main([*argv, "--c", "1", "--report"]) == 0  # another setting: a second look
+    assert "look 2 at the report split" in capsys.readouterr().out
+    assert main([*argv, "--report", "--split", "all"]) == 2
+    assert "--report is --split report" in capsys.readouterr().err

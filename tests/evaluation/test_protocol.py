@@ -4,6 +4,7 @@ part, and a report run on the questions that chose the features refused unless a
 
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 
 from core.errors import UserError
 from core.evaluation.protocol import (
+    LookLedger,
     QuestionProtocol,
+    look_note,
     overlap_note,
     question_id,
     refuse_report_split,
@@ -122,3 +125,53 @@ def test_only_the_report_split_is_refused_to_what_chooses(split):
     refuse_report_split(EvalSettings(split=split), "Screening")
     with pytest.raises(UserError, match="Screening chooses features"):
         refuse_report_split(EvalSettings(split="report"), "Screening")
+
+
+def test_the_look_ledger_counts_each_result_once_and_stamps_report_looks(tmp_path):
+    ledger = LookLedger(tmp_path)
+    assert ledger.look([12, 3], "selection", "a") == {"split": "selection", "selection_run": 1}
+    assert ledger.look([3, 12], "selection", "b")["selection_run"] == 2  # order of ids aside
+    assert ledger.look([3, 12], "selection", "a")["selection_run"] == 1  # seen before
+    assert ledger.look([7], "selection", "c")["selection_run"] == 1  # other features apart
+    first = {"split": "report", "selection_runs_before": 2, "report_look": 1}
+    assert ledger.look([3, 12], "report", "r1") == first
+    ledger.look([3, 12], "selection", "d")
+    assert ledger.look([3, 12], "report", "r1") == first  # the same look, shown again
+    assert ledger.look([3, 12], "all", "r2")["report_look"] == 2
+    assert ledger.look([3, 12], "report", "r3")["selection_runs_before"] == 3
+    assert look_note(first) == (
+        "Chosen after 2 selection runs of these features; look 1 at the report split"
+    )
+
+
+def test_two_writers_at_once_lose_no_look_and_a_cut_line_is_skipped(tmp_path):
+    ledger = LookLedger(tmp_path)
+    ledger.look([1], "selection", "kept")
+    with ledger.path.open("a") as f:
+        f.write('{"key": "cut sh')  # a writer killed mid-line
+    keys = [f"k{i}" for i in range(40)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda key: LookLedger(tmp_path).look([1], "selection", key), keys))
+    assert {e["key"] for e in ledger.entries()} == {"kept", *keys}
+    assert ledger.look([1], "report", "r") == {
+        "split": "report",
+        "selection_runs_before": 41,
+        "report_look": 1,
+    }
+
+
+def test_an_empty_split_of_a_small_sample_is_a_clear_error(ws):
+    empty = next(
+        (limit, split)
+        for limit in range(1, 10)
+        for split in ("selection", "report")
+        if any(not ids for ids in _ids_or_empty(ws, split, limit).values())
+    )
+    protocol = QuestionProtocol(ws, EvalSettings(question_limit=empty[0], split=empty[1]))
+    with pytest.raises(UserError, match=f"^The {empty[1]} split .* holds none"):
+        _ = protocol.split_questions
+
+
+def _ids_or_empty(ws: Workspace, split: str, limit: int) -> dict[str, np.ndarray]:
+    protocol = QuestionProtocol(ws, EvalSettings(question_limit=limit, split=split))
+    return {role: protocol.split_indices(role) for role in (FORGET, SIDE)}

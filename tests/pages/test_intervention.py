@@ -27,36 +27,41 @@ def _number(at: AppTest, label: str):
     return next(n for n in at.number_input if n.label == label)
 
 
-def _run_and_wait(app: AppTest, timeout: float = 600) -> None:
-    """Press Run, then rerun the page until the background run's results show."""
-    next(b for b in app.button if b.label == "Run").click().run()
+def _run_and_wait(app: AppTest, timeout: float = 600, button: str = "Run", tables: int = 1) -> None:
+    """Press `button`, then rerun the page until `tables` result tables show."""
+    next(b for b in app.button if b.label == button).click().run()
     deadline = time.monotonic() + timeout
-    while not app.table:
+    while len(app.table) < tables:
         assert not app.exception, app.exception
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(1)
         app.run()
 
 
+def _known_filter(app: AppTest):
+    return next(t for t in app.toggle if t.label == "Known-question filter")
+
+
 def test_short_run_shows_accuracy_and_loss_tables(app):
     _number(app, "n").set_value(3).run()
-    _number(app, "Questions per set (0 = all)").set_value(4)  # 1 + 2 of them in the report split
+    _known_filter(app).set_value(False)
+    _number(app, "Questions per set (0 = all)").set_value(4)  # 3 + 2 of them in the selection split
     _number(app, "Loss rows per text").set_value(1)
     next(s for s in app.slider if s.label == "Global multiplier").set_value(1.5)
     _run_and_wait(app)
     assert not app.exception, app.exception
     table = app.table[0].value
     assert "WMDP-bio, all questions" in table.index
-    assert table.loc["WMDP-bio, all questions", "n"] == 1
+    assert table.loc["WMDP-bio, all questions", "n"] == 3
     assert any("known-question filter has not run" in shown(w.value) for w in app.warning)
     assert any("blocks.9.hook_resid_post" in shown(c.value) for c in app.caption)
     assert app.dataframe, "the per-question drill-down is shown"
     selectivity = next(x for x in app.metric if x.label.startswith("Selectivity"))
     assert re.fullmatch(r"-|-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?", selectivity.value)
     assert "Fieller" in selectivity.help
-    assert any(c.value == "3 of 3 questions shown" for c in app.caption)
+    assert any(c.value == "5 of 5 questions shown" for c in app.caption)
     next(t for t in app.toggle if t.label == "Known only").set_value(True).run()
-    assert any(c.value == "0 of 3 questions shown" for c in app.caption)  # none known yet
+    assert any(c.value == "0 of 5 questions shown" for c in app.caption)  # none known yet
 
 
 def test_out_of_range_ids_are_reported(app):
@@ -88,6 +93,7 @@ def test_gradient_attribution_picks_the_features(app):
 
 def test_screening_runs_each_feature_then_the_kept_together(app):
     _number(app, "n").set_value(2).run()
+    _known_filter(app).set_value(False)
     _number(app, "Questions per set (0 = all)").set_value(2)
     _number(app, "Loss rows per text").set_value(1)
     _run_and_wait(app)  # the form's settings apply
@@ -116,6 +122,7 @@ def test_a_bad_sweep_grid_is_a_message_and_no_stuck_bar(app):
 
 def test_a_run_shows_its_time_left_can_be_cancelled_and_keeps_nothing(app):
     _number(app, "Questions per set (0 = all)").set_value(40)
+    _known_filter(app).set_value(False)
     next(b for b in app.button if b.label == "Run").click().run()
     deadline = time.monotonic() + 300
     while not any(" left (the run goes on" in text for text in _progress_texts(app)):
@@ -151,6 +158,7 @@ def test_a_gated_run_shows_how_often_the_gate_edits(app):
     _number(app, "n").set_value(3).run()
     _number(app, "Questions per set (0 = all)").set_value(4)
     _number(app, "Loss rows per text").set_value(1)
+    _known_filter(app).set_value(False)
     app.toggle(key="gate").set_value(True)
     _run_and_wait(app)
     table = app.table[0].value
@@ -186,12 +194,35 @@ def test_a_set_reported_on_the_questions_that_chose_it_needs_allow_overlap(
     next(s for s in at.selectbox if s.label == "Set").set_value("chose on report").run()
     _number(at, "Questions per set (0 = all)").set_value(2)  # 1 + 1 in the report split
     _number(at, "Loss rows per text").set_value(1)
-    next(b for b in at.button if b.label == "Run").click().run()
+    _known_filter(at).set_value(False)
+    report = "Report on held-out questions"
+    next(b for b in at.button if b.label == report).click().run()
     assert not at.exception, at.exception
     refused = [shown(e.value) for e in at.error]
     assert any(e.startswith("2 of the 2 questions") and "Allow overlap" in e for e in refused)
     assert not at.table  # nothing ran
     next(c for c in at.checkbox if c.label == "Allow overlap").check()
-    _run_and_wait(at)
+    _run_and_wait(at, button=report)
     said = "Optimistic: scored on 2 questions that chose its features"
     assert any(shown(c.value).startswith(said) for c in at.caption)
+
+
+def test_run_tunes_on_the_selection_split_and_a_report_counts_the_looks_before_it(app):
+    defaults = EvalSettings.for_device("cpu")  # the CLI's, not a copy
+    assert _number(app, "Questions per set (0 = all)").value == defaults.question_limit
+    assert _number(app, "Loss rows per text").value == defaults.loss_rows
+    assert _known_filter(app).value is defaults.known_filter
+    _number(app, "n").set_value(2).run()
+    _known_filter(app).set_value(False)
+    _number(app, "Questions per set (0 = all)").set_value(3)
+    _number(app, "Loss rows per text").set_value(1)
+    _run_and_wait(app)
+    titles = [h.value for h in app.subheader]
+    assert "Results (selection split)" in titles and "Results on held-out questions" not in titles
+    runs = [re.match(r"Selection run (\d+) of these features", shown(c.value)) for c in app.caption]
+    run = next(int(m.group(1)) for m in runs if m)  # earlier tests ran these features too
+    _run_and_wait(app, button="Report on held-out questions", tables=2)
+    assert not app.exception, app.exception
+    assert "Results on held-out questions" in [h.value for h in app.subheader]
+    said = rf"Chosen after {run} selection runs of these features; look \d+ at the report split"
+    assert any(re.match(said, shown(c.value)) for c in app.caption)

@@ -22,6 +22,7 @@ def test_gated_k_shot_run_then_a_sweep_over_the_gate(small_app_env, monkeypatch)
     _number(app, "Questions per set (0 = all)").set_value(2)
     _number(app, "Loss rows per text").set_value(1)
     _number(app, "k-shot check").set_value(1)
+    next(t for t in app.toggle if t.label == "Known-question filter").set_value(False)
     app.toggle(key="gate").set_value(True)
     next(b for b in app.button if b.label == "Run").click().run()
     deadline = time.monotonic() + 600
