@@ -231,7 +231,9 @@ def intervention_of(
     """The form's intervention, its gate kept with the set or calibrated (said in a caption);
     stops the page with the message when it cannot be made."""
     try:
-        gate = kept_gate(set_gate, form.gate_percentile, form.gate_rule) if form.gate_on else None
+        gate = None
+        if form.gate_on:
+            gate = kept_gate(ws, set_gate, features, form.gate_percentile, form.gate_rule)
         origin = f", kept with the set '{set_name}'" if gate is not None else ""
         if form.gate_on and gate is None:
             gate = calibrate(ws, features, form.gate_percentile, form.gate_rule)

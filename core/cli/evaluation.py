@@ -20,8 +20,9 @@ from core.cli.common import (
 )
 from core.evaluation.protocol import look_note, overlap_note
 from core.evaluation.report_rows import format_score, metric_rows, provenance_line
+from core.interventions.calibration import bound_gate, calibrate
 from core.interventions.edits import METHODS, make_intervention
-from core.interventions.gate import GATE_RULES, Gate
+from core.interventions.gate import GATE_RULES
 from core.labels.store import LabelStore
 
 
@@ -38,11 +39,9 @@ def _eval(args: argparse.Namespace) -> None:
     store = LabelStore.for_workspace(ws) if args.set else None
     kept = store.get_set(args.set).gate if store else None
     if args.gate is not None:
-        from core.interventions.calibration import calibrate
-
         gate = calibrate(ws, list(chosen.features), args.gate, args.gate_rule)
     elif kept is not None:  # the set's own gate, as saved or imported
-        gate = Gate.from_record(kept)
+        gate = bound_gate(ws, kept, chosen.features)
         print(f"gated as the set keeps it: alpha {gate.alpha:.4g}, rule '{gate.rule}'")
     iv = make_intervention(
         ws,

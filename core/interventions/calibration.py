@@ -113,13 +113,15 @@ def calibrate(
         "seed": seed,
     }
     path = ws.folder / "gates" / f"alpha-{record_key(wanted)}.json"
+    bound = {"features": wanted["features"], "sae": ws.sae_fingerprint()}  # what it is for
     if path.exists():
         memo = json.loads(path.read_text())
-        return Gate(memo["alpha"], rule, memo)
+        return Gate(memo["alpha"], rule, memo | bound)
     rho, source = _rho(ws, features)
     alpha = bootstrapped_percentile(rho, percentile, seed)
     calibration = {
         **source,
+        **bound,
         "rows": len(rho),
         "percentile": percentile,
         "bootstrap": BOOTSTRAP,
@@ -131,12 +133,37 @@ def calibrate(
     return Gate(alpha, rule, calibration)
 
 
-def kept_gate(kept: dict | None, percentile: float, rule: str) -> Gate | None:
+def bound_gate(ws: Workspace, kept: dict, features: Sequence[int]) -> Gate:
+    """A set's kept gate (as saved or imported) for `features` on `ws`; a UserError when its
+    calibration names other features, another SAE or another retain cache: its alpha is a
+    percentile of another distribution. (Records saved before these were kept name the
+    retain cache only, which names the SAE.)"""
+    calibration = kept["calibration"]
+    wanted = {
+        "features": sorted(int(f) for f in features),
+        "sae": ws.sae_fingerprint(),
+        "cache": cache_spec(ws, "retain_corpus").key(),
+    }
+    said = {"features": "other features", "sae": "another SAE", "cache": "another retain cache"}
+    differs = [said[k] for k, v in wanted.items() if k in calibration and calibration[k] != v]
+    if differs:
+        raise UserError(
+            f"The set's kept gate (alpha {kept['alpha']:.4g}) was calibrated for "
+            f"{' and '.join(differs)}: calibrate a new one (--gate P, or another percentile on "
+            "the page) or run without the gate."
+        )
+    return Gate.from_record(kept)
+
+
+def kept_gate(
+    ws: Workspace, kept: dict | None, features: Sequence[int], percentile: float, rule: str
+) -> Gate | None:
     """A set's kept gate (`FeatureSet.gate`) when it is the one asked for, the same rule at
-    the same percentile: its alpha as saved or imported, not recalibrated here."""
+    the same percentile: its alpha as saved or imported, not recalibrated here, and only for
+    what it was calibrated for (`bound_gate`)."""
     if kept is None or kept["rule"] != rule or kept["calibration"]["percentile"] != percentile:
         return None
-    return Gate.from_record(kept)
+    return bound_gate(ws, kept, features)
 
 
 def describe(gate: Gate) -> str:

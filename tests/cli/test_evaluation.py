@@ -59,3 +59,18 @@ def test_eval_tunes_on_the_selection_split_and_a_report_says_after_how_many_runs
     assert "look 2 at the report split" in capsys.readouterr().out
     assert main([*argv, "--report", "--split", "all"]) == 2
     assert "--report is --split report" in capsys.readouterr().err
+
+
+def test_eval_of_a_set_whose_kept_gate_was_calibrated_for_another_sae_is_refused(
+    offline_ws, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    calibration = {"percentile": 95.0, "features": [1829, 3080], "sae": "another-sae"}
+    gate = {"alpha": 0.1, "rule": "per feature", "calibration": calibration}
+    LabelStore.for_workspace(offline_ws).save_set(
+        "imported", [3080, 1829], selection={"gate": gate}
+    )
+    assert main(["eval", "--set", "imported", "--questions", "3", "--skip-known"]) == 2
+    err = capsys.readouterr().err
+    assert "calibrated for another SAE" in err and "--gate P" in err
+    assert not (tmp_path / offline_ws.name / "evals").exists()  # refused before any run

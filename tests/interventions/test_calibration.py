@@ -9,7 +9,14 @@ from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.interventions.calibration import cached_rho, calibrate, describe, gated, kept_gate
+from core.interventions.calibration import (
+    bound_gate,
+    cached_rho,
+    calibrate,
+    describe,
+    gated,
+    kept_gate,
+)
 from core.interventions.edits import Intervention, edit
 from core.interventions.gate import Gate, sequence_rho
 from core.interventions.generation import generate
@@ -104,6 +111,21 @@ def test_calibration_reads_rho_from_the_cache(small, pair):
     gate = calibrate(small, features, percentile=95)
     assert np.percentile(rho, 80) <= gate.alpha <= rho.max()
     assert gate.calibration["rows"] == cache.rows_final() and gate.calibration["percentile"] == 95
+    assert gate.calibration["features"] == sorted(features)  # what it is bound to
+    assert gate.calibration["sae"] == small.sae_fingerprint()
+    assert gate.calibration["cache"] == cache.spec.key()
+    kept = {"alpha": gate.alpha, "rule": gate.rule, "calibration": gate.calibration}
+    assert bound_gate(small, kept, features[::-1]) == gate
+    for key, other, said in (
+        ("features", [*features, 4000], "other features"),
+        ("sae", "another-hash", "another SAE"),
+        ("cache", "another-key", "another retain cache"),
+    ):
+        changed = kept | {"calibration": gate.calibration | {key: other}}
+        with pytest.raises(UserError, match=f"calibrated for {said}: calibrate a new one"):
+            bound_gate(small, changed, features)
+        with pytest.raises(UserError, match=said):
+            kept_gate(small, changed, features, 95.0, gate.rule)  # the page's path
 
 
 @pytest.mark.parametrize(
@@ -125,8 +147,8 @@ def test_an_evaluation_reports_how_often_the_gate_edits(small, pair, tmp_path):
     iv = Intervention(tuple(features), (3.0,) * len(features), gate=gate)
     result = evaluator.evaluate(iv)
     rates = result["metrics"]["gate"]
-    assert rates["wmdp"]["n"] == 2 and rates["retain_text"]["n"] == 2
     questions = [evaluator.scorer.encode(q) for q in evaluator.questions("forget_questions")]
+    assert rates["wmdp"]["n"] == len(questions) > 0 and rates["retain_text"]["n"] == 2
     assert rates["wmdp"]["on"] == gated(small, iv, questions).mean()
     drill = [q["gated"] for q in result["questions"] if q["set"] == "forget_questions"]
     assert drill == gated(small, iv, questions).tolist()  # the drill-down's "gated" column
@@ -166,11 +188,11 @@ def test_calibration_without_a_cache_or_a_model_says_so(unreachable_hub, tmp_pat
     assert not (ws.folder / "gates").exists()
 
 
-def test_a_kept_gate_is_used_only_for_its_own_rule_and_percentile():
+def test_a_kept_gate_is_used_only_for_its_own_rule_and_percentile(offline_ws):
     kept = {"alpha": 0.25, "rule": "per feature", "calibration": {"percentile": 95}}
-    gate = kept_gate(kept, 95.0, "per feature")
+    gate = kept_gate(offline_ws, kept, [1, 2], 95.0, "per feature")
     assert gate == Gate(0.25, "per feature") and gate.calibration == kept["calibration"]
-    assert kept_gate(kept, 90.0, "per feature") is None  # another percentile: recalibrate
-    assert kept_gate(kept, 95.0, "any selected") is None
-    assert kept_gate(None, 95.0, "per feature") is None
+    assert kept_gate(offline_ws, kept, [1, 2], 90.0, "per feature") is None  # recalibrate
+    assert kept_gate(offline_ws, kept, [1, 2], 95.0, "any selected") is None
+    assert kept_gate(offline_ws, None, [1, 2], 95.0, "per feature") is None
     assert describe(gate) == "alpha = 0.2500, the 95th percentile of rho"

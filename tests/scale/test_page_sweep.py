@@ -21,6 +21,7 @@ def test_a_sweep_run_on_ray_from_the_page_equals_the_serial_sweep(
     next(n for n in app.number_input if n.label == "n").set_value(2).run()
     next(n for n in app.number_input if n.label == "Questions per set (0 = all)").set_value(2)
     next(n for n in app.number_input if n.label == "Loss rows per text").set_value(1)
+    next(t for t in app.toggle if t.label == "Known-question filter").set_value(False)
     next(b for b in app.button if b.label == "Run").click().run()  # the form's settings apply
     deadline = time.monotonic() + 600
     while not app.table:  # its run, in the background
