@@ -6,12 +6,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install prepare run test lint browser-deps
 
+# `make run` and `make test` started at once: one installs, the other waits and finds it done
+LOCK := $(shell command -v flock >/dev/null 2>&1 && echo flock $(VENV).lock)
+
+# torch alone first, so the pinned CPU build is chosen before anything can ask for it
 $(STAMP): requirements.txt
-	test -x $(PY) || python3 -m venv $(VENV)
-	# torch alone first, so the pinned CPU build is chosen before anything can ask for it
-	$(PY) -m pip install --quiet "$$(grep -m1 '^torch==' requirements.txt)"
-	$(PY) -m pip install --quiet -r requirements.txt
-	touch $(STAMP)
+	$(LOCK) sh -c '[ $(STAMP) -nt requirements.txt ] || { \
+		{ test -x $(PY) || python3 -m venv $(VENV); } && \
+		$(PY) -m pip install --quiet "$$(grep -m1 "^torch==" requirements.txt)" && \
+		$(PY) -m pip install --quiet -r requirements.txt && touch $(STAMP); }'
 
 install: $(STAMP)
 

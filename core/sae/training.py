@@ -31,6 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core.base.config import SAETrainingConfig
+from core.base.locks import file_lock
 from core.base.records import save_array
 from core.errors import ConfigError
 from core.sae.adapter import fold_decoder_norms
@@ -136,13 +137,9 @@ def _latest_checkpoint(folder: Path) -> Path | None:
 
 
 def train_sae(ws: Workspace, fresh: bool = False) -> Path:
-    """Train, fold, save in sae-lens format (fp16) at the workspace's SAE path; return it."""
-    from sae_lens import SAE
-    from sae_lens.config import SAETrainerConfig
-    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.training.sae_trainer import SAETrainer
-    from safetensors.torch import load_file
-
+    """Train, fold, save in sae-lens format (fp16) at the workspace's SAE path; return it.
+    One training runs at a time (a lock beside its work folder): a second waits, then
+    resumes from the first one's last checkpoint."""
     cfg = ws.config
     train = cfg.sae.training
     if cfg.sae.source != "trained-here" or train is None:
@@ -152,6 +149,18 @@ def train_sae(ws: Workspace, fresh: bool = False) -> Path:
             f"[sae.training] architecture {train.architecture!r}: only topk is built."
         )
     work = ws.folder / "sae-training" / ws.training_hash()
+    with file_lock(work.with_name(work.name + ".lock"), f"the training of {cfg.sae.path}"):
+        return _train(ws, train, work, fresh)
+
+
+def _train(ws: Workspace, train: SAETrainingConfig, work: Path, fresh: bool) -> Path:
+    from sae_lens import SAE
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+    from safetensors.torch import load_file
+
+    cfg = ws.config
     if fresh:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
     chunks = ActivationChunks(work / "activations")

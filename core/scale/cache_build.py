@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.cache.build import check_build_arguments, finalize, prepare_build, recover
+from core.cache.build import build_lock, check_build_arguments, finalize, prepare_build, recover
 from core.cache.shards import write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, default_rows
 from core.cache.store import CacheStatus, SparseActivationStore, caches_for
@@ -46,7 +46,8 @@ def build_caches_on_ray(
     for cache in list(caches_for(ws)) if caches is None else caches:
         wanted = rows or default_rows(ws, cache.spec.role)
         check_build_arguments(wanted, shard, shard_rows, batch_size)
-        _build(cache, ws, ref, pool, wanted, shard, shard_rows, batch_size, shared, progress)
+        with build_lock(cache):  # the actors write shards while the driver holds it
+            _build(cache, ws, ref, pool, wanted, shard, shard_rows, batch_size, shared, progress)
         statuses.append(cache.status(shard_rows))
     return statuses
 

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.base.records import record_key
+from core.base.records import record_key, write_atomic
 from core.base.uncertainty import Z95
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
@@ -219,10 +219,8 @@ class Attributor:
         mean = total / count
         spread = np.maximum(squares - count * mean**2, 0.0) / (count - 1) if count > 1 else np.nan
         se = np.sqrt(spread / count) * np.ones_like(mean)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial.npz")
-        np.savez(partial, mean=mean, se=se, hits=hits, record=json.dumps(self.record()))
-        partial.replace(self.path)
+        arrays = {"mean": mean, "se": se, "hits": hits, "record": json.dumps(self.record())}
+        write_atomic(self.path, lambda handle: np.savez(handle, **arrays))
         return self._read()
 
     def _read(self) -> Attribution:

@@ -25,7 +25,7 @@ from core.base.config import WorkspaceConfig
 from core.base.config_files import default_workspace, load_config
 from core.base.hub import hub_problem
 from core.base.paths import cache_dir, workspace_dir
-from core.base.records import record_key
+from core.base.records import record_key, write_json
 from core.errors import ConfigError, DataSourceError
 from core.loading import data, models, saes
 from core.loading.hub_cache import is_cached
@@ -162,9 +162,9 @@ class Workspace:
         return f"{self.config.provenance_hash()}:{self.sae_fingerprint()}"
 
     def mark_prepared(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Stamp the workspace prepared (atomically: `is_prepared` may read it meanwhile)."""
         record = {"stamp": self._prepared_stamp(), **self.provenance()}
-        (self.folder / "prepared.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_json(self.folder / "prepared.json", record, indent=2)
 
     def describe_source(self, role: str, portable: bool = False) -> str:
         return data.describe(self.config, self.config.source(role), portable)

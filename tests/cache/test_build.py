@@ -3,10 +3,14 @@ kill-and-resume, shard + merge, extension, stale and corrupt caches."""
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +37,9 @@ def small_ws(tmp_path, offline_ws, cache_root) -> Workspace:
     return ws
 
 
-def built(ws: Workspace, role: str = "forget_corpus", rows: int = 16, **kwargs) -> SparseActivationStore:
+def built(
+    ws: Workspace, role: str = "forget_corpus", rows: int = 16, **kwargs
+) -> SparseActivationStore:
     cache = SparseActivationStore.for_workspace(ws, role)
     build(cache, ws, rows, shard_rows=kwargs.pop("shard_rows", 4), **kwargs)
     return cache
@@ -126,6 +132,23 @@ def test_shards_built_apart_and_merged_equal_one_build(tmp_path, small_ws, monke
     )
     assert finalize(merged)
     assert folder_bytes(merged.folder) == single
+
+
+def test_two_builds_at_once_make_the_cache_one_build_makes(small_ws):
+    """Two sessions building one cache at once (threads; processes take the same file lock):
+    the second waits for the first and finds the rows built."""
+    start = threading.Barrier(2)
+
+    def builder() -> Path:
+        start.wait()
+        return built(small_ws, rows=8, shard_rows=2).folder
+
+    with ThreadPoolExecutor(2) as pool:
+        folders = [future.result() for future in [pool.submit(builder) for _ in range(2)]]
+    assert folders[0] == folders[1]
+    together = folder_bytes(folders[0])
+    shutil.rmtree(folders[0])
+    assert folder_bytes(built(small_ws, rows=8, shard_rows=2).folder) == together
 
 
 def test_extending_builds_only_the_new_rows(tmp_path, small_ws, monkeypatch):

@@ -1,5 +1,5 @@
-"""The label database: its schema version, reads beside another process's write lock, and
-one clear error for a database or folder that cannot be used."""
+"""The label database: its schema version, processes making it at once, reads beside another
+process's write lock, and one clear error for a database or folder that cannot be used."""
 
 import sqlite3
 import subprocess
@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from core.base.paths import REPO_ROOT
 from core.labels.database import LabelDatabase
 from core.labels.schema import SCHEMA_VERSION
 from core.labels.store import LabelStore
@@ -28,6 +29,35 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(store):
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(LabelStoreError, match="schema version 99, newer"):
         LabelDatabase(store.path, SAE, d_sae=4096)
+
+
+def test_three_processes_making_the_database_at_once_all_use_it(tmp_path):
+    """Each migrates in one immediate transaction that reads the version again: one creates
+    the schema, the others find it made."""
+    path = tmp_path / "new" / "labels.sqlite"
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from core.labels.store import LabelStore
+        path, me = Path(sys.argv[1]), int(sys.argv[2])
+        (path.parent.parent / f"ready-{me}").touch()
+        while len(list(path.parent.parent.glob("ready-*"))) < 3:
+            time.sleep(0.001)
+        LabelStore(path, "SAE_ID", d_sae=4096).set_label(me, label=f"by {me}")
+        """
+    ).replace("SAE_ID", SAE)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), str(me)], cwd=REPO_ROOT)
+        for me in range(3)
+    ]
+    assert [worker.wait(timeout=120) for worker in workers] == [0] * 3
+    labels = LabelStore(path, SAE, d_sae=4096).labels()
+    assert {feature: labels[feature].label for feature in labels} == {
+        me: f"by {me}" for me in range(3)
+    }
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
 
 
 def test_reads_go_on_while_another_process_holds_the_write_lock(tmp_path):
