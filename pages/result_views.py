@@ -46,12 +46,17 @@ def results_view(result: dict) -> None:
     for warning in result["warnings"]:
         st.warning(plain(warning))
     head = st.columns(4)
-    for column, (name, label) in zip(head, TEXTS, strict=False):
-        se = m[f"{name}_loss_added_se"]
+    same = {second: first for first, second in m.get("same_text", [])}  # measured once
+    texts = [(name, label) for name, label in TEXTS if name not in same]
+    for column, (name, label) in zip(head, texts, strict=False):
+        label = " = ".join([label, *(dict(TEXTS)[o] for o, first in same.items() if first == name)])
+        se, rows = m[f"{name}_loss_added_se"], m[f"{name}_loss_rows"]
         column.metric(
             f"Loss added on {label}",
             f"{m[f'{name}_loss_added']:+.3f}" + ("" if se is None else f" ± {se:.3f}"),
-            help=f"{m[f'{name}_loss_rows']} rows; ± one standard error over rows",
+            help=f"{rows} rows; ± one standard error over rows"
+            if se is not None
+            else f"{rows} row: no standard error (it needs two rows)",
         )
     head[3].metric(
         "Selectivity (forget / retain)",

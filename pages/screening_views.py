@@ -37,8 +37,10 @@ def screening_view(ws: Workspace, features: list[int], form: RunForm) -> None:
     with st.expander("Screen these features one at a time, then add them up"):
         st.caption(
             "The paper's second selection mode: each feature clamped alone at c (the base "
-            "value above), kept when the MMLU-4 accuracy (known questions when there are any) "
-            "drops by at most the tolerance; the kept ones are then evaluated cumulatively, in "
+            "value above), dropped only when its MMLU-4 accuracy drop (known questions when "
+            "there are any) is shown above the tolerance: the lower end of the drop's 95% paired "
+            "interval is above it, so one flipped question decides nothing. The kept ones are "
+            "then evaluated cumulatively, in "
             "this order, with the method, BOS and scoring settings last applied with Run. "
             "Every run is memoised."
         )

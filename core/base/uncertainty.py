@@ -1,5 +1,6 @@
 """Intervals and tests beside every number (METHOD §11): Wilson intervals for accuracies,
-McNemar's exact test for accuracy changes on the same questions, standard errors of means,
+McNemar's exact test and an interval for accuracy changes on the same questions, standard
+errors of means,
 Fieller intervals for ratios of independent means."""
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ def mcnemar_exact(right_to_wrong: int, wrong_to_right: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(right_to_wrong, wrong_to_right) + 1))
     return min(1.0, 2 * tail / 2**n)
+
+
+def paired_drop_interval(lost: int, gained: int, n: int) -> tuple[float, float]:
+    """The 95% interval of an accuracy drop on the same n > 0 questions, (lost − gained) / n:
+    the exact (Clopper-Pearson) interval of the lost share of the discordant questions,
+    scaled by their number. Conditional on them, as McNemar's exact test is, so it excludes 0
+    exactly when that test's p < 0.05; (0, 0) when no question changed."""
+    from scipy.stats import beta
+
+    changed = lost + gained
+    if changed == 0:
+        return 0.0, 0.0
+    low = float(beta.ppf(0.025, lost, gained + 1)) if lost else 0.0
+    high = float(beta.ppf(0.975, lost + 1, gained)) if gained else 1.0
+    return changed * (2 * low - 1) / n, changed * (2 * high - 1) / n
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float | None]:

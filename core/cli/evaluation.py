@@ -19,7 +19,7 @@ from core.cli.common import (
     write_out,
 )
 from core.evaluation.protocol import look_note, overlap_note
-from core.evaluation.report_rows import format_score, metric_rows, provenance_line
+from core.evaluation.report_rows import format_point, format_score, metric_rows, provenance_line
 from core.interventions.calibration import bound_gate, calibrate
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES
@@ -95,13 +95,10 @@ def _sweep(args: argparse.Namespace) -> None:
     ws = open_workspace(args)
 
     def report(done: int, total: int, point: dict) -> None:
-        wmdp, loss = point.get("wmdp_all_accuracy"), point.get("loss_added")
         gate = point["gate_percentile"]
         gate = "ungated" if gate is None else f"gate p{gate:g}"
-        print(
-            f"[{done}/{total}] thr {point['threshold']} n {point['n']} c {point['c']} {gate}: "
-            f"WMDP (all) {wmdp}, loss added {loss}"
-        )
+        what = f"thr {point['threshold']} n {point['n']} c {point['c']} {gate}"
+        print(f"[{done}/{total}] {what}: {_point_said(point)}")
 
     if args.ray is not None:
         from core.scale.cli import evaluations_on_ray
@@ -116,6 +113,20 @@ def _sweep(args: argparse.Namespace) -> None:
     write_out(args.out, result)
 
 
+def _point_said(point: dict) -> str:
+    return "skipped" if "skipped" in point else format_point(point)
+
+
+def _drop(single: dict) -> str:
+    """A screened feature's side-effect drop with its interval, n and verdict."""
+    if single["side_drop"] is None:
+        return "not measured, dropped"
+    low, high = single["side_drop_ci"]
+    n = single[f"mmlu_{single['side_questions']}_n"]
+    verdict = "kept" if single["kept"] else "dropped"
+    return f"{single['side_drop']:+.3f} [{low:+.3f}, {high:+.3f}] (n = {n}), {verdict}"
+
+
 def _screen(args: argparse.Namespace) -> None:
     from core.evaluation.evaluator import Evaluator
     from core.selection.screening import ScreenConfig, screen
@@ -127,10 +138,10 @@ def _screen(args: argparse.Namespace) -> None:
 
     def report(done: int, total: int, point: dict) -> None:
         if "feature" in point:
-            what = f"feature {point['feature']} alone: MMLU drop {point['side_drop']}"
+            what = f"feature {point['feature']} alone: MMLU drop {_drop(point)}"
         else:
-            what = f"first {point['k']} together: MMLU (all) {point['mmlu_all_accuracy']}"
-        print(f"[{done}/{total}] {what}, WMDP (all) {point['wmdp_all_accuracy']}")
+            what = f"first {point['k']} together"
+        print(f"[{done}/{total}] {what}: {_point_said(point)}")
 
     if args.ray is not None:
         from core.scale.cli import evaluations_on_ray

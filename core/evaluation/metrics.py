@@ -287,4 +287,6 @@ POINT_METRICS = (
 
 def point_metrics(metrics: dict) -> dict:
     """What a sweep point or a screened feature keeps of an evaluation's metrics."""
-    return {name: metrics.get(name) for name in POINT_METRICS}
+    return {name: metrics.get(name) for name in POINT_METRICS} | {
+        "loss_rows": metrics["general_loss_rows"]
+    }

@@ -97,6 +97,25 @@ def format_change(before: float | None, after: float | None, flips: list[int] | 
     return f"{100 * (after - before):+.1f} pts ({flips[0]} right→wrong, {flips[1]} wrong→right)"
 
 
+def format_loss_added(added: float, se: float | None, rows: int) -> str:
+    """Loss added with its standard error over rows, or why it has none."""
+    if se is None:
+        return f"{added:+.4f} (no SE: {rows} row{'s' * (rows != 1)})"
+    return f"{added:+.4f} ± {se:.4f} (SE over {rows} rows)"
+
+
+def format_point(point: dict) -> str:
+    """A sweep point's or screened feature's accuracies and loss added, each with its n and
+    interval (a progress line)."""
+    said = [
+        f"{label} {format_accuracy(point[key + '_accuracy'], point[key + '_accuracy_ci'])} "
+        f"(n = {point[key + '_n']})"
+        for label, key in (("WMDP (all)", "wmdp_all"), ("MMLU (all)", "mmlu_all"))
+    ]
+    added = format_loss_added(point["loss_added"], point["loss_added_se"], point["loss_rows"])
+    return ", ".join([*said, f"loss added {added}"])
+
+
 def _accuracy_row(measure: str, record: dict, key: str) -> dict:
     p = record[f"{key}_change_p"]
     return {
@@ -148,8 +167,9 @@ def metric_rows(metrics: dict) -> list[dict]:
                 "n": metrics[f"{name}_loss_rows"],
                 "baseline": f"{metrics[f'{name}_loss_clean']:.4f}",
                 "intervened": f"{metrics[f'{name}_loss']:.4f}",
-                "change": f"{metrics[f'{name}_loss_added']:+.4f}"
-                + ("" if se is None else f" ± {se:.4f} (SE over rows)"),
+                "change": format_loss_added(
+                    metrics[f"{name}_loss_added"], se, metrics[f"{name}_loss_rows"]
+                ),
                 "test": "",
             }
         )

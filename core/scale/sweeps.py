@@ -16,7 +16,7 @@ from core.runtime.jobs import Progress
 from core.scale.cluster import WorkerPool, connect
 from core.scale.known import known_on_ray
 from core.scale.worker import WorkspaceRef
-from core.selection.screening import ScreenConfig, screen, side_drop
+from core.selection.screening import ScreenConfig, judged, screen
 from core.sweeps.grid import SweepConfig, planned_runs, sweep_settings
 from core.sweeps.run import sweep
 
@@ -62,8 +62,7 @@ def screen_on_ray(
     evaluate_on_ray(singles, pool, progress)
     kept = []
     for feature, (_, iv, _) in zip(candidates, singles, strict=True):
-        _, drop = side_drop(evaluator.evaluate(iv)["metrics"])  # read from the memo
-        if drop is not None and drop <= config.tolerance:
+        if judged(evaluator.evaluate(iv)["metrics"], config.tolerance)["kept"]:  # the memo
             kept.append(feature)
     prefixes = [run(kept[:k], {"k": k, "features": kept[:k]}) for k in range(1, len(kept) + 1)]
     evaluate_on_ray(prefixes, pool, progress)

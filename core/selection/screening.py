@@ -1,12 +1,13 @@
 """The paper's screening of candidate features (METHOD §4, second mode): each candidate
-clamped alone on the selection half, kept when the side effect stays within a tolerance,
-then the kept ones added up."""
+clamped alone on the selection half, dropped when its side effect is shown (by its 95%
+interval) to exceed a tolerance, then the kept ones added up."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
+from core.base.uncertainty import paired_drop_interval
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.metrics import point_metrics
@@ -23,8 +24,8 @@ class ScreenConfig:
     Args:
         candidates: feature ids, in the order they are added up.
         c: the clamp size (or scale m) every candidate gets.
-        tolerance: the largest drop of side-effect accuracy (a fraction) a kept feature
-            may cause alone.
+        tolerance: the side-effect accuracy drop (a fraction) a feature alone must be shown
+            to exceed (the lower end of its 95% interval above it) to be dropped.
         method: a key of `interventions.METHODS`.
         skip_bos: leave position 0 alone (SAEBench) rather than edit it too (the authors).
     """
@@ -51,18 +52,28 @@ def _metrics(
     return evaluator.evaluate(iv)["metrics"]
 
 
-def side_drop(metrics: dict) -> tuple[str, float | None]:
-    """The side-effect accuracy drop screening judges by: on the known MMLU questions when
-    their accuracy is measured (enough of them), else on all; None when neither is."""
+def judged(metrics: dict, tolerance: float) -> dict:
+    """How screening judges one candidate: its side-effect accuracy drop (on the known MMLU
+    questions when their accuracy is measured, else on all) with its 95% paired interval;
+    kept unless the whole interval is above the tolerance (a drop shown, not one flipped
+    question). Not kept when the drop is not measured."""
     side = "known" if metrics["mmlu_known_accuracy"] is not None else "all"
     before, after = metrics[f"mmlu_{side}_baseline"], metrics[f"mmlu_{side}_accuracy"]
-    return side, None if before is None or after is None else before - after
+    if before is None or after is None:
+        return {"side_questions": side, "side_drop": None, "side_drop_ci": None, "kept": False}
+    interval = paired_drop_interval(*metrics[f"mmlu_{side}_flips"], metrics[f"mmlu_{side}_n"])
+    return {
+        "side_questions": side,
+        "side_drop": before - after,
+        "side_drop_ci": list(interval),
+        "kept": interval[0] <= tolerance,
+    }
 
 
 def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None = None) -> dict:
-    """Each candidate clamped alone, kept when the side-effect accuracy (MMLU-4 pooled, known
-    questions when there are any) drops by at most the tolerance; then the kept ones added
-    cumulatively in the candidates' order (first k, k = 1, 2, ...)."""
+    """Each candidate clamped alone, kept unless its side-effect accuracy drop (MMLU-4
+    pooled, known questions when there are any) is shown above the tolerance (`judged`);
+    then the kept ones added cumulatively in the candidates' order (first k, k = 1, 2, ...)."""
     config.check()
     refuse_report_split(evaluator.settings, "Screening")
     c, method, skip_bos = config.c, config.method, config.skip_bos
@@ -73,10 +84,8 @@ def screen(evaluator: Evaluator, config: ScreenConfig, progress: Progress | None
     kept: list[int] = []
     for done, feature in enumerate(candidates, start=1):
         metrics = _metrics(evaluator, [feature], c, method, skip_bos)
-        side, drop = side_drop(metrics)
-        single = {"feature": feature, "side_questions": side, "side_drop": drop}
+        single = {"feature": feature} | judged(metrics, config.tolerance)
         single |= point_metrics(metrics)
-        single["kept"] = drop is not None and drop <= config.tolerance
         singles.append(single)
         if single["kept"]:
             kept.append(feature)

@@ -2,6 +2,7 @@
 on any of them in one line, run and labelled optimistic with --allow-overlap."""
 
 import json
+import re
 
 import pytest
 
@@ -74,3 +75,21 @@ def test_eval_of_a_set_whose_kept_gate_was_calibrated_for_another_sae_is_refused
     err = capsys.readouterr().err
     assert "calibrated for another SAE" in err and "--gate P" in err
     assert not (tmp_path / offline_ws.name / "evals").exists()  # refused before any run
+
+
+def test_screen_progress_lines_give_each_number_its_n_and_interval(
+    offline_ws, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    out = tmp_path / "screen.json"
+    argv = ["screen", "--features", "3080", "--c", "2", "--questions", "4", "--loss-rows", "1"]
+    assert main([*argv, "--skip-known", "--tolerance", "1", "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    alone, together = lines
+    drop = r"MMLU drop [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \(n = \d+\), kept"
+    assert re.search(rf"^\[1/1\] feature 3080 alone: {drop}", alone), alone
+    accuracy = r"\d+\.\d% \[\d+\.\d, \d+\.\d\] \(n = \d+\)"
+    assert re.search(rf"WMDP \(all\) {accuracy}, MMLU \(all\) {accuracy}", together), together
+    assert together.endswith("(no SE: 1 row)")
+    single = json.loads(out.read_text())["singles"][0]
+    assert single["kept"] and len(single["side_drop_ci"]) == 2

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from core.evaluation.metrics import compare, held_out_score, saebench_score
-from core.evaluation.report_rows import format_score, metric_rows, question_rows
+from core.evaluation.metrics import compare, held_out_score, point_metrics, saebench_score
+from core.evaluation.report_rows import format_point, format_score, metric_rows, question_rows
 from core.loading.data import Question
 
 
@@ -41,7 +41,22 @@ def test_rows_give_percent_intervals_paired_tests_and_unmeasured_as_such():
     assert everything["change"] == "+0.0 pts (1 right→wrong, 1 wrong→right)"
     assert rows["MMLU side effect (pooled), known"]["intervened"] == "not measured"
     assert rows["college biology (apart), all"]["intervened"].startswith("50.0% [")
-    assert rows["CE loss on forget text (nats)"]["change"] == "+2.5000 ± 0.5000 (SE over rows)"
+    assert rows["CE loss on forget text (nats)"]["change"] == "+2.5000 ± 0.5000 (SE over 2 rows)"
+    one_row = {name: [value[0]] for name, value in clean["losses"].items()}
+    single = compare(
+        questions,
+        [],
+        clean | {"losses": one_row},
+        edited | {"losses": {n: [v[0]] for n, v in edited["losses"].items()}},
+        known,
+    )["metrics"]
+    said = {row["measure"]: row for row in metric_rows(single)}
+    assert said["CE loss on forget text (nats)"]["change"] == "+2.0000 (no SE: 1 row)"
+    point = point_metrics(m)
+    assert format_point(point) == (
+        "WMDP (all) 50.0% [15.0, 85.0] (n = 4), MMLU (all) 66.7% [20.8, 93.9] (n = 3), "
+        "loss added +0.2000 ± 0.1000 (SE over 2 rows)"
+    )
     assert "CE loss on general text = retain text (nats)" in rows
     assert "CE loss on retain text (nats)" not in rows
 

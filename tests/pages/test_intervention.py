@@ -59,6 +59,9 @@ def test_short_run_shows_accuracy_and_loss_tables(app):
     selectivity = next(x for x in app.metric if x.label.startswith("Selectivity"))
     assert re.fullmatch(r"-|-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?", selectivity.value)
     assert "Fieller" in selectivity.help
+    tiles = [x.label for x in app.metric if x.label.startswith("Loss added on")]
+    assert tiles == ["Loss added on general text = retain text", "Loss added on forget text"]
+    assert "no standard error (it needs two rows)" in app.metric[0].help  # one row each
     assert any(c.value == "5 of 5 questions shown" for c in app.caption)
     next(t for t in app.toggle if t.label == "Known only").set_value(True).run()
     assert any(c.value == "0 of 5 questions shown" for c in app.caption)  # none known yet

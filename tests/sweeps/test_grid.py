@@ -3,7 +3,7 @@
 import pytest
 
 from core.errors import UserError
-from core.selection.screening import ScreenConfig, side_drop
+from core.selection.screening import ScreenConfig, judged
 from core.sweeps.grid import SweepConfig
 from core.sweeps.plots import pareto_plot
 from core.sweeps.references import REFERENCE_POINTS
@@ -110,10 +110,43 @@ def test_screening_judges_on_known_questions_only_when_they_are_measured():
         "mmlu_known_n": 5,  # known, but fewer than min_known: not measured
         "mmlu_known_baseline": None,
         "mmlu_known_accuracy": None,
+        "mmlu_all_n": 4,
         "mmlu_all_baseline": 0.5,
         "mmlu_all_accuracy": 0.25,
+        "mmlu_all_flips": [1, 0],
     }
-    assert side_drop(too_few) == ("all", 0.25)
-    measured = too_few | {"mmlu_known_baseline": 1.0, "mmlu_known_accuracy": 0.9}
-    assert side_drop(measured)[0] == "known"
-    assert side_drop(measured)[1] == pytest.approx(0.1)
+    first = judged(too_few, 0.0)
+    assert (first["side_questions"], first["side_drop"]) == ("all", 0.25)
+    measured = too_few | {
+        "mmlu_known_n": 20,
+        "mmlu_known_baseline": 1.0,
+        "mmlu_known_accuracy": 0.9,
+        "mmlu_known_flips": [2, 0],
+    }
+    assert judged(measured, 0.0)["side_questions"] == "known"
+    assert judged(measured, 0.0)["side_drop"] == pytest.approx(0.1)
+    unmeasured = too_few | {"mmlu_all_accuracy": None}
+    assert judged(unmeasured, 1.0) == {
+        "side_questions": "all",
+        "side_drop": None,
+        "side_drop_ci": None,
+        "kept": False,
+    }
+
+
+def test_screening_drops_a_feature_on_a_shown_drop_not_one_flipped_question():
+    def metrics(lost: int, gained: int, n: int = 50) -> dict:
+        base = 0.6
+        return {
+            "mmlu_known_accuracy": None,
+            "mmlu_all_n": n,
+            "mmlu_all_baseline": base,
+            "mmlu_all_accuracy": base - (lost - gained) / n,
+            "mmlu_all_flips": [lost, gained],
+        }
+
+    one_flip = judged(metrics(1, 0), 0.0)
+    assert one_flip["side_drop"] == pytest.approx(0.02) and one_flip["kept"]  # not shown
+    assert one_flip["side_drop_ci"][0] < 0 < one_flip["side_drop_ci"][1]
+    assert not judged(metrics(10, 0), 0.0)["kept"]  # ten lost, none gained: shown above 0
+    assert judged(metrics(10, 0), 0.2)["kept"]  # not shown above a 0.2 tolerance

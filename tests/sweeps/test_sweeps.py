@@ -82,7 +82,7 @@ def test_screen_keeps_features_without_side_effects_and_adds_them_up(chooser):
     assert strict["kept"] == [] and strict["cumulative"] == []
     at_zero = screen(evaluator, ScreenConfig(tuple(candidates), c=20.0, tolerance=0.0))
     assert [s["kept"] for s in at_zero["singles"]] == [
-        s["side_drop"] is not None and s["side_drop"] <= 0 for s in at_zero["singles"]
+        s["side_drop_ci"] is not None and s["side_drop_ci"][0] <= 0 for s in at_zero["singles"]
     ]
 
 
