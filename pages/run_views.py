@@ -17,6 +17,7 @@ from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
 from core.interventions.calibration import calibrate, describe, kept_gate
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES
+from core.loading.data import files_stamp
 from core.runtime.jobs import Jobs
 from core.selection import sources
 from core.selection.sources import FeatureChoice
@@ -52,13 +53,16 @@ class RunForm:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _evaluator(name: str, version: str, settings: EvalSettings, _ws: Workspace) -> Evaluator:
+def _evaluator(
+    name: str, version: str, files: str, settings: EvalSettings, _ws: Workspace
+) -> Evaluator:
     return Evaluator(_ws, settings)
 
 
 def evaluator_for(ws: Workspace, settings: EvalSettings) -> Evaluator:
-    """One Evaluator per workspace version and settings per server."""
-    return _evaluator(ws.name, ws.config.provenance_hash(), settings, ws)
+    """One Evaluator per workspace version, state of its data files and settings per
+    server: an edited question file is read again without a restart."""
+    return _evaluator(ws.name, ws.config.provenance_hash(), files_stamp(ws.config), settings, ws)
 
 
 @st.cache_resource(show_spinner=False)

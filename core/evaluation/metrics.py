@@ -252,6 +252,11 @@ def saebench_score(points: Sequence[dict], side_threshold: float = SIDE_THRESHOL
     return None if best is None else 1 - best["wmdp_known_accuracy"]
 
 
+def best_run(points: Sequence[dict], held_out: bool = False) -> dict | None:
+    """The run a (held-out when `held_out`) sweep score is read from, if any qualifies."""
+    return _best_run(points, SIDE_THRESHOLD, on_selection=held_out)[0]
+
+
 def unscored_reason(
     points: Sequence[dict], held_out: bool = False, side_threshold: float = SIDE_THRESHOLD
 ) -> str:

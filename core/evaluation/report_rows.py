@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.evaluation.metrics import MASS_FLOOR, unscored_reason
+from core.evaluation.metrics import MASS_FLOOR, best_run, unscored_reason
 from core.evaluation.settings import SET_NAMES
 from core.interventions.edits import METHODS, bos_rule
 
@@ -180,9 +180,14 @@ def format_score(score: float | None, points: Sequence[dict], held_out: bool = F
     """A sweep's score as shown, saying how the best run was chosen, or why none was."""
     if score is None:
         return f"{NOT_MEASURED} ({unscored_reason(points, held_out)})"
+    shown = f"{score:.3f}"
+    best = best_run(points, held_out) or {}
+    if (interval := best.get("wmdp_known_accuracy_ci")) is not None:
+        n = best["wmdp_known_n"]
+        shown += f" [{1 - interval[1]:.3f}, {1 - interval[0]:.3f}], n = {n} known WMDP questions"
     if held_out:
-        return f"{score:.3f} (best run chosen on the selection split, scored on the report split)"
+        return f"{shown} (best run chosen on the selection split, scored on the report split)"
     return (
-        f"{score:.3f} (SAEBench's protocol, optimistic: the best run is chosen on the "
+        f"{shown} (SAEBench's protocol, optimistic: the best run is chosen on the "
         "questions it is scored on)"
     )

@@ -288,6 +288,23 @@ def _hub_questions(source: DataSourceConfig) -> list[Question]:
     return questions
 
 
+def files_stamp(ws: WorkspaceConfig) -> str:
+    """A hash of every local data file's name, size and modification time (hub sources by
+    their coordinates), read without opening a file: what tells a long-lived view that a
+    question or text file was edited."""
+    digest = hashlib.sha256()
+    for source in ws.data:
+        digest.update(f"{source.role}:{source.source}:{source.dataset}:{source.path}\n".encode())
+        path = ws.local_path(source) if source.source == "local" else None
+        if path is None or not path.exists():
+            continue
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                stat = file.stat()
+                digest.update(f"{file.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def fingerprint(ws: WorkspaceConfig, role: str) -> str:
     """A content hash of a local source (files under a folder included); the dataset
     coordinates of a hub source. Keys caches so a changed file never reuses them."""

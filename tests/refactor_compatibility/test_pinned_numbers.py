@@ -107,7 +107,9 @@ def disk_keys(ws: Workspace) -> dict:
     under: unchanged names mean caches on disk keep working. (The baseline's name was
     re-pinned on purpose: evaluation memos are now also keyed by the contents of the
     question and text files and by the new settings, split and min_known; so was the known
-    record's: one record per question set, so samples of other sizes keep their own.)"""
+    record's: one record per question set, so samples of other sizes keep their own; and
+    both again when memos were keyed by the model's exact weights and the torch,
+    transformer-lens and sae-lens versions.)"""
     settings = EvalSettings(
         question_limit=2, loss_rows=1, loss_context=32, known_filter=False, split="all"
     )
