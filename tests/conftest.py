@@ -33,6 +33,14 @@ def cache_root(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def fresh_ws(tmp_path, cache_root) -> Workspace:
+    """The small workspace (`small_workspace_config`) in an empty cache: no memo yet."""
+    from tests.helpers import small_workspace_config
+
+    return Workspace.open(str(small_workspace_config(tmp_path)))
+
+
+@pytest.fixture
 def unreachable_hub(monkeypatch):
     """Point hub clients at a closed local port, so 'no network' holds on any machine."""
     import core.base.hub

@@ -1,5 +1,7 @@
-"""Builders for tests: workspace configs derived from the presets, written to tmp files."""
+"""Builders for tests: workspace configs derived from the presets, written to tmp files;
+damaged memos and what reading one must leave."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -60,6 +62,34 @@ def small_workspace_config(
             table = table[parent]
         table[key] = value
     return write_config(tmp_path, raw, name="small")
+
+
+MEMO_DAMAGES = ("truncated", "empty object", "missing key")
+
+
+def damage_memo(path: Path, kind: str, key: str) -> bytes:
+    """Damage the JSON memo at `path` as `kind` (of MEMO_DAMAGES) says: cut in half, `{}`,
+    or without `key`. Returns what is left in it."""
+    whole = path.read_bytes()
+    if kind == "truncated":
+        damaged = whole[: len(whole) // 2]
+    elif kind == "empty object":
+        damaged = b"{}"
+    else:
+        damaged = json.dumps({k: v for k, v in json.loads(whole).items() if k != key}).encode()
+    path.write_bytes(damaged)
+    return damaged
+
+
+def assert_moved_aside(path: Path, damaged: bytes, caplog) -> None:
+    """The damaged memo is kept beside `path` as `<name>.damaged-*`, unchanged, and one
+    warning line named both (earlier damaged copies of the memo may lie beside it)."""
+    aside = [p for p in path.parent.glob(f"{path.name}.damaged-*") if p.read_bytes() == damaged]
+    assert len(aside) == 1
+    said = [r for r in caplog.records if r.name == "core.base.records"]
+    assert [r.levelname for r in said] == ["WARNING"]
+    line = said[0].getMessage()
+    assert "\n" not in line and str(path) in line and aside[0].name in line, line
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:

@@ -1,17 +1,30 @@
-"""Records on disk: the key a cache file is stored under, and writes that never leave a
-half-written file behind (an interrupted write keeps the previous file)."""
+"""Records on disk: the key a cache file is stored under, writes that never leave a
+half-written file behind (an interrupted write keeps the previous file), and the one reader
+of memos, which moves a damaged memo aside so that it is computed again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+# What loading a damaged memo raises: cut short or not JSON (ValueError, of which
+# JSONDecodeError and UnicodeDecodeError are kinds), an archive cut short or empty
+# (BadZipFile, EOFError), an array missing from it (KeyError).
+DAMAGE = (ValueError, KeyError, EOFError, zipfile.BadZipFile)
+Fields = Mapping[str, type | tuple[type, ...]]
+NUMBER = (int, float)
 
 
 def record_key(record: Any) -> str:
@@ -42,3 +55,53 @@ def write_json(path: Path, record: Any, indent: int | None = None, sort_keys: bo
 def save_array(path: Path, array: np.ndarray) -> None:
     """Write an .npy file atomically."""
     write_atomic(path, lambda handle: np.save(handle, array))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_bytes())
+
+
+def read_memo(
+    path: Path,
+    fields: Fields | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    version: int | None = None,
+    load: Callable[[Path], Any] = read_json,
+) -> Any | None:
+    """The memo kept at `path` (JSON, or what `load` makes of the file); None when there is
+    none or it is damaged: unreadable, not an object with `fields` (name: type), of another
+    `version` (its "version" field) or refused by `check` (which names the problem). A
+    damaged memo is moved aside (`<name>.damaged-<time>-<pid>`, never deleted) with a
+    one-line warning, and the caller computes it again."""
+    try:
+        memo = load(path)
+        problem = _schema_problem(memo, fields or {}, version) or (check and check(memo))
+    except FileNotFoundError:  # none yet, or another reader just moved it aside
+        return None
+    except DAMAGE as exc:
+        problem = f"unreadable: {exc}"
+    if not problem:
+        return memo
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}-{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # another reader moved it first and said so
+        return None
+    said = " ".join(str(problem).split())  # one line
+    log.warning(
+        "%s is damaged (%s): moved aside as %s; computing it again.", path, said, aside.name
+    )
+    return None
+
+
+def _schema_problem(memo: Any, fields: Fields, version: int | None) -> str | None:
+    if not isinstance(memo, dict):
+        return f"a {type(memo).__name__}, not an object"
+    if missing := [name for name in fields if name not in memo]:
+        return f"no {', '.join(missing)}"
+    if wrong := [name for name, kind in fields.items() if not isinstance(memo[name], kind)]:
+        return f"{', '.join(wrong)} of the wrong type"
+    if version is not None and memo.get("version") != version:
+        return f"version {memo.get('version')!r}, not {version}"
+    return None

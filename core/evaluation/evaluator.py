@@ -12,7 +12,6 @@ rows loss's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.base.records import record_key, write_json
+from core.base.records import read_memo, record_key, write_json
 from core.base.uncertainty import wilson
 from core.evaluation.k_shot import shot_examples
 from core.evaluation.known import (
@@ -41,11 +40,21 @@ from core.interventions.calibration import gated
 from core.interventions.edits import Intervention, applied
 from core.loading import data
 from core.loading.data import Question
+from core.loading.hub_cache import library_versions
 from core.workspace.workspace import Workspace
 
 GATED_SETS = {FORGET: "wmdp", SIDE: "mmlu"}  # the gate's on-rate of each question set
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
+RESULT_FIELDS = {
+    "kind": str,
+    "created_at": str,
+    "provenance": dict,
+    "intervention": dict,
+    "metrics": dict,
+    "warnings": list,
+    "questions": list,
+}
 
 Progress = Callable[[str, float], None]
 
@@ -91,6 +100,8 @@ class Evaluator:
             "model": cfg.name,
             "source": cfg.source,
             "weights": cfg.package or cfg.path or cfg.name,
+            "fingerprint": self.ws.model_fingerprint,
+            "libraries": library_versions(),
             "dtype": cfg.dtype,
             "device": self.ws.device,
             "chat_template": cfg.chat_template,
@@ -179,6 +190,8 @@ class Evaluator:
         return {
             "workspace": self.ws.config.provenance_hash(),
             "sae": self.ws.sae_fingerprint(),
+            "model": self.ws.model_fingerprint,
+            "libraries": library_versions(),
             "data": self._data_fingerprints,
             "settings": self.settings.key(),
             "version": RESULT_VERSION,
@@ -190,8 +203,8 @@ class Evaluator:
     def baseline(self, progress: Progress | None = None) -> dict:
         """The clean model's scores and losses (computed once, kept on disk)."""
         path = self.baseline_path()
-        if path.exists():
-            return json.loads(path.read_text())
+        if (kept := read_memo(path, check=self._baseline_problem)) is not None:
+            return kept
         result = self._run(None, progress)
         write_json(path, result)
         return result
@@ -200,9 +213,22 @@ class Evaluator:
         known = [self.known_state(role) for role in (FORGET, SIDE)]
         return self.folder / f"run-{record_key([self._key(), iv.record(), known])}.json"
 
+    def _baseline_problem(self, memo: dict) -> str | None:
+        """What a kept baseline lacks of the lists runs are compared with, if anything."""
+        roles = (FORGET, SIDE)
+        parts = {"scores": roles, "losses": tuple(LOSS_SETS)}
+        if self.settings.shots:
+            parts["scores_k"] = roles
+        missing = [
+            f"{part}.{name}"
+            for part, names in parts.items()
+            for name in names
+            if not isinstance(memo.get(part), dict) or not isinstance(memo[part].get(name), list)
+        ]
+        return f"no {', '.join(missing)}" if missing else None
+
     def cached(self, iv: Intervention) -> dict | None:
-        path = self.result_path(iv)
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_memo(self.result_path(iv), RESULT_FIELDS, version=RESULT_VERSION)
 
     def evaluate(
         self,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Int
 
-from core.base.records import write_json
+from core.base.records import read_memo, write_json
 from core.errors import UserError
 from core.evaluation.mcq import PERMUTATIONS, Scorer
 from core.loading.data import Question
@@ -119,8 +119,23 @@ def stored_known(questions: list[Question], cache_path: Path, key_record: dict) 
     """The record kept at `cache_path` when it is of these questions and `key_record`, else
     a new one holding only its key; passes already made are lists of counts by name."""
     key = known_key(questions, key_record)
-    stored = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+
+    def problem(memo: dict) -> str | None:
+        passes = ("with_question", WITHOUT_QUESTION)
+        bad = [name for name in passes if name in memo and not _counts(memo[name], questions)]
+        return f"{', '.join(bad)} not {len(questions)} counts" if bad else None
+
+    stored = read_memo(cache_path, {"key": dict}, problem) or {}
     return stored if stored.get("key") == key else {"key": key}
+
+
+def _counts(counts: object, questions: list[Question]) -> bool:
+    """Whether `counts` is a pass over `questions`: orderings right (0 to 24) per question."""
+    return (
+        isinstance(counts, list)
+        and len(counts) == len(questions)
+        and all(type(n) is int and 0 <= n <= len(PERMUTATIONS) for n in counts)
+    )
 
 
 def build_known(

@@ -4,7 +4,6 @@ built), memoised on disk, and the gate's decision on any token sequences."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float
 
-from core.base.records import record_key, write_json
+from core.base.records import NUMBER, read_memo, record_key, write_json
 from core.cache.spec import cache_spec, default_rows
 from core.cache.store import SparseActivationStore
 from core.errors import UserError
@@ -114,8 +113,8 @@ def calibrate(
     }
     path = ws.folder / "gates" / f"alpha-{record_key(wanted)}.json"
     bound = {"features": wanted["features"], "sae": ws.sae_fingerprint()}  # what it is for
-    if path.exists():
-        memo = json.loads(path.read_text())
+    memo = read_memo(path, {"alpha": NUMBER, "percentile": NUMBER}, _alpha_problem)
+    if memo is not None:
         return Gate(memo["alpha"], rule, memo | bound)
     rho, source = _rho(ws, features)
     alpha = bootstrapped_percentile(rho, percentile, seed)
@@ -131,6 +130,11 @@ def calibrate(
     }
     write_json(path, calibration)
     return Gate(alpha, rule, calibration)
+
+
+def _alpha_problem(memo: dict) -> str | None:
+    """A kept alpha that is no fraction of positions (a gate would refuse it)."""
+    return None if 0 <= memo["alpha"] <= 1 else f"alpha {memo['alpha']} is not in [0, 1]"
 
 
 def bound_gate(ws: Workspace, kept: dict, features: Sequence[int]) -> Gate:

@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 
 def sae_folder_problem(cfg: WorkspaceConfig) -> str | None:
-    """A message if a local or trained-here SAE folder is missing, else None."""
+    """A message if a local or trained-here SAE folder is missing or its cfg.json is
+    damaged, else None."""
     if cfg.sae.source == "sae-lens":
         return None
     folder = resolve_repo_path(cfg.sae.path or "")
     if (folder / "cfg.json").exists():
-        return None
+        return _cfg_problem(folder / "cfg.json")
     fix = (
         f"train it with `python -m core train-sae --workspace {cfg.name}`"
         if cfg.sae.source == "trained-here"
@@ -34,10 +35,29 @@ def sae_folder_problem(cfg: WorkspaceConfig) -> str | None:
     return f"No SAE at {folder} (cfg.json missing): {fix}."
 
 
+def _cfg_problem(path: Path) -> str | None:
+    """A message if `path`, an SAE's cfg.json (the user's file, never moved aside), is not
+    a JSON object."""
+    try:
+        record = json.loads(path.read_bytes())
+    except ValueError as exc:  # cut short, not JSON, not UTF-8
+        reason = " ".join(str(exc).split())
+    else:
+        if isinstance(record, dict):
+            return None
+        reason = "not a JSON object"
+    return (
+        f"The SAE's {path} is damaged ({reason}): restore it from where the SAE came from, "
+        "or point [sae] path at a whole SAE folder."
+    )
+
+
 def sae_cfg(cfg: WorkspaceConfig) -> dict:
     """A local SAE's cfg.json without loading its weights; {} for registry SAEs."""
-    if cfg.sae.source == "sae-lens" or sae_folder_problem(cfg):
+    if cfg.sae.source == "sae-lens":
         return {}
+    if problem := sae_folder_problem(cfg):
+        raise ConfigError(problem)
     return json.loads((resolve_repo_path(cfg.sae.path or "") / "cfg.json").read_text())
 
 

@@ -8,16 +8,15 @@ Results are cached per workspace, keyed by everything that determines them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.base.records import record_key, write_json
+from core.base.records import read_memo, record_key, write_json
 from core.loading import data
 from core.runtime.forward import model_lock
 from core.sae.adapter import adapter_for
@@ -145,9 +144,19 @@ def _health_key(ws: Workspace, n_rows: int) -> str:
 
 def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
     path = ws.folder / f"health-{_health_key(ws, n_rows)}.json"
-    if not path.exists():
+    memo = read_memo(path, {"results": list}, _results_problem)
+    return None if memo is None else [SAEHealth(**item) for item in memo["results"]]
+
+
+def _results_problem(memo: dict) -> str | None:
+    """What is wrong unless the kept results are one SAEHealth record per corpus."""
+    names = {field.name for field in fields(SAEHealth)}
+    results = memo["results"]
+    if len(results) == len(HEALTH_ROLES) and all(
+        isinstance(item, dict) and item.keys() == names for item in results
+    ):
         return None
-    return [SAEHealth(**item) for item in json.loads(path.read_text())["results"]]
+    return f"results are not {len(HEALTH_ROLES)} SAE health records"
 
 
 def sae_health(

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.base.records import record_key, write_atomic
+from core.base.records import read_memo, record_key, write_atomic
 from core.base.uncertainty import Z95
 from core.errors import UserError
 from core.evaluation.known import question_set_hash
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 CACHE_VERSION = 2  # 2: the standard error of each mean is kept
 TOP_K = 20  # per question: a feature "hits" a question when in its top TOP_K
+ARRAYS = ("mean", "se", "hits")
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ class Attributor:
         )
 
     def cached(self) -> Attribution | None:
-        return self._read() if self.path.exists() else None
+        fields = dict.fromkeys(ARRAYS, np.ndarray) | {"record": dict}
+        kept = read_memo(self.path, fields, self._shape_problem, load=_load_memo)
+        return None if kept is None else self._attribution(kept)
 
     def attribute(self, progress: Callable[[int, int], None] | None = None) -> Attribution:
         if (found := self.cached()) is not None:
@@ -221,16 +224,27 @@ class Attributor:
         se = np.sqrt(spread / count) * np.ones_like(mean)
         arrays = {"mean": mean, "se": se, "hits": hits, "record": json.dumps(self.record())}
         write_atomic(self.path, lambda handle: np.savez(handle, **arrays))
-        return self._read()
+        return self._attribution({"mean": mean, "se": se, "hits": hits, "record": self.record()})
 
-    def _read(self) -> Attribution:
-        with np.load(self.path) as stored:
-            record = json.loads(str(stored["record"]))
-            return Attribution(
-                stored["mean"],
-                stored["se"],
-                stored["hits"],
-                len(self.questions),
-                record,
-                {self.role: [question_id(q) for q in self.questions]},
-            )
+    def _shape_problem(self, kept: dict) -> str | None:
+        width = self.evaluator.ws.sae_width()
+        wrong = [name for name in ARRAYS if kept[name].shape != (width,)]
+        return f"{', '.join(wrong)} not of {width} features" if wrong else None
+
+    def _attribution(self, kept: dict) -> Attribution:
+        return Attribution(
+            kept["mean"],
+            kept["se"],
+            kept["hits"],
+            len(self.questions),
+            kept["record"],
+            {self.role: [question_id(q) for q in self.questions]},
+        )
+
+
+def _load_memo(path: Path) -> dict:
+    """An attribution memo's arrays, and the record it was computed for."""
+    with np.load(path) as stored:
+        return {name: stored[name] for name in ARRAYS} | {
+            "record": json.loads(str(stored["record"]))
+        }

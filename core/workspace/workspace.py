@@ -11,7 +11,6 @@ first use and are checked against each other before anything is computed with th
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from core.base.config import WorkspaceConfig
 from core.base.config_files import default_workspace, load_config
 from core.base.hub import hub_problem
 from core.base.paths import cache_dir, workspace_dir
-from core.base.records import record_key, write_json
+from core.base.records import read_memo, record_key, write_json
 from core.errors import ConfigError, DataSourceError
 from core.loading import data, models, saes
 from core.loading.hub_cache import is_cached
@@ -92,6 +91,11 @@ class Workspace:
         return sae
 
     @cached_property
+    def model_fingerprint(self) -> str:
+        """Which weights exactly (`models.model_fingerprint`): keys evaluation memos."""
+        return models.model_fingerprint(self.config.model)
+
+    @cached_property
     def _sae_weights_hash(self) -> str:
         weights = self.sae_path / "sae_weights.safetensors"
         return "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -155,8 +159,8 @@ class Workspace:
         model = self.config.model
         if model.source == "gguf-package" and not models.converted_gguf_dir(model).exists():
             return False
-        recorded = json.loads(stamp.read_text())
-        return recorded.get("stamp") == self._prepared_stamp()
+        recorded = read_memo(stamp, {"stamp": str})
+        return recorded is not None and recorded["stamp"] == self._prepared_stamp()
 
     def _prepared_stamp(self) -> str:
         return f"{self.config.provenance_hash()}:{self.sae_fingerprint()}"

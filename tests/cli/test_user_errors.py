@@ -3,8 +3,9 @@ written."""
 
 import pytest
 
+from core.base.paths import resolve_repo_path
 from core.cli import main
-from tests.helpers import small_workspace_config
+from tests.helpers import preset, small_workspace_config
 
 
 @pytest.mark.parametrize(
@@ -45,3 +46,22 @@ def test_bad_flags_are_one_line_and_write_nothing(
     assert err.startswith("error: ") and "\n" not in err, err
     assert message in err
     assert not cache_root.exists() and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("damaged", "said"),
+    [(b'{"d_in": 640, "d_sa', "Unterminated string"), (b"[640]", "not a JSON object")],
+    ids=["truncated", "not-object"],
+)
+def test_a_damaged_sae_cfg_is_one_line_naming_it(damaged, said, tmp_path, cache_root, capsys):
+    shipped = resolve_repo_path(preset()["sae"]["path"])
+    cfg = tmp_path / "sae" / "cfg.json"
+    cfg.parent.mkdir()
+    cfg.write_bytes(damaged)
+    (cfg.parent / "sae_weights.safetensors").symlink_to(shipped / "sae_weights.safetensors")
+    config = small_workspace_config(tmp_path, sae__path=str(cfg.parent))
+    assert main(["cache", "status", "--workspace", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: The SAE's {cfg} is damaged (") and "\n" not in err, err
+    assert said in err
+    assert cfg.read_bytes() == damaged and not cache_root.exists()  # the user's file, as it was

@@ -18,7 +18,7 @@ from core.evaluation.protocol import QuestionProtocol
 from core.evaluation.settings import FORGET, SIDE, EvalSettings
 from core.interventions.edits import make_intervention
 from core.workspace.workspace import Workspace
-from tests.helpers import biology_features, preset, small_workspace_config, write_config
+from tests.helpers import biology_features, preset, write_config
 
 pytestmark = pytest.mark.model
 
@@ -91,12 +91,6 @@ def test_selection_and_report_splits_are_disjoint_and_seeded(offline_ws):
     assert not chosen["selection"] & chosen["report"]
     again = Evaluator(offline_ws, EvalSettings(question_limit=10, split="report"))
     assert again.questions(role) == split["report"].questions(role)
-
-
-@pytest.fixture
-def fresh_ws(tmp_path, cache_root) -> Workspace:
-    """The small workspace in an empty cache: no known record yet."""
-    return Workspace.open(str(small_workspace_config(tmp_path)))
 
 
 @pytest.fixture

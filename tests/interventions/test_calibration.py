@@ -22,6 +22,7 @@ from core.interventions.gate import Gate, sequence_rho
 from core.interventions.generation import generate
 from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
+from tests.helpers import MEMO_DAMAGES, assert_moved_aside, damage_memo
 
 BIOLOGY = "The mitochondria is the powerhouse of the cell. DNA polymerase copies the strand."
 PLAIN = "The match ended in a draw after the rain delayed the second half of the game."
@@ -196,3 +197,13 @@ def test_a_kept_gate_is_used_only_for_its_own_rule_and_percentile(offline_ws):
     assert kept_gate(offline_ws, kept, [1, 2], 95.0, "any selected") is None
     assert kept_gate(offline_ws, None, [1, 2], 95.0, "per feature") is None
     assert describe(gate) == "alpha = 0.2500, the 95th percentile of rho"
+
+
+@pytest.mark.parametrize("kind", MEMO_DAMAGES)
+def test_a_damaged_calibration_is_computed_again(fresh_ws, pair, caplog, kind):
+    _, _, features = pair
+    fresh = calibrate(fresh_ws, features, percentile=90)  # a forward pass: no cache built
+    (path,) = (fresh_ws.folder / "gates").glob("alpha-*.json")
+    damaged = damage_memo(path, kind, "alpha")
+    assert calibrate(fresh_ws, features, percentile=90) == fresh
+    assert_moved_aside(path, damaged, caplog)

@@ -9,7 +9,8 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from core.sae.health import measure_health
+from core.sae.health import cached_health, measure_health, sae_health
+from tests.helpers import MEMO_DAMAGES, assert_moved_aside, damage_memo
 
 HOOK = "blocks.0.hook_resid_post"
 
@@ -55,3 +56,25 @@ def test_health_numbers_equal_a_direct_computation(tiny):
     spliced_ce = ws.model.loss_fn(spliced, tokens, per_token=True).mean().item()
     assert found.ce_clean == pytest.approx(clean_ce, rel=1e-5)
     assert found.ce_added == pytest.approx(spliced_ce - clean_ce, rel=1e-4, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory):
+    """A real workspace of its own and its SAE health on one row per corpus, computed once."""
+    from core.workspace.workspace import Workspace
+    from tests.helpers import small_workspace_config
+
+    folder = tmp_path_factory.mktemp("health")
+    ws = Workspace.open(str(small_workspace_config(folder, workspace__name="damaged-health")))
+    return ws, sae_health(ws, n_rows=1)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("kind", MEMO_DAMAGES)
+def test_a_damaged_health_memo_is_computed_again(healthy, caplog, kind):
+    ws, fresh = healthy
+    (path,) = ws.folder.glob("health-*.json")
+    damaged = damage_memo(path, kind, "results")
+    assert cached_health(ws, n_rows=1) is None
+    assert sae_health(ws, n_rows=1) == fresh
+    assert_moved_aside(path, damaged, caplog)

@@ -9,6 +9,7 @@ from core.evaluation.protocol import question_id
 from core.evaluation.settings import EvalSettings
 from core.runtime.forward import final_logits
 from core.selection.attribution import AttributionConfig, Attributor, attribution_batch
+from tests.helpers import assert_moved_aside
 
 pytestmark = pytest.mark.model
 
@@ -103,3 +104,23 @@ def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monke
     assert list(saved.features) == ranking["features"]
     assert saved.chosen_on == ranking["question_ids"]  # what `eval --set` checks against
     assert main(["attribute", "--split", "report", "--questions", "4"]) == 2  # never on report
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not an archive", "missing array"])
+def test_a_damaged_attribution_is_computed_again(evaluator, tmp_path, monkeypatch, caplog, kind):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    attributor = Attributor(evaluator, AttributionConfig(question_limit=2))
+    fresh = attributor.attribute()
+    path = attributor.path
+    if kind == "missing array":
+        with np.load(path) as stored:
+            kept = {name: stored[name] for name in ("mean", "hits", "record")}
+        np.savez(path, **kept)
+    else:
+        path.write_bytes(path.read_bytes()[:-100] if kind == "truncated" else b"{}")
+    damaged = path.read_bytes()
+    again = Attributor(evaluator, AttributionConfig(question_limit=2)).attribute()
+    for name in ("mean", "se", "hits"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
+    assert again.provenance == fresh.provenance and again.question_ids == fresh.question_ids
+    assert_moved_aside(path, damaged, caplog)
