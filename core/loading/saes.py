@@ -20,12 +20,17 @@ if TYPE_CHECKING:
 
 
 def sae_folder_problem(cfg: WorkspaceConfig) -> str | None:
-    """A message if a local or trained-here SAE folder is missing or its cfg.json is
-    damaged, else None."""
+    """A message if a local or trained-here SAE folder is missing, lacks its weights or its
+    cfg.json is damaged, else None."""
     if cfg.sae.source == "sae-lens":
         return None
     folder = resolve_repo_path(cfg.sae.path or "")
     if (folder / "cfg.json").exists():
+        if not (folder / "sae_weights.safetensors").is_file():
+            return (
+                f"The SAE folder {folder} has cfg.json but no sae_weights.safetensors: restore "
+                "it from where the SAE came from, or point [sae] path at a whole SAE folder."
+            )
         return _cfg_problem(folder / "cfg.json")
     fix = (
         f"train it with `python -m core train-sae --workspace {cfg.name}`"

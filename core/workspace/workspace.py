@@ -97,6 +97,8 @@ class Workspace:
 
     @cached_property
     def _sae_weights_hash(self) -> str:
+        if problem := saes.sae_folder_problem(self.config):
+            raise ConfigError(problem)
         weights = self.sae_path / "sae_weights.safetensors"
         return "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
 

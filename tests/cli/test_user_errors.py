@@ -65,3 +65,16 @@ def test_a_damaged_sae_cfg_is_one_line_naming_it(damaged, said, tmp_path, cache_
     assert err.startswith(f"error: The SAE's {cfg} is damaged (") and "\n" not in err, err
     assert said in err
     assert cfg.read_bytes() == damaged and not cache_root.exists()  # the user's file, as it was
+
+
+def test_an_sae_folder_without_its_weights_is_one_line_naming_it(tmp_path, cache_root, capsys):
+    shipped = resolve_repo_path(preset()["sae"]["path"])
+    folder = tmp_path / "sae"
+    folder.mkdir()
+    (folder / "cfg.json").write_bytes((shipped / "cfg.json").read_bytes())
+    config = small_workspace_config(tmp_path, sae__path=str(folder))
+    assert main(["cache", "status", "--workspace", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: The SAE folder {folder} has cfg.json but no "), err
+    assert "\n" not in err
+    assert not cache_root.exists()
