@@ -162,7 +162,8 @@ class LookLedger:
     def __init__(self, folder: Path):
         self.path = folder / self.FILE
 
-    def entries(self) -> list[dict]:
+    def seen(self) -> list[dict]:
+        """Every entry, oldest first."""
         if not self.path.exists():
             return []
         found = []
@@ -181,7 +182,7 @@ class LookLedger:
         selection runs of them preceded it and which look at held-out questions it is."""
         chosen = sorted(int(f) for f in features)
         with file_lock(self.path.with_name(self.FILE + ".lock"), "the look ledger"):
-            entries = self.entries()
+            entries = self.seen()
             if not any(e["key"] == key for e in entries):
                 entry = {"key": key, "features": chosen, "split": split}
                 line = (json.dumps(entry) + "\n").encode()

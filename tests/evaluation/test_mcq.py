@@ -48,9 +48,10 @@ def test_known_cache_is_keyed_by_dtype(offline_ws, tmp_path):
     path = tmp_path / "known.json"
     first = build_known(scorer, questions, path, {"dtype": "float32"})
     stored = json.loads(path.read_text())
-    stored["with_question"] = [-1]  # what a stale record would hold
+    stale = [(first.right.tolist()[0] + 1) % 25]  # a record this run did not make
+    stored["with_question"] = stale
     path.write_text(json.dumps(stored))
-    assert build_known(scorer, questions, path, {"dtype": "float32"}).right.tolist() == [-1]
+    assert build_known(scorer, questions, path, {"dtype": "float32"}).right.tolist() == stale
     again = build_known(scorer, questions, path, {"dtype": "bfloat16"})
     assert again.right.tolist() == first.right.tolist()
     assert json.loads(path.read_text())["key"]["dtype"] == "bfloat16"

@@ -152,7 +152,7 @@ def test_two_writers_at_once_lose_no_look_and_a_cut_line_is_skipped(tmp_path):
     keys = [f"k{i}" for i in range(40)]
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda key: LookLedger(tmp_path).look([1], "selection", key), keys))
-    assert {e["key"] for e in ledger.entries()} == {"kept", *keys}
+    assert {e["key"] for e in ledger.seen()} == {"kept", *keys}
     assert ledger.look([1], "report", "r") == {
         "split": "report",
         "selection_runs_before": 41,
