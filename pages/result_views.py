@@ -15,6 +15,7 @@ from core.evaluation.mcq import LETTERS
 from core.evaluation.protocol import look_note
 from core.evaluation.report_rows import (
     QUESTION_COLUMNS,
+    measured_texts,
     metric_rows,
     provenance_line,
     question_rows,
@@ -25,7 +26,7 @@ from core.labels.store import LabelStore
 from core.selection.sources import FeatureChoice
 from pages.common import ProgressBar, plain
 
-TEXTS = (("general", "general text"), ("forget", "forget text"), ("retain", "retain text"))
+TEXTS = {"general": "general text", "forget": "forget text", "retain": "retain text"}
 
 
 def _selectivity(metrics: dict) -> str:
@@ -46,10 +47,8 @@ def results_view(result: dict) -> None:
     for warning in result["warnings"]:
         st.warning(plain(warning))
     head = st.columns(4)
-    same = {second: first for first, second in m.get("same_text", [])}  # measured once
-    texts = [(name, label) for name, label in TEXTS if name not in same]
-    for column, (name, label) in zip(head, texts, strict=False):
-        label = " = ".join([label, *(dict(TEXTS)[o] for o, first in same.items() if first == name)])
+    for column, (name, names) in zip(head, measured_texts(m), strict=False):
+        label = " = ".join(TEXTS[n] for n in names)
         se, rows = m[f"{name}_loss_added_se"], m[f"{name}_loss_rows"]
         column.metric(
             f"Loss added on {label}",

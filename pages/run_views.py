@@ -12,7 +12,6 @@ from core import UserError, Workspace
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import SCORINGS
-from core.evaluation.protocol import overlap_note
 from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
 from core.interventions.calibration import calibrate, describe, kept_gate
 from core.interventions.edits import METHODS, make_intervention
@@ -270,12 +269,10 @@ def background_run(
     its progress shows until it ends (or its error, once). A run on questions that chose the
     features is refused (said in an error) unless `allow_overlap`."""
     try:
-        note = overlap_note(evaluator.protocol, chosen_on, allow_overlap)
+        result = evaluator.shown(iv, chosen_on, allow_overlap)  # counted as a look
     except UserError as exc:
         st.error(plain(exc))
         return None
-    result = evaluator.cached(iv)
-    result = None if result is None else evaluator.look(iv, result)  # what is shown, counted
     key = f"{ws.name}/{evaluator.result_path(iv).name}"
     if run and result is None:
         _jobs().start(key, lambda report: evaluator.evaluate(iv, report, chosen_on, True))
@@ -286,4 +283,4 @@ def background_run(
         if job.error:
             st.error(plain(job.error))
         _jobs().forget(key)
-    return result if result is None or note is None else result | {"optimistic": note}
+    return result

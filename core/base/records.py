@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +55,16 @@ def write_json(path: Path, record: Any, indent: int | None = None, sort_keys: bo
 def save_array(path: Path, array: np.ndarray) -> None:
     """Write an .npy file atomically."""
     write_atomic(path, lambda handle: np.save(handle, array))
+
+
+def stat_digest(files: Iterable[Path], root: Path) -> str:
+    """A SHA-256 of each file's path under `root`, size and modification time, in order:
+    it changes when a file is replaced or re-saved, and no file is opened."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

@@ -246,6 +246,17 @@ class Evaluator:
         result = self.cached(iv) or self._measure(iv, progress)
         return result if note is None else result | {"optimistic": note}
 
+    def shown(
+        self, iv: Intervention, chosen_on: dict[str, list[str]], allow_overlap: bool
+    ) -> dict | None:
+        """The memoised result of `iv` as a person is shown it (labelled and refused as
+        `evaluate` does, stamped by `look`); None when it is not memoised."""
+        note = overlap_note(self.protocol, chosen_on, allow_overlap)
+        result = self.cached(iv)
+        if result is None:
+            return None
+        return self.look(iv, result if note is None else result | {"optimistic": note})
+
     def look(self, iv: Intervention, result: dict) -> dict:
         """`result` (of `iv`) as a person is shown it: entered in the workspace's look
         ledger and stamped with its look ("looks", see `protocol.LookLedger`)."""

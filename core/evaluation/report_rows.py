@@ -130,6 +130,17 @@ def _accuracy_row(measure: str, record: dict, key: str) -> dict:
     }
 
 
+def measured_texts(metrics: dict) -> list[tuple[str, list[str]]]:
+    """Each loss text once: its name, and the names of every text measured on the same rows
+    (itself first), as a run's `same_text` pairs say."""
+    merged = {second: first for first, second in metrics.get("same_text", [])}
+    return [
+        (name, [name, *(other for other, first in merged.items() if first == name)])
+        for name in LOSS_LABELS
+        if name not in merged
+    ]
+
+
 def metric_rows(metrics: dict) -> list[dict]:
     """The result table every page and the CLI show, as text: each accuracy with its n, 95%
     Wilson interval and the paired change (McNemar exact); subjects kept apart; CE loss with
@@ -155,15 +166,11 @@ def metric_rows(metrics: dict) -> list[dict]:
                 "test": "",
             }
         )
-    merged = {second: first for first, second in metrics.get("same_text", [])}
-    for name, label in LOSS_LABELS.items():
-        if name in merged:
-            continue
-        also = [LOSS_LABELS[other] for other, first in merged.items() if first == name]
+    for name, names in measured_texts(metrics):
         se = metrics[f"{name}_loss_added_se"]
         rows.append(
             {
-                "measure": f"CE loss on {' = '.join([label, *also])} text (nats)",
+                "measure": f"CE loss on {' = '.join(LOSS_LABELS[n] for n in names)} text (nats)",
                 "n": metrics[f"{name}_loss_rows"],
                 "baseline": f"{metrics[f'{name}_loss_clean']:.4f}",
                 "intervened": f"{metrics[f'{name}_loss']:.4f}",

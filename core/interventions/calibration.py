@@ -103,16 +103,16 @@ def calibrate(
         cache = SparseActivationStore.for_workspace(ws, "retain_corpus")  # its key names the SAE
     except UserError as exc:
         raise _unavailable(exc) from exc
+    bound = _calibrated_for(ws, features, cache.spec.key())
     wanted = {
-        "cache": cache.spec.key(),
+        "cache": bound["cache"],
         "rows": cache.rows_final() or default_rows(ws, "retain_corpus"),
-        "features": sorted(int(f) for f in features),
+        "features": bound["features"],
         "percentile": percentile,
         "bootstrap": BOOTSTRAP,
         "seed": seed,
     }
     path = ws.folder / "gates" / f"alpha-{record_key(wanted)}.json"
-    bound = {"features": wanted["features"], "sae": ws.sae_fingerprint()}  # what it is for
     memo = read_memo(path, {"alpha": NUMBER, "percentile": NUMBER}, _alpha_problem)
     if memo is not None:
         return Gate(memo["alpha"], rule, memo | bound)
@@ -132,6 +132,15 @@ def calibrate(
     return Gate(alpha, rule, calibration)
 
 
+def _calibrated_for(ws: Workspace, features: Sequence[int], retain_cache: str) -> dict:
+    """What a gate's alpha holds for only: its features, the SAE and the retain cache."""
+    return {
+        "features": sorted(int(f) for f in features),
+        "sae": ws.sae_fingerprint(),
+        "cache": retain_cache,
+    }
+
+
 def _alpha_problem(memo: dict) -> str | None:
     """A kept alpha that is no fraction of positions (a gate would refuse it)."""
     return None if 0 <= memo["alpha"] <= 1 else f"alpha {memo['alpha']} is not in [0, 1]"
@@ -143,11 +152,7 @@ def bound_gate(ws: Workspace, kept: dict, features: Sequence[int]) -> Gate:
     percentile of another distribution. (Records saved before these were kept name the
     retain cache only, which names the SAE.)"""
     calibration = kept["calibration"]
-    wanted = {
-        "features": sorted(int(f) for f in features),
-        "sae": ws.sae_fingerprint(),
-        "cache": cache_spec(ws, "retain_corpus").key(),
-    }
+    wanted = _calibrated_for(ws, features, cache_spec(ws, "retain_corpus").key())
     said = {"features": "other features", "sae": "another SAE", "cache": "another retain cache"}
     differs = [said[k] for k, v in wanted.items() if k in calibration and calibration[k] != v]
     if differs:

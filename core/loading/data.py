@@ -16,6 +16,7 @@ from typing import Any
 
 from core.base.config import DataSourceConfig, WorkspaceConfig
 from core.base.hub import require_hub
+from core.base.records import stat_digest
 from core.errors import DataSourceError
 from core.loading.hub_cache import dataset_prepared, load_hub_dataset
 
@@ -295,14 +296,22 @@ def files_stamp(ws: WorkspaceConfig) -> str:
     digest = hashlib.sha256()
     for source in ws.data:
         digest.update(f"{source.role}:{source.source}:{source.dataset}:{source.path}\n".encode())
-        path = ws.local_path(source) if source.source == "local" else None
-        if path is None or not path.exists():
-            continue
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if file.is_file():
-                stat = file.stat()
-                digest.update(f"{file.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        if source.source == "local":
+            path = ws.local_path(source)
+            root = path if path.is_dir() else path.parent
+            digest.update(stat_digest(_source_files(ws, source), root).encode())
     return digest.hexdigest()
+
+
+def _source_files(ws: WorkspaceConfig, source: DataSourceConfig) -> list[Path]:
+    """A local source's files in order (a folder's, only its subjects' when it names any)."""
+    path = ws.local_path(source)
+    return [
+        file
+        for file in (sorted(path.rglob("*")) if path.is_dir() else [path])
+        if file.is_file()
+        and (not source.subjects or file.stem.removesuffix("_test") in source.subjects)
+    ]
 
 
 def fingerprint(ws: WorkspaceConfig, role: str) -> str:
@@ -313,13 +322,8 @@ def fingerprint(ws: WorkspaceConfig, role: str) -> str:
         return "hub:" + "/".join(
             str(part) for part in (source.dataset, source.subset, source.split)
         )
-    path = ws.local_path(source)
     digest = hashlib.sha256()
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    for file in files:
-        if file.is_file() and (
-            not source.subjects or file.stem.removesuffix("_test") in source.subjects
-        ):
-            digest.update(file.name.encode())
-            digest.update(file.read_bytes())
+    for file in _source_files(ws, source):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
     return "sha256:" + digest.hexdigest()

@@ -10,7 +10,6 @@ offline: its Gemma configs are built in, nothing is fetched.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import shutil
@@ -25,6 +24,7 @@ from core.base.config import ModelConfig
 from core.base.hub import require_hub
 from core.base.locks import file_lock, private_partial, remove_dead_partials
 from core.base.paths import user_cache_dir
+from core.base.records import stat_digest
 from core.errors import ConfigError, UserError
 from core.loading.hub_cache import is_cached, package_version, snapshot_revision
 
@@ -82,14 +82,8 @@ def model_fingerprint(cfg: ModelConfig) -> str:
     if cfg.source == "hub":
         return f"{cfg.name}@{snapshot_revision(cfg.name) or 'not downloaded'}"
     folder = Path(cfg.path or "")
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.suffix in WEIGHT_SUFFIXES and path.is_file():
-            stat = path.stat()
-            digest.update(
-                f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
-            )
-    return "files:" + digest.hexdigest()
+    weights = [p for p in sorted(folder.rglob("*")) if p.suffix in WEIGHT_SUFFIXES and p.is_file()]
+    return "files:" + stat_digest(weights, folder)
 
 
 def prepare_model(cfg: ModelConfig) -> Path | None:
