@@ -4,12 +4,15 @@ part, and a report run on the questions that chose the features refused unless a
 
 import math
 import re
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from core.base.paths import REPO_ROOT
 from core.errors import UserError
 from core.evaluation.protocol import (
     LookLedger,
@@ -158,6 +161,29 @@ def test_two_writers_at_once_lose_no_look_and_a_cut_line_is_skipped(tmp_path):
         "selection_runs_before": 41,
         "report_look": 1,
     }
+
+
+LOOKER = """
+import sys
+from pathlib import Path
+from core.evaluation.protocol import LookLedger
+folder, name = Path(sys.argv[1]), sys.argv[2]
+for i in range(30):
+    LookLedger(folder).look([5, 9], "selection", f"{name}-{i}")
+    LookLedger(folder).look([5, 9], "selection", f"both-{i}")  # the other process's too
+"""
+
+
+def test_two_processes_looking_at_once_count_each_result_once(tmp_path):
+    runs = [
+        subprocess.Popen([sys.executable, "-c", LOOKER, str(tmp_path), name], cwd=REPO_ROOT)
+        for name in ("a", "b")
+    ]
+    assert [run.wait(timeout=120) for run in runs] == [0, 0]
+    keys = [entry["key"] for entry in LookLedger(tmp_path).seen()]
+    assert len(keys) == len(set(keys)) == 90  # 30 each, and the 30 both saw entered once
+    stamp = LookLedger(tmp_path).look([9, 5], "report", "r")
+    assert stamp["selection_runs_before"] == 90
 
 
 def test_an_empty_split_of_a_small_sample_is_a_clear_error(ws):
