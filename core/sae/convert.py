@@ -53,7 +53,12 @@ def read_authors_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch
     fields = vars(cfg) if isinstance(cfg, AuthorsConfig) else cfg
     if not isinstance(fields, dict):
         raise UserError(f"{path}: 'cfg' is neither their Config nor a dict.")
-    return fields, saved["state_dict"]
+    state = saved["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: 'state_dict' is not a dict of tensors.")
+    if not_tensors := [str(key) for key, value in state.items() if not torch.is_tensor(value)]:
+        raise UserError(f"{path}: the state dict's {', '.join(not_tensors)} are not tensors.")
+    return fields, state
 
 
 def convert_authors_sae(path: Path, out: Path) -> Path:
@@ -64,6 +69,8 @@ def convert_authors_sae(path: Path, out: Path) -> Path:
     from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
     cfg, state = read_authors_checkpoint(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, not a folder: choose a new folder.")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty: choose a new folder.")
     if cfg.get("use_gated_sparse_autoencoder") or "r_mag" in state:
@@ -78,6 +85,8 @@ def convert_authors_sae(path: Path, out: Path) -> Path:
         raise UserError(f"{path}: the state dict has no {', '.join(missing)}.")
     w_enc, b_enc = state["W_enc"].float(), state["b_enc"].float()
     w_dec, b_dec = state["W_dec"].float(), state["b_dec"].float()
+    if w_enc.ndim != 2:
+        raise UserError(f"{path}: W_enc has shape {tuple(w_enc.shape)}, not [d_in, d_sae].")
     d_in, d_sae = w_enc.shape
     if w_dec.shape != (d_sae, d_in) or b_enc.shape != (d_sae,) or b_dec.shape != (d_in,):
         raise UserError(
@@ -85,6 +94,8 @@ def convert_authors_sae(path: Path, out: Path) -> Path:
             f"{tuple(w_dec.shape)}, b_enc {tuple(b_enc.shape)}, b_dec {tuple(b_dec.shape)})."
         )
     b_pre = state.get("b_pre", b_dec).float()
+    if b_pre.shape != b_dec.shape:
+        raise UserError(f"{path}: b_pre has shape {tuple(b_pre.shape)}, not ({d_in},).")
     subtract = bool(cfg.get("subtract_b_dec_from_inputs", False))
     shared_bias = subtract and torch.equal(b_pre, b_dec)
     if subtract and not shared_bias:
@@ -97,7 +108,7 @@ def convert_authors_sae(path: Path, out: Path) -> Path:
     )
     common = dict(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=shared_bias, metadata=metadata)
     if activation == "topk":
-        sae = TopKSAE(TopKSAEConfig(k=int(cfg.get("topk_amount", 10)), **common))
+        sae = TopKSAE(TopKSAEConfig(k=_topk_amount(path, cfg, d_sae), **common))
     else:
         sae = StandardSAE(StandardSAEConfig(**common))
     sae.load_state_dict(
@@ -105,3 +116,11 @@ def convert_authors_sae(path: Path, out: Path) -> Path:
     )
     sae.save_model(out)
     return out
+
+
+def _topk_amount(path: Path, cfg: dict[str, Any], d_sae: int) -> int:
+    """The checkpoint's k: a whole number from 1 to the SAE's width."""
+    k = cfg.get("topk_amount", 10)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d_sae:
+        raise UserError(f"{path}: topk_amount {k!r} is not a whole number from 1 to {d_sae}.")
+    return k

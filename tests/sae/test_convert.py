@@ -4,6 +4,7 @@ pickled under `sae.config.Config`, `b_pre` registered as the same parameter as `
 then encoded and decoded by sae-lens exactly as their forward pass does."""
 
 import dataclasses
+import re
 import sys
 import types
 
@@ -129,3 +130,64 @@ def test_gated_checkpoints_are_refused(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="gated"):
         convert_authors_sae(_save(tmp_path, authors), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _broken(module: AuthorsSAE, case: str) -> dict:
+    """The checkpoint torch.save would write for `module`, broken as `case` says."""
+    state = module.state_dict()
+    if case == "lists":
+        state = {key: value.tolist() for key, value in state.items()}
+    elif case == "1-D W_enc":
+        state["W_enc"] = state["W_enc"].flatten()
+    return {"cfg": module.cfg, "state_dict": state}
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "message"),
+    [
+        ("lists", {}, "are not tensors"),
+        ("1-D W_enc", {}, r"W_enc has shape \(1024,\)"),
+        ("topk ten", {"activation_function": "topk", "topk_amount": "ten"}, "'ten'"),
+        ("topk 0", {"activation_function": "topk", "topk_amount": 0}, "from 1 to 64"),
+    ],
+    ids=["lists", "1-D-W_enc", "topk-ten", "topk-0"],
+)
+def test_a_malformed_checkpoint_is_one_line(tmp_path, monkeypatch, capsys, case, options, message):
+    config_class = _authors_module(monkeypatch)
+    path = tmp_path / "broken.pt"
+    torch.save(_broken(AuthorsSAE(config_class(**options)), case), path)
+    assert main(["convert-sae", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(message, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_a_file_is_one_line_and_the_file_is_kept(tmp_path, monkeypatch, capsys):
+    config_class = _authors_module(monkeypatch)
+    path = _save(tmp_path, AuthorsSAE(config_class()))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["convert-sae", str(path), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and err.count("\n") == 1
+    assert taken.read_text() == "mine"
+
+
+def test_a_malicious_pickle_does_not_run(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    marker = tmp_path / "ran"
+    torch.save({"cfg": _Evil(str(marker)), "state_dict": {}}, path)
+    assert main(["convert-sae", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "not an authors' SAE checkpoint" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+class _Evil:
+    """Unpickling it would create a file: `weights_only` must refuse it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
