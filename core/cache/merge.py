@@ -3,8 +3,6 @@ shards of the same cache (same key) are copied in, each whole or not at all."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -13,8 +11,6 @@ from core.cache.build import build_lock, finalize, quarantine_corrupt_shards, re
 from core.cache.shards import shard_rows
 from core.cache.spec import CacheError
 from core.cache.store import SparseActivationStore
-
-log = logging.getLogger(__name__)
 
 
 def merge_from(cache: SparseActivationStore, sources: list[Path]) -> int:
@@ -30,28 +26,33 @@ def merge_from(cache: SparseActivationStore, sources: list[Path]) -> int:
 
 
 def _merge(cache: SparseActivationStore, sources: list[Path]) -> int:
+    others = _same_caches(cache, sources)  # all checked before anything is written
     recover(cache)
     imported = 0
+    for other, recorded in others:
+        if recorded["rows_requested"] > cache.rows_requested():
+            shutil.copyfile(other / "tokens.npy", cache.folder / ".tmp-tokens.npy")
+            os.replace(cache.folder / ".tmp-tokens.npy", cache.tokens_path)
+            cache.write_manifest(recorded["rows_requested"], recorded["special_token_ids"])
+        imported += _import_shards(cache, other)
+    quarantine_corrupt_shards(cache)
+    return imported
+
+
+def _same_caches(cache: SparseActivationStore, sources: list[Path]) -> list[tuple[Path, dict]]:
+    """The other folders of this same cache (same key) in `sources`, with their manifests;
+    a CacheError naming a manifest that is unreadable or has a field of the wrong type."""
+    found = []
     for source in sources:
         folders = [source] if (source / "manifest.json").exists() else []
         folders += [f for f in source.rglob(cache.folder.name) if (f / "manifest.json").exists()]
         for other in folders:
             if other.resolve() == cache.folder.resolve():
                 continue
-            try:
-                recorded = json.loads((other / "manifest.json").read_text())
-            except (OSError, ValueError) as exc:
-                log.warning("Skipped %s: its manifest is unreadable (%s).", other, exc)
-                continue
-            if not isinstance(recorded, dict) or recorded.get("key") != cache.spec.key():
-                continue
-            if recorded["rows_requested"] > cache.rows_requested():
-                shutil.copyfile(other / "tokens.npy", cache.folder / ".tmp-tokens.npy")
-                os.replace(cache.folder / ".tmp-tokens.npy", cache.tokens_path)
-                cache.write_manifest(recorded["rows_requested"], recorded["special_token_ids"])
-            imported += _import_shards(cache, other)
-    quarantine_corrupt_shards(cache)
-    return imported
+            recorded = SparseActivationStore(other, cache.spec).manifest()
+            if recorded is not None and recorded.get("key") == cache.spec.key():
+                found.append((other, recorded))
+    return found
 
 
 def _import_shards(cache: SparseActivationStore, other: Path) -> int:

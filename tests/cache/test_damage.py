@@ -2,6 +2,7 @@
 repairs it: the result is byte-identical to a clean build."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from core.cache.build import build
 from core.cache.spec import CacheError
 from core.cache.store import SparseActivationStore
+from core.cli import main
 from core.workspace.workspace import Workspace
 from tests.helpers import folder_bytes, small_workspace_config
 
@@ -100,3 +102,23 @@ def test_a_cache_folder_that_cannot_be_written_is_one_clear_error(tmp_path, smal
     monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(blocker))
     with pytest.raises(CacheError, match="Could not write the cache .* rerun"):
         build(_cache(small_ws), small_ws, ROWS, shard_rows=2)
+
+
+@pytest.mark.parametrize("value", ['"abc"', "null", "-3"], ids=["string", "null", "negative"])
+def test_merging_from_a_damaged_manifest_is_one_line_and_changes_nothing(
+    tmp_path, small_ws, clean, monkeypatch, capsys, value
+):
+    source = tmp_path / "other-machine" / _cache(small_ws).folder.name
+    shutil.copytree(_cache(small_ws).folder, source)
+    manifest = source / "manifest.json"
+    manifest.write_text(
+        manifest.read_text().replace('"rows_requested": 8', f'"rows_requested": {value}')
+    )
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path / "merged"))
+    argv = ["cache", "merge", str(source.parent), "--corpus", "forget"]
+    config = small_workspace_config(tmp_path, rows=ROWS, context_length=16)
+    assert main([*argv, "--workspace", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"{manifest} is damaged" in err
+    assert not any((tmp_path / "merged").rglob("tokens.npy"))
