@@ -26,7 +26,9 @@ from core.workspace.workspace import Workspace
 EXPORT_KIND = "unlearning-lens/feature-set"
 EXPORT_VERSION = 1
 MAX_IMPORT_BYTES = 5_000_000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A formula start (= + - @ tab CR) at the start of a cell or after a separator that a
+# spreadsheet in some locale splits on (, ; | tab), spaces between allowed.
+FORMULA_START = re.compile(r"(^|[,;|\t])(\s*)(?=[=+\-@\t\r])")
 STEERED_COLUMNS = (
     "loader",
     "action",
@@ -329,15 +331,17 @@ def neuronpedia_payload(ws: Workspace, store: LabelStore, name: str) -> dict[str
 
 
 def spreadsheet_safe(text: str) -> str:
-    """Text a spreadsheet shows as text: a leading = + - @ (or tab, CR) would start a
-    formula, so such cells get a leading apostrophe."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """Text a spreadsheet shows as text in any locale: an apostrophe goes before each
+    formula start (= + - @, tab, CR) at the start or after a separator (, ; | tab), as
+    one in a `;` locale reads `ok;=1+1` as two cells, the second a formula."""
+    return FORMULA_START.sub(r"\1\2'", text)
 
 
 def labels_csv(store: LabelStore) -> str:
-    """Every label of the store's SAE, one row per feature, safe to open in a spreadsheet."""
+    """Every label of the store's SAE, one row per feature, safe to open in a spreadsheet
+    (every text cell quoted, formula starts neutralised)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(["sae", "feature", "label", "note", "tags", "author", "updated_at"])
     for feature, label in sorted(store.labels().items()):
         writer.writerow(

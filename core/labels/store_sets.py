@@ -4,6 +4,7 @@ a set saved from an import writes the labels it carries in the same transaction.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,6 +12,10 @@ from datetime import UTC, datetime
 from core.labels.database import LabelDatabase
 from core.labels.sets import FeatureSet, check_gate_record, check_members
 from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
+
+log = logging.getLogger(__name__)
+FUTURE_KEPT = "after this machine's clock, so not known to be newer: kept the local label"
+FUTURE_DATED_NOW = "after this machine's clock: imported, dated now"
 
 
 def _utc(feature: int, stamp: object) -> str:
@@ -117,19 +122,27 @@ class SetsMixin(LabelDatabase):
 
     def _import_label(self, db: sqlite3.Connection, row: tuple, overwrite: bool, at: str) -> None:
         """Write an imported label unless the local one is newer (and not `overwrite`);
-        either way, a history row says what happened."""
+        either way, a history row says what happened. A label dated after this machine's
+        clock (`at`) is suspect: it never replaces a local one without `overwrite`, and is
+        kept dated `at`, so a later local edit stays newer."""
         feature, updated_at = row[1], row[6]
         local = db.execute(
             "SELECT updated_at FROM labels WHERE sae = ? AND feature = ?", (self.sae, feature)
         ).fetchone()
-        keep_local = local is not None and local[0] > updated_at and not overwrite
+        future = updated_at > at
+        keep_local = local is not None and (future or local[0] > updated_at) and not overwrite
         if not keep_local:
             db.execute(
                 "INSERT OR REPLACE INTO labels (sae, feature, label, note, tags, author, "
                 "updated_at) VALUES (?,?,?,?,?,?,?)",
-                row,
+                (*row[:6], min(updated_at, at)),
             )
         what = "import kept the newer local label" if keep_local else "imported"
+        if future:
+            what = FUTURE_KEPT if keep_local else FUTURE_DATED_NOW
+            log.warning(
+                "Feature %d: the imported label is dated %s: %s.", feature, updated_at, what
+            )
         changes = {"import": what, "label": row[2], "note": row[3], "tags": json.loads(row[4])}
         db.execute(
             "INSERT INTO label_history (sae, feature, changes, author, at) VALUES (?,?,?,?,?)",

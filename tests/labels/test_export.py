@@ -1,6 +1,7 @@
 """Export and import: JSON round trip, lm-eval steered CSV, Neuronpedia, labels CSV, and
 every bad import leaving the database as it was."""
 
+import csv
 import io
 import json
 
@@ -320,6 +321,21 @@ def test_csv_cells_that_would_start_a_formula_are_quoted_as_text(ws, store):
         "'@a",
         "'-b",
     )
+
+
+@pytest.mark.parametrize(
+    "separator", [",", ";", "|", "\t"], ids=["comma", "semicolon", "pipe", "tab"]
+)
+def test_no_csv_cell_starts_a_formula_in_a_locale_splitting_on_another_separator(store, separator):
+    store.set_label(11, label="ok;=1+1", note="a, -2 | @x\t+3", tags=["=b", "a"], author="x;@y")
+    written = labels_csv(store)
+    for row in csv.reader(io.StringIO(written), delimiter=separator):
+        for cell in row:
+            assert not cell.strip(' "').startswith(("=", "+", "-", "@")), (separator, cell)
+    table = pd.read_csv(io.StringIO(written), dtype=str)
+    row = table[table["feature"] == "11"].iloc[0]
+    assert (row["label"], row["tags"], row["author"]) == ("ok;'=1+1", "'=b;a", "x;'@y")
+    assert written.splitlines()[1].startswith('"')  # every text cell quoted
 
 
 def test_a_set_for_other_weights_imports_only_when_forced(ws, store):

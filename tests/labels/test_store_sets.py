@@ -92,6 +92,31 @@ def test_an_old_import_keeps_the_newer_local_label_unless_overwritten(store):
     assert store.history(3)[-1]["changes"]["import"] == "imported"
 
 
+FUTURE = {3: {"label": "from the future", "updated_at": "2099-01-01T00:00:00+00:00"}}
+
+
+def test_an_import_dated_in_the_future_never_reverts_a_local_label(store, caplog):
+    store.set_label(3, label="local edit", author="ada")
+    store.save_set("imported", [3], labels=FUTURE)
+    assert store.label(3).label == "local edit"
+    kept = store.history(3)[-1]["changes"]
+    assert kept["label"] == "from the future" and kept["updated_at"].startswith("2099")
+    assert "not known to be newer: kept the local label" in kept["import"]
+    assert "dated 2099-01-01" in caplog.text and "kept the local label" in caplog.text
+    store.save_set("imported", [3], labels=FUTURE, overwrite=True)
+    assert store.label(3).label == "from the future"
+
+
+def test_a_future_dated_label_is_kept_dated_now_so_a_later_edit_stays_newer(store):
+    store.save_set("imported", [3], labels=FUTURE)
+    assert store.label(3).label == "from the future"
+    assert store.label(3).updated_at < "2099"
+    assert "imported, dated now" in store.history(3)[-1]["changes"]["import"]
+    store.set_label(3, label="edited here after")
+    store.save_set("again", [3], labels=FUTURE)
+    assert store.label(3).label == "edited here after"
+
+
 def test_multipliers_change_in_place_and_refuse_strangers(store):
     store.save_set("s", [3, 5, 8], [1.0, 1.0, 1.0], note="kept", results=[{"r": 1}])
     changed = store.set_multipliers("s", {5: 0.25, 8: 2.0})
