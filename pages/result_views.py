@@ -124,8 +124,7 @@ def save_view(
         f"Save the multipliers and this result into set '{feature_set.name}'"
     ):
         store.set_multipliers(feature_set.name, dict(zip(features, weights, strict=True)))
-        store.add_results(feature_set.name, record)
-        store.set_gate(feature_set.name, gate)
+        store.add_results(feature_set.name, record, gate=gate)
         st.success(f"Saved into {plain(feature_set.name)}; it is exported with the set.")
     if feature_set is None:
         with save[0].form("save-as-set", clear_on_submit=True):

@@ -18,6 +18,7 @@ from core.cli.common import (
     settings,
     write_out,
 )
+from core.errors import UserError
 from core.evaluation.protocol import look_note, overlap_note
 from core.evaluation.report_rows import format_point, format_score, metric_rows, provenance_line
 from core.interventions.calibration import bound_gate, calibrate
@@ -29,6 +30,12 @@ from core.labels.store import LabelStore
 def _eval(args: argparse.Namespace) -> None:
     from core.evaluation.evaluator import Evaluator
 
+    if args.save and not args.set:
+        raise UserError(
+            "--save keeps the result with a saved feature set: give --set NAME instead of "
+            "--features (save the features as a set first, on the Features page or with "
+            "`attribute --save-set NAME`)."
+        )
     if args.out:
         check_out(Path(args.out))
     ws = open_workspace(args)
@@ -56,9 +63,7 @@ def _eval(args: argparse.Namespace) -> None:
     result = evaluator.look(iv, found)
     if store and args.save:
         summary = {k: v for k, v in result.items() if k != "questions"}
-        store.add_results(args.set, summary)
-        if gate is not None:
-            store.set_gate(args.set, asdict(gate))
+        store.add_results(args.set, summary, gate=None if gate is None else asdict(gate))
     print(f"{ws.name}: {len(chosen.features)} features, {args.method}, c = {args.c:g}")
     for row in metric_rows(result["metrics"]):
         print(
@@ -175,7 +180,6 @@ def _known(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from core.errors import UserError
     from core.interventions.generation import MAX_NEW_TOKENS, generate
 
     if not 1 <= args.tokens <= MAX_NEW_TOKENS:

@@ -16,6 +16,7 @@ from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
 log = logging.getLogger(__name__)
 FUTURE_KEPT = "after this machine's clock, so not known to be newer: kept the local label"
 FUTURE_DATED_NOW = "after this machine's clock: imported, dated now"
+UNCHANGED = object()  # add_results without a gate: the set's gate stays as it is
 
 
 def _utc(feature: int, stamp: object) -> str:
@@ -244,42 +245,40 @@ class SetsMixin(LabelDatabase):
     def set_gate(self, name: str, gate: dict | None) -> FeatureSet:
         """Keep a gate (METHOD §10: rule, alpha and its calibration) with a set, in its
         selection record under "gate", or drop it (None)."""
-        if gate is not None:
+        return self._update(name, gate=gate)
+
+    def add_results(
+        self, name: str, result: dict, gate: dict | object | None = UNCHANGED
+    ) -> FeatureSet:
+        """Append an evaluation result (with its provenance) to a set and, when `gate` is
+        given, keep that gate (None drops it): one transaction, so a kill keeps both or
+        neither."""
+        return self._update(name, result=result, gate=gate)
+
+    def _update(
+        self, name: str, result: dict | None = None, gate: dict | object | None = UNCHANGED
+    ) -> FeatureSet:
+        if gate is not UNCHANGED and gate is not None:
             check_gate_record(gate)
         with self._db(write=True) as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute(
-                "SELECT id, selection FROM feature_sets WHERE sae = ? AND name = ?",
+                "SELECT id, selection, results FROM feature_sets WHERE sae = ? AND name = ?",
                 (self.sae, name),
             ).fetchone()
             if row is None:
                 db.execute("ROLLBACK")
                 raise LabelStoreError(f"No feature set named '{name}'.")
-            selection = json.loads(row[1])
-            selection.pop("gate", None)
-            if gate is not None:
-                selection["gate"] = gate
+            selection, results = json.loads(row[1]), json.loads(row[2])
+            if gate is not UNCHANGED:
+                selection.pop("gate", None)
+                if gate is not None:
+                    selection["gate"] = gate
+            if result is not None:
+                results.append(result)
             db.execute(
-                "UPDATE feature_sets SET selection = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(selection), now(), row[0]),
-            )
-            db.execute("COMMIT")
-        return self.get_set(name)
-
-    def add_results(self, name: str, result: dict) -> FeatureSet:
-        """Append an evaluation result (with its provenance) to a set, in one transaction."""
-        with self._db(write=True) as db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT id, results FROM feature_sets WHERE sae = ? AND name = ?",
-                (self.sae, name),
-            ).fetchone()
-            if row is None:
-                db.execute("ROLLBACK")
-                raise LabelStoreError(f"No feature set named '{name}'.")
-            db.execute(
-                "UPDATE feature_sets SET results = ?, updated_at = ? WHERE id = ?",
-                (json.dumps([*json.loads(row[1]), result]), now(), row[0]),
+                "UPDATE feature_sets SET selection = ?, results = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(selection), json.dumps(results), now(), row[0]),
             )
             db.execute("COMMIT")
         return self.get_set(name)

@@ -33,6 +33,7 @@ from tests.helpers import preset, small_workspace_config
         (["examples", "--feature", "3", "--k", "-1"], "--k (contexts per corpus) must be ≥ 1"),
         (["export", "--set", "s", "--out", "missing/x.json"], "folder missing does not exist"),
         (["sweep", "--n", "0", "--out", "x.json"], "≥ 1"),
+        (["eval", "--features", "11,12", "--save"], "give --set NAME instead of --features"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )

@@ -1,6 +1,7 @@
 """Feature sets in the store: create, edit, duplicate, compare, delete; concurrent writers;
 labels imported with a set."""
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -58,6 +59,47 @@ def test_results_added_from_two_processes_are_all_kept(tmp_path):
     assert sorted((r["who"], r["i"]) for r in results) == [
         (who, i) for who in "ab" for i in range(100)
     ]
+
+
+KILLED_AT = textwrap.dedent(
+    """
+    import os, pathlib, signal, sqlite3, sys
+    statements, real_connect = [0], sqlite3.connect
+
+    def killed_at_statement(*args, **kwargs):  # SIGKILL as SQLite starts statement n
+        db = real_connect(*args, **kwargs)
+
+        def trace(sql):
+            statements[0] += 1
+            if statements[0] == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        db.set_trace_callback(trace)
+        return db
+
+    sqlite3.connect = killed_at_statement
+    from core.labels.store import LabelStore
+    store = LabelStore(pathlib.Path(sys.argv[1]), "SAE_ID", d_sae=4096)
+    gate = {"alpha": 0.5, "rule": "per feature", "calibration": {"percentile": 95}}
+    store.add_results("s", {"accuracy": 0.25}, gate=gate)
+    """
+).replace("SAE_ID", SAE)
+
+
+def test_a_kill_at_any_statement_keeps_a_result_and_its_gate_both_or_neither(tmp_path):
+    """`eval --set --gate 95 --save` writes the result and its gate together: killed at
+    each SQL statement in turn, the set has both or neither, never a result without its gate."""
+    outcomes = set()
+    for statement in range(1, 40):
+        path = tmp_path / f"labels-{statement}.sqlite"
+        LabelStore(path, SAE, d_sae=4096).save_set("s", [1, 2])
+        (worker,) = _run_workers(KILLED_AT, (str(path), str(statement)))
+        killed = worker.wait(timeout=60) == -signal.SIGKILL
+        kept = LabelStore(path, SAE, d_sae=4096).get_set("s")
+        outcomes.add((killed, bool(kept.results), kept.gate is not None))
+        if not killed:
+            break
+    assert outcomes == {(True, False, False), (True, True, True), (False, True, True)}
 
 
 def test_a_set_read_while_it_is_rewritten_is_never_half_there(tmp_path):
