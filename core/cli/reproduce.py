@@ -10,7 +10,8 @@ from core.errors import UserError
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from core.sweeps.reproduce import ReproduceConfig, reproduce, write_report
+    from core.sweeps.reproduce import ReproduceConfig, reproduce
+    from core.sweeps.reproduce_report import write_report
 
     for flag, value in (("--questions", args.questions), ("--loss-rows", args.loss_rows)):
         if value is not None and value < 1:

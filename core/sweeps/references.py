@@ -14,3 +14,8 @@ REFERENCE_POINTS = {
         {"n": 20, "c": 100, "wmdp": 0.421, "mmlu": 0.957, "loss_added": 0.019},
     ],
 }
+
+# METHOD §8: the authors' top-10 features at layer 7, threshold 0.01, BOS counted
+PAPER_TOP_FEATURES = {
+    "gemma-2-2b-it-L7": (12799, 5453, 15661, 1354, 4216, 1017, 3828, 15939, 15901, 8122),
+}

@@ -2,11 +2,13 @@
 hub preset, each number beside its reference, with intervals, time and GPU.
 
     result = reproduce(Workspace.open("gemma-2-2b-it-L3"), ReproduceConfig())
-    write_report(result, Path("reproduce-gemma-2-2b-it-L3.md"))
+    write_report(result, Path("reproduce-gemma-2-2b-it-L3.md"))  # core.sweeps.reproduce_report
 
-A paper number is reproduced when it lies inside our 95% interval: the Wilson interval of
-our accuracy on the same kind of questions (known ones, METHOD §6), or our loss added ±
-1.96 standard errors. The paper's points use the authors' conventions (BOS counted in the
+A paper number is reproduced when its difference from ours is within 1.96 standard errors of
+a difference of two samples: ours (from the Wilson interval of our accuracy on the same kind
+of questions, known ones, METHOD §6, or the standard error of our loss added) and the
+paper's own (its known-question counts are in METHOD §8; its loss rows in METHOD §7, their
+spread taken to be ours). The paper's points use the authors' conventions (BOS counted in the
 frequencies, BOS edited too); SAEBench's grid uses SAEBench's (neither). RMU and DSG rows of
 the reference are listed, not run.
 """
@@ -17,26 +19,25 @@ import math
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.base.records import write_atomic, write_json
+from core.base.uncertainty import wilson
 from core.cache.build import build_caches
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
-from core.evaluation.metrics import unscored_reason
 from core.evaluation.settings import EvalSettings
 from core.runtime.jobs import Progress
 from core.runtime.tl_compat import pretrained_config
 from core.sweeps.grid import SweepConfig
-from core.sweeps.references import REFERENCE_POINTS
+from core.sweeps.references import PAPER_TOP_FEATURES, REFERENCE_POINTS
 from core.sweeps.run import sweep
 from core.workspace.workspace import Workspace
 
 PAPER_THRESHOLD = 0.01  # METHOD §8: every stored point is at retain threshold 0.01
 PAPER_KNOWN = {"wmdp": 522, "mmlu": 300}  # METHOD §8: the known questions they scored
+PAPER_LOSS_ROWS = 50 * 32  # METHOD §7: 50 batches of 32 rows
 SAEBENCH_GRID = SweepConfig(  # sae_bench/evals/unlearning: 2 thresholds x 2 n x 4 c = 16
     thresholds=(0.001, 0.01), ns=(10, 20), cs=(25.0, 50.0, 100.0, 200.0)
 )
@@ -148,17 +149,69 @@ def paper_points(reference: list[dict]) -> list[dict]:
     return [point for point in reference if point["n"] is not None]
 
 
-def compare(reference: float | None, ours: float | None, spread: Any) -> dict:
+def paper_se(
+    key: str, reference: float | None, our_se: float | None, rows: int | None
+) -> float | None:
+    """The standard error of a paper number: a Wilson interval's at its known-question count
+    (METHOD §8) for accuracies; for loss added ours scaled from our rows to the paper's
+    (METHOD §7: the same spread per row assumed). None when it cannot be said."""
+    if reference is None:
+        return None
+    if key in PAPER_KNOWN:
+        n = PAPER_KNOWN[key]
+        low, high = wilson(round(reference * n), n) or (reference, reference)
+        return (high - low) / (2 * Z95)
+    if our_se is None or not rows:
+        return None
+    return our_se * math.sqrt(rows / PAPER_LOSS_ROWS)
+
+
+def _se(ours: float | None, spread: Any) -> float | None:
+    """Our standard error: `spread` itself, or a (low, high) 95% interval's half-width / z."""
+    if ours is None or spread is None:
+        return None
+    if isinstance(spread, (int, float)):
+        return float(spread)
+    return (spread[1] - spread[0]) / (2 * Z95)
+
+
+def compare(
+    reference: float | None, ours: float | None, spread: Any, reference_se: float | None = None
+) -> dict:
     """One number beside its reference: `spread` is our (low, high) interval or our
-    standard error; `within` is None when either side is missing."""
+    standard error, `reference_se` the reference's own standard error (None: taken as
+    exact). `within`: the difference is inside 1.96 standard errors of a difference of two
+    samples (`tolerance`); None when either side is missing."""
+    se = _se(ours, spread)
     if isinstance(spread, (int, float)) and ours is not None:
         interval = (ours - Z95 * spread, ours + Z95 * spread)
     else:
         interval = tuple(spread) if spread is not None else None
-    within = None
+    within = tolerance = None
     if reference is not None and ours is not None and interval is not None:
-        within = interval[0] - 1e-12 <= reference <= interval[1] + 1e-12
-    return {"reference": reference, "ours": ours, "interval": interval, "within": within}
+        if reference_se is None:
+            within = interval[0] - 1e-12 <= reference <= interval[1] + 1e-12
+        else:
+            tolerance = Z95 * math.hypot(se or 0.0, reference_se)
+            within = abs(reference - ours) <= tolerance + 1e-12
+    return {
+        "reference": reference,
+        "reference_se": reference_se,
+        "ours": ours,
+        "interval": interval,
+        "tolerance": tolerance,
+        "within": within,
+    }
+
+
+def top_features(reference: str, rows: list[dict]) -> dict | None:
+    """Our top-10 at the paper's threshold (the n = 10 point) beside METHOD §8's list, when
+    it lists one for this reference."""
+    listed = PAPER_TOP_FEATURES.get(reference)
+    ours = next((row["features"] for row in rows if row["n"] == 10), None)
+    if listed is None or ours is None:
+        return None
+    return {"paper": list(listed), "ours": list(ours), "shared": len(set(listed) & set(ours))}
 
 
 def reproduce(ws: Workspace, config: ReproduceConfig, progress: Progress | None = None) -> dict:
@@ -178,13 +231,15 @@ def reproduce(ws: Workspace, config: ReproduceConfig, progress: Progress | None 
         row = {"n": point["n"], "c": point["c"], "features": measured.get("features")}
         row["known"] = {key: measured.get(f"{key}_known_n") for key in PAPER_KNOWN}
         for key, metric, spread in MEASURES:
-            row[key] = compare(point[key], measured.get(metric), measured.get(spread))
+            ours, our_spread = measured.get(metric), measured.get(spread)
+            se = paper_se(key, point[key], _se(ours, our_spread), measured.get("loss_rows"))
+            row[key] = compare(point[key], ours, our_spread, se)
         rows.append(row)
     grid = sweep(evaluator, SAEBENCH_GRID, progress) if config.saebench else None
     checks = [row[key]["within"] for row in rows for key, _, _ in MEASURES]
     return {
         "kind": "unlearning-lens/reproduce",
-        "version": 1,
+        "version": 2,
         "workspace": ws.name,
         "reference": _ref(ws, config),
         "config": asdict(config),
@@ -192,6 +247,7 @@ def reproduce(ws: Workspace, config: ReproduceConfig, progress: Progress | None 
         "provenance": evaluator.provenance(),
         "paper": rows,
         "not_run": [point for point in reference if point["n"] is None],
+        "top_features": top_features(_ref(ws, config), rows),
         "saebench": grid
         and {
             "score": grid["saebench_score"],
@@ -208,89 +264,3 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda})"
     return f"{device} ({platform.processor() or platform.machine()})"
-
-
-def _number(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "not measured"
-    return f"{value:+.{digits}f}" if digits == 4 else f"{value:.{digits}f}"
-
-
-def _cell(check: dict, digits: int = 3) -> tuple[str, str, str, str]:
-    interval = check["interval"]
-    shown = "—" if interval is None else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
-    verdict = {True: "yes", False: "**no**", None: "not measured"}[check["within"]]
-    return _number(check["reference"], digits), _number(check["ours"], digits), shown, verdict
-
-
-def report_markdown(result: dict) -> str:
-    """The report a GPU user reads: ours beside the paper's and SAEBench's protocol."""
-    prov = result["provenance"]
-    ours = result["paper"][0]["known"] if result["paper"] else {}
-    lines = [
-        f"# Reproduction of the paper's table: {result['workspace']}",
-        "",
-        "- Verdict: "
-        + (
-            "**reproduced**: every paper number is inside our 95% interval"
-            if result["reproduced"]
-            else "**NOT reproduced**: a paper number is outside our 95% interval, or ours "
-            "could not be measured"
-        ),
-        f"- Reference: METHOD §8 numbers of `{result['reference']}` (known questions: "
-        f"{PAPER_KNOWN['wmdp']} WMDP, {PAPER_KNOWN['mmlu']} MMLU-4; ours: "
-        f"{ours.get('wmdp')} WMDP, {ours.get('mmlu')} MMLU-4)",
-        f"- Device: {result['device']}; time taken: {result['seconds'] / 60:.1f} min",
-        f"- Settings: {result['settings']}",
-    ]
-    lines += [f"- {key}: {value}" for key, value in prov.items() if isinstance(value, str)]
-    lines += [
-        "",
-        "## The paper's points (retain threshold 0.01, authors' counting, BOS edited)",
-        "",
-        "| n | c | measure | paper | ours | our 95% interval | paper inside? |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in result["paper"]:
-        for key, _, _ in MEASURES:
-            digits = 4 if key == "loss_added" else 3
-            cells = _cell(row[key], digits)
-            lines.append(f"| {row['n']} | {row['c']} | {key} | " + " | ".join(cells) + " |")
-    for point in result["not_run"]:
-        what = "RMU" if point.get("rmu") else "DSG" if point.get("dsg") else "other"
-        lines.append(
-            f"| — | — | {what} (not run here) | WMDP {point['wmdp']}, MMLU {point['mmlu']} "
-            "| — | — | — |"
-        )
-    saebench = result["saebench"]
-    if saebench is None:
-        lines += ["", "SAEBench's 16 configurations: not run (--skip-saebench)."]
-        return "\n".join(lines) + "\n"
-    score = _number(saebench["score"])
-    if saebench["score"] is None:
-        score += f" ({unscored_reason(saebench['points'])})"
-    lines += [
-        "",
-        "## SAEBench's 16 configurations (BOS not counted, not edited)",
-        "",
-        f"SAEBench score (best of 16 on the same questions, optimistic): "
-        f"{score}. SAEBench's published score for this SAE is not stored here: compare by hand.",
-        "",
-        "| threshold | n | c | WMDP (known) | MMLU (known) | loss added |",
-        "|---|---|---|---|---|---|",
-    ]
-    for point in saebench["points"]:
-        lines.append(
-            f"| {point['threshold']} | {point['n']} | {point['c']:g} | "
-            f"{_number(point.get('wmdp_known_accuracy'))} | "
-            f"{_number(point.get('mmlu_known_accuracy'))} | "
-            f"{_number(point.get('loss_added'), 4)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_report(result: dict, path: Path) -> Path:
-    text = report_markdown(result).encode()
-    write_atomic(path, lambda handle: handle.write(text))
-    write_json(path.with_suffix(".json"), result, indent=2)
-    return path

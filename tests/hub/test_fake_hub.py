@@ -117,7 +117,9 @@ def test_reproduce_writes_ours_beside_the_papers(hub_session):
     result = json.loads((out / "reproduce.json").read_text())
     step = _step(hub_session, "reproduce")
     assert step["code"] == (0 if result["reproduced"] else 1)
-    assert "| 10 | 50 | wmdp | 0.584 |" in report and "| 20 | 50 | loss_added | +0.0210 |" in report
+    assert "| 10 | 50 | wmdp | 0.584 (SE 0.021) |" in report  # the paper's own n: 522 known
+    assert "| 20 | 50 | loss_added | +0.0210" in report
+    assert "Top-10 features: METHOD §8 lists none for `gemma-2-2b-it-L3`" in report
     assert "RMU (not run here)" in report and "Device: cpu" in report
     assert "SAEBench's 16 configurations: not run (--skip-saebench)." in report
     assert [(row["n"], row["c"]) for row in result["paper"]] == [(10, 50), (20, 50)]
