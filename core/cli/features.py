@@ -4,6 +4,7 @@ examples, gradient attribution."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from core.base.records import write_json
@@ -146,10 +147,21 @@ def _attribute(args: argparse.Namespace) -> None:
             f"{found.hits[feature]:9d}"
         )
     if args.save_set:
-        LabelStore.for_workspace(ws).save_set(args.save_set, top, selection=record)
-        print(f"saved set '{args.save_set}'")
+        _save_attribution(LabelStore.for_workspace(ws), args.save_set, top, record)
     if args.out:
         write_out(args.out, record)
+
+
+def _save_attribution(store: LabelStore, name: str, top: list[int], record: dict) -> None:
+    """Save a whole attribution as a set (never before it is whole); a rerun, after a kill
+    or not, finds the same one kept instead of refusing the name as taken."""
+    if name in store.set_names():
+        held = store.get_set(name)
+        if list(held.features) == top and held.selection == json.loads(json.dumps(record)):
+            print(f"set '{name}' holds this attribution already")
+            return
+    store.save_set(name, top, selection=record)
+    print(f"saved set '{name}'")
 
 
 def add_commands(sub: Subcommands) -> None:

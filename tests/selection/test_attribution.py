@@ -1,5 +1,10 @@
 """Gradient attribution (METHOD §4) on the real offline model, SAE and questions."""
 
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +129,39 @@ def test_a_damaged_attribution_is_computed_again(evaluator, tmp_path, monkeypatc
         np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
     assert again.provenance == fresh.provenance and again.question_ids == fresh.question_ids
     assert_moved_aside(path, damaged, caplog)
+
+
+def test_a_kill_during_attribute_save_set_leaves_no_set_and_reruns_succeed(
+    offline_ws, tmp_path, monkeypatch, capsys
+):
+    """SIGKILLed while attributing: no set; the rerun saves it; a rerun after that (as after
+    a kill once the set was written) finds it kept instead of refusing the name."""
+    from core.base.paths import REPO_ROOT
+    from core.cli import main
+    from core.labels.store import LabelStore
+
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    argv = ["attribute", "--questions", "4", "--skip-known", "--n", "3", "--save-set", "attr"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core", *argv],
+        cwd=REPO_ROOT,
+        env=os.environ | {"UNLEARNING_LENS_CACHE_DIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    said = b""
+    while b"%|" not in said:  # the attribution's progress bar: attributing now
+        chunk = os.read(process.stderr.fileno(), 4096)
+        assert chunk, said.decode(errors="replace")
+        said += chunk
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    store = LabelStore.for_workspace(offline_ws)
+    assert "attr" not in store.set_names()
+    assert main(argv) == 0 and "saved set 'attr'" in capsys.readouterr().out
+    saved = store.get_set("attr")
+    assert main(argv) == 0 and "holds this attribution already" in capsys.readouterr().out
+    assert store.get_set("attr") == saved
+    assert main([*argv[:-1], "other"]) == 0
+    other = ["attribute", "--questions", "4", "--skip-known", "--n", "2", "--save-set", "attr"]
+    assert main(other) == 2 and "exists already" in capsys.readouterr().err
