@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import UserError
 from core.cache.store import caches_for
-from core.sae.health import cached_health, sae_health
+from core.sae.health import cached_health, sae_health, with_se
 from pages.common import ProgressBar, cache_build_panel, current_workspace, plain
 
 st.title("Workspace")
@@ -47,7 +47,8 @@ st.caption(
     "that never fire, and cross-entropy added when the SAE's reconstruction replaces the "
     "activation. BOS is excluded from L0/FVE and not spliced. About 0.1% of tokens carry "
     "'massive activations' (norm > 4x the median) that hold most of the variance; the SAE "
-    "was not trained on them, so FVE is also shown without them."
+    "was not trained on them, so FVE is also shown without them. ± is one standard error "
+    "over the held-out rows (a jackknife for FVE)."
 )
 health = cached_health(ws)
 if health is None and st.button("Measure SAE health (loads the model, ~2 min on CPU)"):
@@ -65,15 +66,16 @@ if health is not None:
             {
                 "corpus": item.corpus,
                 "source": item.source,
+                "rows": item.rows,
                 "tokens": item.tokens,
-                "L0": round(item.l0, 2),
-                "FVE": round(item.fve, 4),
-                "FVE w/o massive tokens": round(item.fve_typical, 4),
+                "L0": with_se(item.l0, item.l0_se, item.rows, 2),
+                "FVE": with_se(item.fve, item.fve_se, item.rows),
+                "FVE w/o massive tokens": with_se(item.fve_typical, item.fve_typical_se, item.rows),
                 "massive tokens": item.massive_tokens,
                 "dead features": f"{item.dead_features} / {item.d_sae}",
                 "CE clean": round(item.ce_clean, 4),
                 "CE spliced": round(item.ce_spliced, 4),
-                "CE added": round(item.ce_added, 4),
+                "CE added": with_se(item.ce_added, item.ce_added_se, item.rows, sign="+"),
             }
             for item in health
         ]

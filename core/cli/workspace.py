@@ -56,18 +56,24 @@ def _train_sae(args: argparse.Namespace) -> None:
 
 
 def _health(args: argparse.Namespace) -> None:
-    from core.sae.health import sae_health
+    from core.sae.health import sae_health, with_se
 
     if args.rows < 1:
         raise UserError(f"--rows must be ≥ 1, not {args.rows}.")
     ws = open_workspace(args)
-    print(f"SAE health of {ws.name} ({ws.provenance()['sae']} at {ws.hook}), BOS excluded")
+    print(
+        f"SAE health of {ws.name} ({ws.provenance()['sae']} at {ws.hook}), BOS excluded; "
+        "± one standard error over rows"
+    )
     for item in sae_health(ws, args.rows):
         print(
-            f"{item.corpus:>14}: {item.tokens:,} held-out tokens | L0 {item.l0:.2f} | "
-            f"FVE {item.fve:.4f} ({item.fve_typical:.4f} without {item.massive_tokens} massive-"
-            f"activation tokens) | dead {item.dead_features}/{item.d_sae} | CE clean "
-            f"{item.ce_clean:.4f} spliced {item.ce_spliced:.4f} added {item.ce_added:+.4f}"
+            f"{item.corpus:>14}: {item.rows} rows, {item.tokens:,} held-out tokens | "
+            f"L0 {with_se(item.l0, item.l0_se, item.rows, 2)} | "
+            f"FVE {with_se(item.fve, item.fve_se, item.rows)} "
+            f"({with_se(item.fve_typical, item.fve_typical_se, item.rows)} without "
+            f"{item.massive_tokens} massive-activation tokens) | dead {item.dead_features}/"
+            f"{item.d_sae} | CE clean {item.ce_clean:.4f} spliced {item.ce_spliced:.4f} added "
+            f"{with_se(item.ce_added, item.ce_added_se, item.rows, sign='+')}"
         )
 
 

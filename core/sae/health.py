@@ -9,11 +9,11 @@ Results are cached per workspace, keyed by everything that determines them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from core.base.records import read_memo, record_key, write_json
@@ -28,18 +28,25 @@ HEALTH_ROLES = ("retain_corpus", "forget_corpus")
 
 @dataclass(frozen=True)
 class SAEHealth:
+    """One corpus's health; every `_se` is a standard error over its rows (a jackknife
+    for the FVEs, which are ratios)."""
+
     corpus: str
     source: str
     rows: int
     tokens: int
     l0: float
+    l0_se: float | None
     fve: float
+    fve_se: float | None
     fve_typical: float
+    fve_typical_se: float | None
     massive_tokens: int
     dead_features: int
     d_sae: int
     ce_clean: float
     ce_spliced: float
+    ce_added_se: float | None
     bos: str = "excluded from L0/FVE; not spliced"
     typical: str = "FVE without tokens whose norm exceeds 4x the batch median"
 
@@ -48,10 +55,62 @@ class SAEHealth:
         return self.ce_spliced - self.ce_clean
 
 
+def with_se(value: float, se: float | None, rows: int, digits: int = 4, sign: str = "") -> str:
+    """A health number with its standard error over rows, or why it has none."""
+    if se is None:
+        return f"{value:{sign}.{digits}f} (no SE: {rows} row{'s' * (rows != 1)})"
+    return f"{value:{sign}.{digits}f} ± {se:.{digits}f}"
+
+
 def heldout_rows(ws: Workspace, role: str, n_rows: int) -> Int[np.ndarray, "rows ctx"]:
     _, heldout = ws.documents_split(role)
     budgets = ws.config.budgets
     return ws.token_rows(heldout, budgets.context_length, None, budgets.seed)[:n_rows]
+
+
+def mean_se(per_row: Float[np.ndarray, " rows"]) -> float | None:
+    """The standard error of the mean of per-row values; None with fewer than two rows."""
+    return float(per_row.std(ddof=1) / np.sqrt(len(per_row))) if len(per_row) > 1 else None
+
+
+@dataclass
+class _Parts:
+    """Per row: squared error, count, sum and sum of squares of the activations."""
+
+    sse: list[float] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    sums: list[Tensor] = field(default_factory=list)
+    squares: list[Tensor] = field(default_factory=list)
+
+    def add(
+        self,
+        x: Float[Tensor, "batch body d_in"],
+        error: Float[Tensor, "batch body"],
+        mask: Bool[Tensor, "batch body"],
+    ) -> None:
+        kept = mask[..., None].double()
+        self.sse += (error * mask).sum(1).tolist()
+        self.count += mask.sum(1).tolist()
+        self.sums += list((x * kept).sum(1))
+        self.squares += list((x.pow(2) * kept).sum(1))
+
+    def fve(self) -> tuple[float, float | None]:
+        """FVE over all rows, and its jackknife standard error (rows left out one at a time)."""
+        sse, count = np.array(self.sse), np.array(self.count, dtype=np.float64)
+        sums, squares = torch.stack(self.sums), torch.stack(self.squares)
+
+        def fve(sse_: np.ndarray, count_: np.ndarray, sums_: Tensor, squares_: Tensor):
+            variance = (squares_ - sums_.pow(2) / torch.as_tensor(count_)[..., None]).sum(-1)
+            return 1 - sse_ / variance.numpy()
+
+        whole = float(fve(sse.sum(), count.sum(), sums.sum(0), squares.sum(0)))
+        if len(sse) < 2:
+            return whole, None
+        left_out = fve(
+            sse.sum() - sse, count.sum() - count, sums.sum(0) - sums, squares.sum(0) - squares
+        )
+        rows = len(sse)
+        return whole, float(np.sqrt((rows - 1) / rows * ((left_out - left_out.mean()) ** 2).sum()))
 
 
 @torch.no_grad()
@@ -63,18 +122,15 @@ def measure_health(
     batch_size: int = 8,
     report: Callable[[int], None] | None = None,
 ) -> SAEHealth:
-    """L0, FVE, dead features and CE added on `rows`; `report` gets the rows done."""
+    """L0, FVE, dead features and CE added on `rows`, each with its standard error over the
+    rows; `report` gets the rows done."""
     model, sae, hook = ws.model, ws.sae, ws.hook
     adapter = adapter_for(sae)
-    d_model = model.cfg.d_model
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
-    active = 0.0
-    sums = {name: torch.zeros(2, d_model, dtype=torch.float64) for name in ("all", "typical")}
-    sse = {"all": 0.0, "typical": 0.0}
-    counts = {"all": 0, "typical": 0}
+    parts = {"all": _Parts(), "typical": _Parts()}
+    active: list[float] = []
+    ce: dict[str, list[float]] = {"clean": [], "spliced": []}
     massive = 0
-    ce_clean = ce_spliced = 0.0
-    predictions = 0
     for start in range(0, len(rows), batch_size):
         tokens = torch.from_numpy(rows[start : start + batch_size]).long().to(ws.device)
         with model_lock(model):
@@ -82,18 +138,15 @@ def measure_health(
         x = cache[hook][:, 1:]
         acts = adapter.encode(x)
         recon = adapter.decode(acts)
-        flat = x.reshape(-1, d_model).double().cpu()
-        error = (x - recon).reshape(-1, d_model).double().pow(2).sum(-1).cpu()
-        norms = flat.norm(dim=-1)
+        error = (x - recon).double().pow(2).sum(-1).cpu()
+        body = x.double().cpu()
+        norms = body.norm(dim=-1)
         typical = norms < MASSIVE_NORM_FACTOR * norms.median()
         massive += int((~typical).sum())
         fired |= (acts > 0).reshape(-1, acts.shape[-1]).any(0).cpu()
-        active += (acts > 0).sum().item()
-        for name, mask in (("all", torch.ones_like(typical)), ("typical", typical)):
-            sums[name][0] += flat[mask].sum(0)
-            sums[name][1] += flat[mask].pow(2).sum(0)
-            sse[name] += error[mask].sum().item()
-            counts[name] += int(mask.sum())
+        active += (acts > 0).sum(-1).double().mean(-1).tolist()
+        parts["all"].add(body, error, torch.ones_like(typical))
+        parts["typical"].add(body, error, typical)
 
         def splice(
             act: Float[Tensor, "batch pos d_in"],
@@ -105,30 +158,30 @@ def measure_health(
 
         with model_lock(model):
             spliced = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)])
-        ce_clean += model.loss_fn(logits, tokens, per_token=True).sum().item()
-        ce_spliced += model.loss_fn(spliced, tokens, per_token=True).sum().item()
-        predictions += tokens.shape[0] * (tokens.shape[1] - 1)
+        ce["clean"] += model.loss_fn(logits, tokens, per_token=True).mean(-1).tolist()
+        ce["spliced"] += model.loss_fn(spliced, tokens, per_token=True).mean(-1).tolist()
         if report is not None:
             report(start + tokens.shape[0])
-
-    def fve(name: str) -> float:
-        total, squares = sums[name]
-        variance = (squares - total.pow(2) / counts[name]).sum().item()
-        return 1 - sse[name] / variance
-
+    fve, fve_se = parts["all"].fve()
+    fve_typical, fve_typical_se = parts["typical"].fve()
+    clean, edited = np.array(ce["clean"]), np.array(ce["spliced"])
     return SAEHealth(
         corpus=corpus,
         source=source,
         rows=len(rows),
-        tokens=counts["all"],
-        l0=active / counts["all"],
-        fve=fve("all"),
-        fve_typical=fve("typical"),
+        tokens=sum(parts["all"].count),
+        l0=float(np.mean(active)),
+        l0_se=mean_se(np.array(active)),
+        fve=fve,
+        fve_se=fve_se,
+        fve_typical=fve_typical,
+        fve_typical_se=fve_typical_se,
         massive_tokens=massive,
         dead_features=int((~fired).sum()),
         d_sae=sae.cfg.d_sae,
-        ce_clean=ce_clean / predictions,
-        ce_spliced=ce_spliced / predictions,
+        ce_clean=float(clean.mean()),
+        ce_spliced=float(edited.mean()),
+        ce_added_se=mean_se(edited - clean),
     )
 
 
@@ -138,6 +191,7 @@ def _health_key(ws: Workspace, n_rows: int) -> str:
         "rows": n_rows,
         "data": [data.fingerprint(ws.config, role) for role in HEALTH_ROLES],
         "sae_files": ws.sae_fingerprint(),
+        "version": 2,  # standard errors
     }
     return record_key(record)
 

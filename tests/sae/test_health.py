@@ -58,23 +58,53 @@ def test_health_numbers_equal_a_direct_computation(tiny):
     assert found.ce_added == pytest.approx(spliced_ce - clean_ce, rel=1e-4, abs=1e-6)
 
 
+@torch.no_grad()
+def test_health_standard_errors_are_over_rows(tiny):
+    ws, rows = tiny
+    found = measure_health(ws, rows, "retain_corpus", "tiny", batch_size=2)
+    each = [measure_health(ws, rows[i : i + 1], "r", "tiny") for i in range(len(rows))]
+    left_out = np.array(
+        [measure_health(ws, np.delete(rows, i, 0), "r", "tiny", 16).fve for i in range(5)]
+    )
+    jackknife = np.sqrt(4 / 5 * ((left_out - left_out.mean()) ** 2).sum())
+    assert found.fve_se == pytest.approx(jackknife, rel=1e-6)
+    added = np.array([item.ce_added for item in each])
+    assert found.ce_added_se == pytest.approx(added.std(ddof=1) / np.sqrt(5), rel=1e-4)
+    l0 = np.array([item.l0 for item in each])
+    assert found.l0_se == pytest.approx(l0.std(ddof=1) / np.sqrt(5), rel=1e-6)
+    assert each[0].fve_se is None and each[0].ce_added_se is None  # one row: no spread
+
+
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory):
-    """A real workspace of its own and its SAE health on one row per corpus, computed once."""
+    """A real workspace of its own, its SAE health on one row per corpus (computed once) and
+    its config file."""
     from core.workspace.workspace import Workspace
     from tests.helpers import small_workspace_config
 
     folder = tmp_path_factory.mktemp("health")
-    ws = Workspace.open(str(small_workspace_config(folder, workspace__name="damaged-health")))
-    return ws, sae_health(ws, n_rows=1)
+    config = small_workspace_config(folder, workspace__name="damaged-health")
+    ws = Workspace.open(str(config))
+    return ws, sae_health(ws, n_rows=1), config
 
 
 @pytest.mark.model
 @pytest.mark.parametrize("kind", MEMO_DAMAGES)
 def test_a_damaged_health_memo_is_computed_again(healthy, caplog, kind):
-    ws, fresh = healthy
+    ws, fresh, _ = healthy
     (path,) = ws.folder.glob("health-*.json")
     damaged = damage_memo(path, kind, "results")
     assert cached_health(ws, n_rows=1) is None
     assert sae_health(ws, n_rows=1) == fresh
     assert_moved_aside(path, damaged, caplog)
+
+
+@pytest.mark.model
+def test_the_health_command_says_why_one_row_has_no_standard_error(healthy, capsys):
+    from core.cli import main
+
+    _, fresh, config = healthy
+    assert main(["health", "--workspace", str(config), "--rows", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "± one standard error over rows" in shown
+    assert f"FVE {fresh[0].fve:.4f} (no SE: 1 row)" in shown
