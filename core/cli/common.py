@@ -4,12 +4,13 @@ settings and feature choices from flags, progress on the terminal, JSON outputs.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from core.base.config_files import default_workspace
-from core.base.records import write_json
+from core.base.records import write_atomic
 from core.errors import UserError
 from core.evaluation.settings import EvalSettings
 from core.labels.store import LabelStore
@@ -128,7 +129,24 @@ def check_out(path: Path) -> None:
         raise UserError(f"Cannot write {path}: it is a folder.")
 
 
+def write_file(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a command's output file whole or not at all (a temporary file, renamed; a
+    device such as /dev/stdout written as it is); a write that fails (a full disk) is one
+    line and leaves no partial file."""
+    try:
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as handle:
+                write(handle)
+        else:
+            write_atomic(path, write)
+    except OSError as exc:
+        raise UserError(
+            f"Could not write {path}: {exc.strerror or exc}. Nothing of it was kept."
+        ) from exc
+
+
 def write_out(path: str, record: Any) -> None:
     """Write a command's JSON result (indented) and say where."""
-    write_json(Path(path), record, indent=2)
+    text = json.dumps(record, indent=2) + "\n"
+    write_file(Path(path), lambda handle: handle.write(text.encode()))
     print(f"wrote {path}")

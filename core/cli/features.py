@@ -7,7 +7,6 @@ import argparse
 import json
 from pathlib import Path
 
-from core.base.records import write_json
 from core.cli.common import (
     Subcommands,
     add_scoring_flags,
@@ -15,6 +14,7 @@ from core.cli.common import (
     command,
     open_workspace,
     settings,
+    write_file,
     write_out,
 )
 from core.errors import UserError
@@ -38,10 +38,11 @@ def _stats(args: argparse.Namespace) -> None:
     _check_rows(args)
     table, record = workspace_stats(open_workspace(args), args.forget_rows, args.retain_rows)
     if out.suffix == ".csv":
-        table.to_csv(out, index=False)
+        write_file(out, lambda handle: table.to_csv(handle, index=False))
     else:
-        table.to_parquet(out, index=False)
-    write_json(out.with_name(out.name + ".provenance.json"), record, indent=2)
+        write_file(out, lambda handle: table.to_parquet(handle, index=False))
+    provenance = (json.dumps(record, indent=2) + "\n").encode()
+    write_file(out.with_name(out.name + ".provenance.json"), lambda h: h.write(provenance))
     print(f"wrote {len(table)} features to {out} (+ {out.name}.provenance.json)")
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from core.cli.common import Subcommands, check_out, command, open_workspace
+from core.cli.common import Subcommands, check_out, command, open_workspace, write_file
 from core.errors import UserError
 from core.labels.store import LabelStore
 
@@ -35,7 +35,7 @@ def _export(args: argparse.Namespace) -> None:
         text = json.dumps(export.neuronpedia_payload(ws, store, args.set), indent=2) + "\n"
     else:
         text = export.labels_csv(store)
-    Path(args.out).write_text(text, encoding="utf-8")
+    write_file(Path(args.out), lambda handle: handle.write(text.encode()))
     print(f"wrote {args.out}")
 
 
