@@ -14,7 +14,7 @@ from core.features.examples import (
     token_strings,
 )
 from core.features.stats import bin_centers, feature_frequency, feature_histogram
-from pages.common import plain, workspace_with_statistics
+from pages.common import plain, url_value, within, workspace_with_statistics
 from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
 from pages.label_views import label_form, recent_labels
 from pages.token_render import render_tokens
@@ -28,15 +28,8 @@ CONTEXT = 16  # tokens each side of the marked one: contexts are centred on thei
 requested = st.query_params.get("feature")
 if requested is not None and requested != st.session_state.get("feature_in_url"):
     st.session_state.feature_in_url = requested  # a new link: it sets the box once
-    try:
-        wanted = int(requested)
-    except ValueError:
-        st.error(f"{plain(requested)} is not a feature id.")
-        wanted = st.session_state.get(BOX, 0)
-    if not 0 <= wanted < d_sae:
-        st.error(f"Feature {wanted} is out of range: this SAE has features 0-{d_sae - 1}.")
-        wanted = min(max(wanted, 0), d_sae - 1)
-    st.session_state[BOX] = wanted
+    if (wanted := url_value("feature", within(int, 0, d_sae - 1))) is not None:
+        st.session_state[BOX] = wanted
 st.session_state.setdefault(BOX, st.session_state.get("feature", 0))
 
 searched = st.session_state.get("browse_list")

@@ -5,7 +5,6 @@ Not a page: app.py lists the pages explicitly, so this module is only imported.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import time
@@ -22,12 +21,25 @@ WORKSPACE_KEY = "workspace"
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!<>:~$&|#])")  # what links, formats or colours
 
 
+def url_value(key: str, parse: Callable[[str], object] = str) -> object | None:
+    """The URL's value of `key` as `parse` reads it, or None: absent, or one the widget
+    cannot take (out of its range, not among its options, not a number), which is ignored
+    with a notice. Every value a page reads from the URL comes through here."""
+    if key not in st.query_params:
+        return None
+    text = st.query_params[key]
+    try:
+        return parse(text)
+    except ValueError as exc:
+        st.warning(plain(f"The link's {key} = {text!r:.80} is ignored: {exc}."))
+        return None
+
+
 def from_url(key: str, parse: Callable[[str], object] = str) -> None:
-    """Seed a widget's state from the URL once per session, so a reload or a shared link
-    restores it (a value the widget cannot take is ignored)."""
-    if key not in st.session_state and key in st.query_params:
-        with contextlib.suppress(ValueError):
-            st.session_state[key] = parse(st.query_params[key])
+    """Seed a widget's state from the URL once per session (see `url_value`), so a reload
+    or a shared link restores it."""
+    if key not in st.session_state and (value := url_value(key, parse)) is not None:
+        st.session_state[key] = value
 
 
 def to_url(*keys: str) -> None:
@@ -41,23 +53,28 @@ def to_url(*keys: str) -> None:
 
 
 def within(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
-    """A `from_url` parser for a number input's bounds (outside them: ignored)."""
+    """A `from_url` parser for a number input's or a slider's bounds (NaN and values outside
+    them: refused)."""
+    what = "a whole number" if kind is int else "a number"
 
     def parse(text: str) -> float:
-        value = kind(text)
-        if not low <= value <= high:
-            raise ValueError(text)
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise ValueError(f"not {what} from {low:g} to {high:g}")
         return value
 
     return parse
 
 
 def one_of(options) -> Callable[[str], str]:
-    """A `from_url` parser for a radio's or a selectbox's options (others: ignored)."""
+    """A `from_url` parser for a radio's or a selectbox's options (others: refused)."""
 
     def parse(text: str) -> str:
         if text not in options:
-            raise ValueError(text)
+            raise ValueError(f"not one of {', '.join(map(str, options))}")
         return text
 
     return parse
@@ -66,7 +83,7 @@ def one_of(options) -> Callable[[str], str]:
 def flag(text: str) -> bool:
     """A `from_url` parser for a checkbox or a toggle."""
     if text not in ("True", "False"):
-        raise ValueError(text)
+        raise ValueError("not True or False")
     return text == "True"
 
 

@@ -15,7 +15,7 @@ from core.selection import sources
 from core.selection.attribution import TOP_K, Attribution, AttributionConfig, Attributor
 from core.selection.frequency import SelectionConfig
 from core.selection.sources import SOURCES, FeatureChoice
-from pages.common import ProgressBar, from_url, plain, to_url
+from pages.common import ProgressBar, from_url, one_of, plain, to_url
 from pages.run_views import evaluator_for
 
 
@@ -109,10 +109,8 @@ def feature_source_view(
     """(the features chosen, the saved set they come from or None); stops the page with the
     reason when there are none."""
     st.subheader("Features")
-    from_url("source")
-    from_url("set")
-    if st.session_state.get("source") not in SOURCES:
-        st.session_state.pop("source", None)
+    from_url("source", one_of(SOURCES))
+    from_url("set", one_of(store.set_names()))
     source = st.radio(
         "Take features from", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="source"
     )

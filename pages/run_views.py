@@ -20,9 +20,10 @@ from core.loading.data import files_stamp
 from core.runtime.jobs import Jobs
 from core.selection import sources
 from core.selection.sources import FeatureChoice
-from pages.common import from_url, plain, time_left, to_url
+from pages.common import flag, from_url, one_of, plain, time_left, to_url, within
 
 SLIDERS = 50  # features with a slider of their own; the others keep their multipliers
+MAX_C = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,14 @@ def intervention_form(
 ) -> RunForm:
     """The form of method, c, multipliers, gate and scoring; nothing runs until Run."""
     features = list(chosen.features)
-    for key, parse in (("method", str), ("c", float), ("multiplier", float)):
+    url_keys = {  # each as its widget below can take it
+        "method": one_of(METHODS),
+        "c": within(float, 0.0, MAX_C),
+        "multiplier": within(float, 0.0, 5.0),
+        "skip_bos": flag,
+    }
+    for key, parse in url_keys.items():
         from_url(key, parse)
-    from_url("skip_bos", lambda text: text == "True")
     with st.form("intervention"):
         st.markdown("**Intervention** (nothing runs until you press Run)")
         top = st.columns(4)
@@ -154,7 +160,7 @@ def intervention_form(
         base = top[1].number_input(
             "c (or m for scale)",
             0.0,
-            10_000.0,
+            MAX_C,
             suggested,
             0.1,
             key="c",

@@ -18,6 +18,7 @@ from core.features.examples import (
 from core.runtime.forward import final_logits
 from core.workspace.workspace import Workspace
 from pages.token_render import render_tokens
+from tests.helpers import shown
 
 pytestmark = pytest.mark.model
 
@@ -120,12 +121,16 @@ def test_page_opens_a_feature_by_deep_link(small_app_env, monkeypatch):
     assert "tokens in" in forget.help and "95% interval [" in forget.help
     at.query_params["feature"] = "99999"
     at.run()
-    assert any("out of range" in e.value for e in at.error)
+    assert not at.exception and at.number_input[0].value == 11  # ignored, said
+    assert any(
+        "feature = '99999' is ignored: not a whole number from 0 to" in shown(w.value)
+        for w in at.warning
+    )
     at.query_params["feature"] = "![log in](http://example.invalid/a.png)"
     at.run()
     assert not at.exception
-    shown = [e.value for e in at.error if "is not a feature id" in e.value]
-    assert shown == [r"\!\[log in\]\(http\://example.invalid/a.png\) is not a feature id."]
+    said = [w.value for w in at.warning if "is ignored" in w.value]
+    assert len(said) == 1 and r"'\!\[log in\]\(http\://example.invalid/a.png\)'" in said[0]
 
 
 def test_a_feature_that_never_fires_on_one_corpus_has_no_examples(small):

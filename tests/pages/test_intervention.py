@@ -229,3 +229,29 @@ def test_run_tunes_on_the_selection_split_and_a_report_counts_the_looks_before_i
     assert "Results on held-out questions" in [h.value for h in app.subheader]
     said = rf"Chosen after {run} selection runs of these features; look \d+ at the report split"
     assert any(re.match(said, shown(c.value)) for c in app.caption)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        {"multiplier": "100", "c": "nan", "method": "rm", "skip_bos": "yes", "source": "x"},
+        {"multiplier": "-1", "c": "1e9", "set": "no such set"},
+    ],
+    ids=["above-nan-unknown", "below-huge-missing-set"],
+)
+def test_a_link_value_no_widget_can_take_is_ignored_with_a_notice(
+    small_app_env, monkeypatch, link
+):
+    """/intervention?multiplier=100 crashed the page (StreamlitValueAboveMaxError)."""
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=600)
+    at.query_params.update(link)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    notices = " ".join(shown(w.value) for w in at.warning)
+    for key, value in link.items():
+        assert f"The link's {key} = '{value}' is ignored" in notices, notices
+    assert next(s for s in at.slider if s.label == "Global multiplier").value == 1.0
+    assert at.selectbox(key="method").value == "clamp"
