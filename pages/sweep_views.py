@@ -89,13 +89,13 @@ def _run_sweep(evaluator: Evaluator, config: SweepConfig, ray: bool, address: st
     bar = ProgressBar("Sweeping…")
     try:
         if ray:
-            from core.scale.sweeps import sweep_at
+            from core.scale.sweeps import restarts_note, sweep_at
 
             return sweep_at(
                 address.strip() or None,
                 evaluator,
                 config,
-                lambda d, t, p: bar.count(d, t, "evaluations", "on Ray"),
+                lambda d, t, p: bar.count(d, t, "evaluations", f"on Ray{restarts_note(p)}"),
             )
         return sweep(evaluator, config, lambda d, t, p: bar.count(d, t, "points"))
     finally:

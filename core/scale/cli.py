@@ -47,6 +47,8 @@ def evaluations_on_ray(args: argparse.Namespace, func: Callable) -> Callable:
     serial per-point lines."""
     from tqdm import tqdm
 
+    from core.scale.sweeps import restarts_note
+
     def run(evaluator: Evaluator, config: Any, _: object = None) -> dict:
         with pool_for(args) as pool:
             bar = tqdm(unit="eval", desc="evaluations on Ray")
@@ -54,6 +56,7 @@ def evaluations_on_ray(args: argparse.Namespace, func: Callable) -> Callable:
             def report(done: int, total: int, point: dict) -> None:
                 if bar.total != total or done < bar.n:  # screening: singles, then prefixes
                     bar.reset(total)
+                bar.set_postfix_str(restarts_note(point).removeprefix("; "), refresh=False)
                 bar.update(done - bar.n)
 
             try:

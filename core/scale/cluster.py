@@ -155,12 +155,20 @@ class WorkerPool:
         except ray.exceptions.RayError as exc:
             raise UserError(f"A Ray worker failed: {worker_message(exc)}") from exc
 
-    def run(self, calls: Sequence[Call], on_result: Callable[[int, Any], None]) -> None:
+    def run(
+        self,
+        calls: Sequence[Call],
+        on_result: Callable[[int, Any], None],
+        on_restart: Callable[[int], None] | None = None,
+    ) -> None:
         """Make every call on some actor (at most IN_FLIGHT queued per actor);
-        `on_result(index of the call, its result)` on the driver as each finishes. After a
-        failed call no new call starts; the running ones finish (their results are kept)
-        and a UserError says what failed."""
+        `on_result(index of the call, its result)` on the driver as each finishes, after
+        `on_restart(index)` when that call ran on a restarted actor (its process died, Ray
+        started another and retried the calls it held). After a failed call no new call
+        starts; the running ones finish (their results are kept) and a UserError says what
+        failed."""
         ray = import_ray()
+        pids = dict(enumerate(self.pids()))
         pending = list(enumerate(calls))[::-1]
         running: dict[Any, tuple[int, Any]] = {}  # object ref: (call index, actor)
         load = dict.fromkeys(range(len(self.actors)), 0)
@@ -169,17 +177,21 @@ class WorkerPool:
             while pending and failure is None and min(load.values()) < IN_FLIGHT:
                 slot = min(load, key=load.get)
                 index, (method, args) = pending.pop()
-                ref = getattr(self.actors[slot], method).remote(*args)
+                ref = self.actors[slot].call.remote(method, *args)
                 running[ref] = (index, slot)
                 load[slot] += 1
             [ready], _ = ray.wait(list(running), num_returns=1)
             index, slot = running.pop(ready)
             load[slot] -= 1
             try:
-                result = ray.get(ready)
+                pid, result = ray.get(ready)
             except ray.exceptions.RayError as exc:
                 failure = failure or exc
                 continue
+            if pid != pids[slot]:
+                pids[slot] = pid
+                if on_restart is not None:
+                    on_restart(index)
             on_result(index, result)
         if failure is not None:
             raise UserError(f"A Ray worker failed: {worker_message(failure)}") from failure

@@ -91,20 +91,33 @@ def evaluate_on_ray(runs: list[Run], pool: WorkerPool, progress: Progress | None
         progress(done, total, {"memoised": done})
     ref = WorkspaceRef.of(runs[0][0].ws) if runs else None
 
+    restarts = 0
+
+    def restarted(_: int) -> None:
+        nonlocal restarts
+        restarts += 1
+
     def finished(index: int, _: None) -> None:
         nonlocal done
         done += 1
         if progress is not None:
-            progress(done, total, todo[index][2])
+            point = todo[index][2]
+            progress(done, total, point | {"restarts": restarts} if restarts else point)
 
     calls = [("evaluate", (ref, ev.settings, iv)) for ev, iv, _ in todo]
-    pool.run(calls, finished)
+    pool.run(calls, finished, restarted)
     if any(ev.cached(iv) is None for ev, iv, _ in todo):
         raise UserError(
             f"The workers' evaluations are not in {runs[0][0].folder} here: sweeps and "
             "screening on Ray need the cache folder shared by every node "
             "(docs/scale-out.md); the results are in the workers' cache folders."
         )
+
+
+def restarts_note(point: dict) -> str:
+    """What a progress line adds once workers were restarted (their calls retried)."""
+    count = point.get("restarts", 0)
+    return f"; {count} worker restart{'s' * (count > 1)}, evaluations retried" if count else ""
 
 
 def sweep_at(

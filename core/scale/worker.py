@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,6 +75,11 @@ class WorkspaceWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def call(self, method: str, *args: Any) -> tuple[int, Any]:
+        """(this process's id, what `method` returns): the pool tells a restarted actor by
+        its new process id."""
+        return os.getpid(), getattr(self, method)(*args)
 
     def workspace(self, ref: WorkspaceRef) -> Workspace:
         """The workspace of `ref`, its model and SAE loaded (once per actor)."""

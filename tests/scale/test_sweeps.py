@@ -3,7 +3,9 @@ does it, nothing recomputed, and the result equal to the serial one (computed ag
 one torch thread, like each worker)."""
 
 import json
+import os
 import shutil
+import signal
 from dataclasses import replace
 
 import pytest
@@ -12,7 +14,7 @@ import torch
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
 from core.features.stats import workspace_stats
-from core.scale.sweeps import screen_on_ray, sweep_on_ray
+from core.scale.sweeps import restarts_note, screen_on_ray, sweep_on_ray
 from core.selection.frequency import SelectionConfig, select_features
 from core.selection.screening import ScreenConfig, screen
 from core.sweeps.grid import SweepConfig
@@ -90,3 +92,21 @@ def test_ray_screening_equals_the_serial_screening(evaluator, pool, tmp_path):
     assert len([p for p in made if p.name.startswith("run-")]) == 3  # k = 1 is the first single
     serial = recomputed_serially(chooser, made, tmp_path, lambda: screen(chooser, config))
     assert as_written(serial) == as_written(result)
+
+
+def test_an_actor_killed_mid_sweep_is_restarted_its_points_retried_and_said(evaluator, pool):
+    config = SweepConfig((0.01,), (2,), (31.0, 41.0, 51.0))
+    before = pool.pids()
+    calls = []
+
+    def kill_once(done: int, total: int, point: dict) -> None:
+        calls.append((done, total, point))
+        if len(calls) == 1:  # both actors hold calls now
+            os.kill(before[0], signal.SIGKILL)
+
+    result = sweep_on_ray(evaluator, config, pool, kill_once)
+    assert pool.pids()[0] != before[0]  # restarted by Ray
+    assert [(d, t) for d, t, _ in calls] == [(i, 6) for i in range(1, 7)]  # every one retried
+    said = [restarts_note(p) for _, _, p in calls if "restarts" in p]
+    assert said and said[-1] == "; 1 worker restart, evaluations retried"
+    assert len(result["points"]) == 3 and all("skipped" not in p for p in result["points"])
