@@ -27,7 +27,7 @@ from core.base.locks import file_lock
 from core.base.records import save_array
 from core.cache.shards import Shard, write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
-from core.cache.store import CacheStatus, SparseActivationStore, caches_for
+from core.cache.store import CacheStatus, SparseActivationStore, caches_for, resolved
 from core.sae.adapter import adapter_for
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def build(
     """Build (or resume, or extend) the cache to `rows` rows; with `shard=(i, n)` only every
     n-th shard from the i-th. Finalizes when every shard is there."""
     check_build_arguments(rows, shard, shard_rows, batch_size)
+    cache = resolved(cache, ws)
     try:
         with build_lock(cache):
             return _build(cache, ws, rows, shard, shard_rows, batch_size, progress)

@@ -1,15 +1,18 @@
 """What a cache's contents depend on. The hash of the spec names the cache's folder, so a
-changed input (model, dtype, SAE weights, hook, corpus, split, context length, seed) gives
-another folder and a stale cache is never read."""
+changed input (model and its exact weights, dtype, SAE weights, hook, corpus and its
+revision, split, context length, seed) gives another folder and a stale cache is never
+read. A hub model not downloaded here, or a hub dataset not prepared here, has no revision
+yet: such a spec is `unresolved` until they are (see `SparseActivationStore.for_workspace`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from core.base.records import record_key
 from core.errors import UserError
 from core.loading import data
-from core.base.records import record_key
+from core.loading.models import NOT_DOWNLOADED
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -30,6 +33,7 @@ class CacheSpec:
     workspace: str
     role: str
     model: str
+    model_weights: str
     dtype: str
     sae: str
     sae_weights: str
@@ -45,6 +49,12 @@ class CacheSpec:
     def key(self) -> str:
         return record_key(asdict(self))
 
+    def unresolved(self) -> tuple[str, ...]:
+        """The fields that will change once the hub model is downloaded or the hub dataset
+        prepared here: their revision is not known yet."""
+        pending = {"model_weights": f"@{NOT_DOWNLOADED}", "corpus_hash": f"@{data.UNKNOWN_REVISION}"}
+        return tuple(name for name, end in pending.items() if getattr(self, name).endswith(end))
+
 
 def cache_spec(ws: Workspace, role: str) -> CacheSpec:
     cfg = ws.config
@@ -53,6 +63,7 @@ def cache_spec(ws: Workspace, role: str) -> CacheSpec:
         workspace=cfg.name,
         role=role,
         model=cfg.model.identity(),
+        model_weights=ws.model_fingerprint,
         dtype=cfg.model.dtype,
         sae=cfg.sae.identity(),
         sae_weights=ws.sae_fingerprint(),

@@ -65,12 +65,31 @@ class SparseActivationStore:
         self.spec = spec
 
     @classmethod
-    def for_workspace(cls, ws: Workspace, role: str) -> SparseActivationStore:
+    def for_workspace(cls, ws: Workspace, role: str, borrow: bool = True) -> SparseActivationStore:
+        """The workspace's cache of `role`. While the hub model or dataset it reads has no
+        revision here (`CacheSpec.unresolved`), a cache built elsewhere from the same inputs
+        and copied here is read when `borrow` (a laptop browses what a GPU machine built)."""
         spec = cache_spec(ws, role)
         folder = ws.folder / "activations" / f"{role}-{spec.key()}"
         cache = cls(folder, spec)
+        if borrow and spec.unresolved() and cache.manifest() is None:
+            cache = cls._built_elsewhere(folder.parent, spec) or cache
         cache.check_manifest()
         return cache
+
+    @classmethod
+    def _built_elsewhere(cls, root: Path, spec: CacheSpec) -> SparseActivationStore | None:
+        """The one cache under `root` whose spec equals `spec` but in its unresolved fields."""
+        wanted = {k: v for k, v in asdict(spec).items() if k not in spec.unresolved()}
+        found = []
+        for manifest in sorted(root.glob(f"{spec.role}-*/manifest.json")):
+            try:
+                recorded = CacheSpec(**json.loads(manifest.read_text())["spec"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # damaged or of another format: never guessed at
+            if {k: v for k, v in asdict(recorded).items() if k in wanted} == wanted:
+                found.append(cls(manifest.parent, recorded))
+        return found[0] if len(found) == 1 else None
 
     # -- manifest -----------------------------------------------------------------------
     @property
@@ -273,6 +292,19 @@ class SparseActivationStore:
         indptr, token, value = self.csc()
         lo, hi = int(indptr[index]), int(indptr[index + 1])
         return np.asarray(token[lo:hi]), np.asarray(value[lo:hi])
+
+
+def resolved(cache: SparseActivationStore, ws: Workspace) -> SparseActivationStore:
+    """`cache` under its final key: the hub model it reads downloaded and the hub dataset
+    read first (a build needs both anyway), so a build never writes where the key moves."""
+    pending = cache.spec.unresolved()
+    if not pending:
+        return cache
+    if "model_weights" in pending:
+        ws.model  # noqa: B018 (downloads it, or says why it cannot)
+    if "corpus_hash" in pending:
+        ws.documents_split(cache.spec.role)
+    return SparseActivationStore.for_workspace(ws, cache.spec.role, borrow=False)
 
 
 def caches_for(ws: Workspace, corpus: str = "all") -> Iterator[SparseActivationStore]:

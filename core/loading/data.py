@@ -18,7 +18,7 @@ from core.base.config import DataSourceConfig, WorkspaceConfig
 from core.base.hub import require_hub
 from core.base.records import stat_digest
 from core.errors import DataSourceError
-from core.loading.hub_cache import dataset_prepared, load_hub_dataset
+from core.loading.hub_cache import dataset_prepared, dataset_revision, load_hub_dataset
 
 MIN_DOCUMENT_CHARS = 50
 LETTERS = ("A", "B", "C", "D")
@@ -314,14 +314,21 @@ def _source_files(ws: WorkspaceConfig, source: DataSourceConfig) -> list[Path]:
     ]
 
 
+UNKNOWN_REVISION = "revision unknown"  # a hub dataset not prepared here (yet)
+
+
 def fingerprint(ws: WorkspaceConfig, role: str) -> str:
-    """A content hash of a local source (files under a folder included); the dataset
-    coordinates of a hub source. Keys caches so a changed file never reuses them."""
+    """A content hash of a local source (files under a folder included); a hub source's
+    coordinates and the commit it was prepared from (UNKNOWN_REVISION before it is). Keys
+    caches so a changed file or a new revision never reuses them."""
     source = ws.source(role)
     if source.source == "hub":
-        return "hub:" + "/".join(
-            str(part) for part in (source.dataset, source.subset, source.split)
-        )
+        assert source.dataset is not None
+        subsets = source.subjects or (source.subset,)
+        commits = {dataset_revision(source.dataset, subset) for subset in subsets}
+        revision = UNKNOWN_REVISION if None in commits else ",".join(sorted(commits))
+        coordinates = "/".join(str(part) for part in (source.dataset, source.subset, source.split))
+        return f"hub:{coordinates}@{revision}"
     digest = hashlib.sha256()
     for file in _source_files(ws, source):
         digest.update(file.name.encode())

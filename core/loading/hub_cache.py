@@ -54,13 +54,25 @@ def folder_key(repo_id: str, folder: str, cache_dir: Path | None = None) -> str 
 def dataset_prepared(dataset: str, subset: str | None) -> bool:
     """Whether `datasets` holds this dataset (config `subset`, any if None) prepared on disk:
     what `load_dataset` reads offline (it never reads the hub cache's files then)."""
+    return bool(_prepared(dataset, subset))
+
+
+def dataset_revision(dataset: str, subset: str | None) -> str | None:
+    """The commit of the hub dataset `datasets` prepared this config from (the newest when
+    several are prepared: the one an offline load reads); None when none is prepared."""
+    found = _prepared(dataset, subset)
+    return max(found, key=lambda path: path.stat().st_mtime_ns).name if found else None
+
+
+def _prepared(dataset: str, subset: str | None) -> list[Path]:
+    """The datasets cache's `<config>/<version>/<commit>/` folders of a dataset."""
     import datasets.config
     from datasets.naming import camelcase_to_snakecase
 
     parts = dataset.split("/")
     parts[-1] = camelcase_to_snakecase(parts[-1])
     root = Path(datasets.config.HF_DATASETS_CACHE) / "___".join(parts)
-    return any(path.is_dir() for path in root.glob(f"{subset or '*'}/*/*"))
+    return [path for path in root.glob(f"{subset or '*'}/*/*") if path.is_dir()]
 
 
 def load_hub_dataset(dataset: str, subset: str | None, split: str | None, streaming: bool) -> Any:

@@ -70,6 +70,7 @@ def converted_gguf_dir(cfg: ModelConfig) -> Path:
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+NOT_DOWNLOADED = "not downloaded"  # a hub model's revision before its first download
 
 
 def model_fingerprint(cfg: ModelConfig) -> str:
@@ -80,7 +81,7 @@ def model_fingerprint(cfg: ModelConfig) -> str:
         assert cfg.package is not None
         return f"{cfg.package}=={package_version(cfg.package)}"
     if cfg.source == "hub":
-        return f"{cfg.name}@{snapshot_revision(cfg.name) or 'not downloaded'}"
+        return f"{cfg.name}@{snapshot_revision(cfg.name) or NOT_DOWNLOADED}"
     folder = Path(cfg.path or "")
     weights = [p for p in sorted(folder.rglob("*")) if p.suffix in WEIGHT_SUFFIXES and p.is_file()]
     return "files:" + stat_digest(weights, folder)

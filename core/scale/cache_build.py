@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from core.cache.build import build_lock, check_build_arguments, finalize, prepare_build, recover
 from core.cache.shards import write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, default_rows
-from core.cache.store import CacheStatus, SparseActivationStore, caches_for
+from core.cache.store import CacheStatus, SparseActivationStore, caches_for, resolved
 from core.scale.cluster import WorkerPool
 from core.scale.worker import ShardTarget, WorkspaceRef
 
@@ -43,9 +43,10 @@ def build_caches_on_ray(
     the shards to the driver."""
     ref = WorkspaceRef.of(ws)
     statuses = []
-    for cache in list(caches_for(ws)) if caches is None else caches:
-        wanted = rows or default_rows(ws, cache.spec.role)
+    for asked in list(caches_for(ws)) if caches is None else caches:
+        wanted = rows or default_rows(ws, asked.spec.role)
         check_build_arguments(wanted, shard, shard_rows, batch_size)
+        cache = resolved(asked, ws)
         with build_lock(cache):  # the actors write shards while the driver holds it
             _build(cache, ws, ref, pool, wanted, shard, shard_rows, batch_size, shared, progress)
         statuses.append(cache.status(shard_rows))

@@ -90,9 +90,10 @@ class Workspace:
         saes.check_fit(self.config, self.model, sae)
         return sae
 
-    @cached_property
+    @property
     def model_fingerprint(self) -> str:
-        """Which weights exactly (`models.model_fingerprint`): keys evaluation memos."""
+        """Which weights exactly (`models.model_fingerprint`, read afresh: a hub model's
+        revision appears once it is downloaded): keys caches and evaluation memos."""
         return models.model_fingerprint(self.config.model)
 
     @cached_property
