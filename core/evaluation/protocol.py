@@ -163,34 +163,31 @@ class LookLedger:
         self.path = folder / self.FILE
 
     def seen(self) -> list[dict]:
-        """Every entry, oldest first."""
+        """Every entry, oldest first; a damaged line (cut short, not an entry, a field of
+        the wrong type) is skipped."""
         if not self.path.exists():
             return []
-        found = []
-        for line in self.path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and {"key", "features", "split"} <= entry.keys():
-                found.append(entry)
-        return found
+        lines = self.path.read_text(errors="replace").splitlines()
+        return [entry for line in lines if (entry := _entry(line)) is not None]
 
     def look(self, features: Sequence[int], split: str, key: str) -> dict:
         """Enter the result `key` (of `features`, on `split`) as seen, once; its stamp:
         on the selection split which selection run of these features it is, else how many
-        selection runs of them preceded it and which look at held-out questions it is."""
+        selection runs of them preceded it and which look at held-out questions it is. A
+        ledger that cannot be read or written (a full disk) is a UserError naming it."""
         chosen = sorted(int(f) for f in features)
-        with file_lock(self.path.with_name(self.FILE + ".lock"), "the look ledger"):
-            entries = self.seen()
-            if not any(e["key"] == key for e in entries):
-                entry = {"key": key, "features": chosen, "split": split}
-                line = (json.dumps(entry) + "\n").encode()
-                if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
-                    line = b"\n" + line  # after a line cut short by a killed writer
-                with self.path.open("ab") as f:
-                    f.write(line)
-                entries.append(entry)
+        try:
+            with file_lock(self.path.with_name(self.FILE + ".lock"), "the look ledger"):
+                entries = self.seen()
+                if not any(e["key"] == key for e in entries):
+                    entry = {"key": key, "features": chosen, "split": split}
+                    self._append(entry)
+                    entries.append(entry)
+        except OSError as exc:
+            raise UserError(
+                f"The look ledger {self.path} cannot be kept ({exc.strerror or exc}): results "
+                "are shown only once it counts them. Free space or fix the file, then rerun."
+            ) from exc
         mine = [e for e in entries if e["features"] == chosen]
         before = mine[: next(i for i, e in enumerate(mine) if e["key"] == key)]
         selection = len({e["key"] for e in before if e["split"] == "selection"})
@@ -198,6 +195,29 @@ class LookLedger:
             return {"split": split, "selection_run": selection + 1}
         looks = len({e["key"] for e in before if e["split"] != "selection"})
         return {"split": split, "selection_runs_before": selection, "report_look": looks + 1}
+
+    def _append(self, entry: dict) -> None:
+        line = (json.dumps(entry) + "\n").encode()
+        if self.path.exists() and not self.path.read_bytes().endswith(b"\n"):
+            line = b"\n" + line  # after a line cut short by a killed writer
+        with self.path.open("ab") as f:
+            f.write(line)
+
+
+def _entry(line: str) -> dict | None:
+    """A ledger line's entry, or None when the line is damaged."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    whole = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("key"), str)
+        and isinstance(entry.get("split"), str)
+        and isinstance(entry.get("features"), list)
+        and all(isinstance(f, int) and not isinstance(f, bool) for f in entry["features"])
+    )
+    return entry if whole else None
 
 
 def look_note(stamp: dict) -> str:

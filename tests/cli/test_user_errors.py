@@ -34,6 +34,9 @@ from tests.helpers import preset, small_workspace_config
         (["export", "--set", "s", "--out", "missing/x.json"], "folder missing does not exist"),
         (["sweep", "--n", "0", "--out", "x.json"], "≥ 1"),
         (["eval", "--features", "11,12", "--save"], "give --set NAME instead of --features"),
+        (["eval", "--features", "11", "--report", "--split", "all"], "--report is --split report"),
+        (["eval", "--features", "11", "--c", "nan"], "the value nan is not a finite number"),
+        (["eval", "--features", "11", "--c", "-5"], "c = -5 is negative"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )

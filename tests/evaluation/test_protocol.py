@@ -4,8 +4,10 @@ part, and a report run on the questions that chose the features refused unless a
 
 import math
 import re
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -163,8 +165,81 @@ def test_two_writers_at_once_lose_no_look_and_a_cut_line_is_skipped(tmp_path):
     }
 
 
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        b'{"key": "cut sh',
+        b"not json",
+        b"[1, 2]",
+        b"NaN",
+        b'{"key": ["a list"], "features": [1], "split": "selection"}',
+        b'{"key": "x", "features": "1", "split": "selection"}',
+        b'{"key": "x", "features": [true], "split": "selection"}',
+        b'{"key": "x", "features": [1], "split": 5}',
+        b"\xff\xfe not UTF-8",
+    ],
+    ids=[
+        "cut-short",
+        "not-json",
+        "not-object",
+        "nan",
+        "key-a-list",
+        "features-text",
+        "features-bool",
+        "split-number",
+        "not-utf8",
+    ],
+)
+def test_a_damaged_ledger_line_is_skipped_and_kept(tmp_path, damaged):
+    ledger = LookLedger(tmp_path)
+    ledger.look([1], "selection", "whole")
+    with ledger.path.open("ab") as f:
+        f.write(damaged + b"\n")
+    stamp = ledger.look([1], "report", "r")
+    assert stamp == {"split": "report", "selection_runs_before": 1, "report_look": 1}
+    assert damaged in ledger.path.read_bytes()  # never deleted
+    assert [e["key"] for e in ledger.seen()] == ["whole", "r"]
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_a_ledger_that_cannot_be_written_is_one_clear_error(tmp_path, where):
+    if where == "a folder":
+        folder = tmp_path
+        (tmp_path / LookLedger.FILE).mkdir()
+    else:
+        folder = tmp_path / "a file"
+        folder.write_text("not a folder")
+    with pytest.raises(UserError, match=r"^The look ledger .* cannot be kept \("):
+        LookLedger(folder).look([1], "report", "r")
+
+
+KILLED_LOOKER = """
+import sys
+import time
+from pathlib import Path
+from core.evaluation.protocol import LookLedger
+for i in range(100_000):
+    LookLedger(Path(sys.argv[1])).look([4], "selection", f"run-{i}")
+"""
+
+
+def test_a_writer_killed_mid_run_leaves_a_ledger_the_next_look_reads(tmp_path):
+    run = subprocess.Popen([sys.executable, "-c", KILLED_LOOKER, str(tmp_path)], cwd=REPO_ROOT)
+    ledger = LookLedger(tmp_path)
+    while len(ledger.seen()) < 20:
+        assert run.poll() is None
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    assert run.wait(timeout=60) == -signal.SIGKILL
+    keys = [e["key"] for e in ledger.seen()]
+    assert keys == [f"run-{i}" for i in range(len(keys))]  # whole lines, in order
+    stamp = ledger.look([4], "report", "r")
+    assert stamp["selection_runs_before"] == len(keys) and ledger.seen()[-1]["key"] == "r"
+
+
 LOOKER = """
 import sys
+import time
 from pathlib import Path
 from core.evaluation.protocol import LookLedger
 folder, name = Path(sys.argv[1]), sys.argv[2]
