@@ -142,14 +142,10 @@ def intervention_form(
 ) -> RunForm:
     """The form of method, c, multipliers, gate and scoring; nothing runs until Run."""
     features = list(chosen.features)
-    url_keys = {  # each as its widget below can take it
-        "method": one_of(METHODS),
-        "c": within(float, 0.0, MAX_C),
-        "multiplier": within(float, 0.0, 5.0),
-        "skip_bos": flag,
-    }
-    for key, parse in url_keys.items():
-        from_url(key, parse)
+    from_url("method", one_of(METHODS))  # each as its widget below can take it
+    from_url("c", within(float, 0.0, MAX_C))
+    from_url("multiplier", within(float, 0.0, 5.0))
+    from_url("skip_bos", flag)
     with st.form("intervention"):
         st.markdown("**Intervention** (nothing runs until you press Run)")
         top = st.columns(4)

@@ -12,6 +12,7 @@ from core.errors import UserError
 from core.scale.cache_build import build_caches_on_ray
 from core.scale.cluster import WorkerPool, connect
 from core.scale.known import known_on_ray
+from core.scale.sweeps import restarts_note
 
 if TYPE_CHECKING:
     from core.cache.store import CacheStatus, SparseActivationStore
@@ -46,8 +47,6 @@ def evaluations_on_ray(args: argparse.Namespace, func: Callable) -> Callable:
     called, (evaluator, config, progress), with a bar of evaluations done instead of the
     serial per-point lines."""
     from tqdm import tqdm
-
-    from core.scale.sweeps import restarts_note
 
     def run(evaluator: Evaluator, config: Any, _: object = None) -> dict:
         with pool_for(args) as pool:
