@@ -17,6 +17,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from core.base.records import read_memo, record_key, write_json
+from core.base.uncertainty import mean_se
 from core.loading import data
 from core.runtime.forward import model_lock
 from core.sae.adapter import adapter_for
@@ -66,11 +67,6 @@ def heldout_rows(ws: Workspace, role: str, n_rows: int) -> Int[np.ndarray, "rows
     _, heldout = ws.documents_split(role)
     budgets = ws.config.budgets
     return ws.token_rows(heldout, budgets.context_length, None, budgets.seed)[:n_rows]
-
-
-def mean_se(per_row: Float[np.ndarray, " rows"]) -> float | None:
-    """The standard error of the mean of per-row values; None with fewer than two rows."""
-    return float(per_row.std(ddof=1) / np.sqrt(len(per_row))) if len(per_row) > 1 else None
 
 
 @dataclass
@@ -171,7 +167,7 @@ def measure_health(
         rows=len(rows),
         tokens=sum(parts["all"].count),
         l0=float(np.mean(active)),
-        l0_se=mean_se(np.array(active)),
+        l0_se=mean_se(active)[1],
         fve=fve,
         fve_se=fve_se,
         fve_typical=fve_typical,
@@ -181,7 +177,7 @@ def measure_health(
         d_sae=sae.cfg.d_sae,
         ce_clean=float(clean.mean()),
         ce_spliced=float(edited.mean()),
-        ce_added_se=mean_se(edited - clean),
+        ce_added_se=mean_se(edited - clean)[1],
     )
 
 
