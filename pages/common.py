@@ -174,7 +174,7 @@ def _problems(name: str, provenance_hash: str) -> list[str]:
 
 def active_workspace_name() -> str:
     names = list_workspaces()
-    chosen = st.session_state.get(WORKSPACE_KEY) or st.query_params.get(WORKSPACE_KEY)
+    chosen = st.session_state.get(WORKSPACE_KEY) or url_value(WORKSPACE_KEY, one_of(names))
     if chosen not in names:
         chosen = default_workspace() if default_workspace() in names else names[0]
     return chosen

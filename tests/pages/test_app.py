@@ -29,6 +29,16 @@ def test_sidebar_shows_the_offline_workspace_and_its_provenance():
     assert at.title[0].value == "Workspace"
 
 
+def test_an_unknown_workspace_in_the_link_is_ignored_with_a_notice():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["workspace"] = "no-such-workspace"
+    at.run()
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == "offline-gemma3-270m"
+    notices = [shown(w.value) for w in at.warning]
+    assert any("The link's workspace = 'no-such-workspace' is ignored" in n for n in notices)
+
+
 def test_hub_workspace_without_network_shows_the_fix(unreachable_hub):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["workspace"] = "gemma-2-2b-it-L7"  # AppTest drops the sidebar on reruns
