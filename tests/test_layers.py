@@ -25,6 +25,7 @@ LAYERS = (
     "features",
     "interventions",
     "evaluation",
+    "effects",
     "labels",
     "selection",
     "sweeps",

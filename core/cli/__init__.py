@@ -11,14 +11,25 @@ import logging
 import sys
 
 from core.base.environment import configure_environment
-from core.cli import cache, convert, evaluation, explore, features, labels, reproduce, workspace
+from core.cli import (
+    cache,
+    convert,
+    effects,
+    evaluation,
+    explore,
+    features,
+    labels,
+    reproduce,
+    workspace,
+)
 from core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (workspace, cache, features, explore, labels, evaluation, convert, reproduce):
+    groups = (workspace, cache, features, explore, effects, labels, evaluation, convert, reproduce)
+    for group in groups:
         group.add_commands(sub)
     return parser
 

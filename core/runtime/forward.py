@@ -124,5 +124,39 @@ def final_logits(
     model: Model, resid: Float[Tensor, "*batch d_model"]
 ) -> Float[Tensor, "*batch d_vocab"]:
     """Logits from the last block's output, as the model's own forward computes them (without
-    the copy of the 262k-wide unembedding that TransformerLens makes on every call), as float32."""
-    return unembed(model, resid).float()
+    the copy of the 262k-wide unembedding that TransformerLens makes on every call), as float32
+    at least (a float64 model's stay float64)."""
+    logits = unembed(model, resid)
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def resume_layer(hook: str) -> int | None:
+    """The block a forward pass resumes at from the residual at `hook`: L + 1 after block L's
+    `hook_resid_post`, L at its `hook_resid_pre`; None for any other hook."""
+    parts = hook.split(".")
+    if len(parts) != 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        return None
+    return {"hook_resid_post": int(parts[1]) + 1, "hook_resid_pre": int(parts[1])}.get(parts[2])
+
+
+def resumed_final_resid(
+    model: Model, resid: Float[Tensor, "batch pos d_model"], layer: int
+) -> Float[Tensor, "batch pos d_model"]:
+    """The residual after the last block, from the residual entering block `layer` (the
+    blocks before it are not run again). Full rows only: no padding, no prefix cache."""
+    return model(resid, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
+
+
+def row_cross_entropy(
+    model: Model, final: Float[Tensor, "batch pos d_model"], tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, " batch"]:
+    """Each row's mean next-token cross-entropy from the residual after the last block, the
+    logits a chunk of positions at a time; differentiable in `final`."""
+    targets, predicting = tokens[:, 1:].to(final.device), final[:, :-1]
+    total = torch.zeros(len(tokens), dtype=torch.float64, device=final.device)
+    for start in range(0, targets.shape[1], LOGIT_CHUNK):
+        logits = final_logits(model, predicting[:, start : start + LOGIT_CHUNK])
+        want = targets[:, start : start + LOGIT_CHUNK]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), want, reduction="none")
+        total = total + ce.double().sum(1)
+    return total / targets.shape[1]
