@@ -13,7 +13,7 @@ from core.evaluation.evaluator import Evaluator
 from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import SCORINGS
 from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
-from core.interventions.calibration import calibrate, describe, kept_gate
+from core.interventions.calibration import CALIBRATIONS, describe
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES
 from core.loading.data import files_stamp
@@ -38,6 +38,7 @@ class RunForm:
     gate_on: bool
     gate_percentile: float
     gate_rule: str
+    gate_calibration: str  # a key of CALIBRATIONS
     settings: EvalSettings  # on the selection split: what Run tunes on
     allow_overlap: bool
     run: bool
@@ -172,13 +173,12 @@ def intervention_form(
             "typical size on forget text (mean where active / max)."
         )
         weights = _sliders(table, chosen, origin)
-        gating = st.columns([1, 1, 2])
+        gating = st.columns([1, 1, 2, 2])
         gate_on = gating[0].toggle(
             "Gate (DSG)",
             value=False,
             key="gate",
-            help="Edit only sequences where the features "
-            "fire often (METHOD §10); alpha from retain text, no model run.",
+            help="Edit only sequences where the features fire often (METHOD §10).",
         )
         gate_percentile = gating[1].number_input(
             "Gate percentile", 50.0, 99.9, 95.0, 0.5, disabled=not gate_on, key="gate_percentile"
@@ -189,6 +189,13 @@ def intervention_form(
             format_func=lambda r: f"{r}: {GATE_RULES[r]}",
             disabled=not gate_on,
             key="gate_rule",
+        )
+        gate_calibration = gating[3].selectbox(
+            "Alpha calibrated on",
+            list(CALIBRATIONS),
+            disabled=not gate_on,
+            key="gate_calibration",
+            help="; ".join(f"{k}: {v}" for k, v in CALIBRATIONS.items()),
         )
         settings = _scoring(ws)
         allow_overlap = st.checkbox(
@@ -218,6 +225,7 @@ def intervention_form(
         gate_on,
         gate_percentile,
         gate_rule,
+        gate_calibration,
         settings,
         allow_overlap,
         run,
@@ -236,12 +244,12 @@ def intervention_of(
     """The form's intervention, its gate kept with the set or calibrated (said in a caption);
     stops the page with the message when it cannot be made."""
     try:
-        gate = None
+        gate, kept = None, False
         if form.gate_on:
-            gate = kept_gate(ws, set_gate, features, form.gate_percentile, form.gate_rule)
-        origin = f", kept with the set '{set_name}'" if gate is not None else ""
-        if form.gate_on and gate is None:
-            gate = calibrate(ws, features, form.gate_percentile, form.gate_rule)
+            gate, kept = evaluator_for(ws, form.settings).gate(
+                features, form.gate_percentile, form.gate_rule, form.gate_calibration, set_gate
+            )
+        origin = f", kept with the set '{set_name}'" if kept else ""
         iv = make_intervention(
             ws, features, form.values, form.method, form.multiplier, form.skip_bos, table, gate
         )

@@ -21,7 +21,7 @@ from core.cli.common import (
 from core.errors import UserError
 from core.evaluation.protocol import look_note, overlap_note
 from core.evaluation.report_rows import format_point, format_score, metric_rows, provenance_line
-from core.interventions.calibration import bound_gate, calibrate
+from core.interventions.calibration import CALIBRATIONS, RETAIN_ROWS, bound_gate, describe
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES
 from core.labels.store import LabelStore
@@ -46,10 +46,13 @@ def _eval(args: argparse.Namespace) -> None:
     store = LabelStore.for_workspace(ws) if args.set else None
     kept = store.get_set(args.set).gate if store else None
     if args.gate is not None:
-        gate = calibrate(ws, list(chosen.features), args.gate, args.gate_rule)
+        features, on = list(chosen.features), args.gate_calibration
+        gate, _ = evaluator.gate(features, args.gate, args.gate_rule, on)
     elif kept is not None:  # the set's own gate, as saved or imported
         gate = bound_gate(ws, kept, chosen.features)
-        print(f"gated as the set keeps it: alpha {gate.alpha:.4g}, rule '{gate.rule}'")
+        print(f"gated as the set keeps it, rule '{gate.rule}'")
+    if gate is not None:
+        print(f"gate: {describe(gate)}")
     iv = make_intervention(
         ws,
         list(chosen.features),
@@ -94,6 +97,7 @@ def _sweep(args: argparse.Namespace) -> None:
         method=args.method,
         skip_bos=not args.edit_bos,
         gate_rule=args.gate_rule,
+        gate_calibration=args.gate_calibration,
     )
     config.check()
     check_out(Path(args.out))
@@ -224,11 +228,19 @@ def add_commands(sub: Subcommands) -> None:
         "--gate",
         type=float,
         metavar="PERCENTILE",
-        help="gate the edit (DSG, METHOD §10): alpha = this percentile of rho on retain text",
+        help="gate the edit (DSG, METHOD §10): alpha = this percentile of rho (on the text "
+        "--gate-calibration names)",
     )
     for cmd in (evaluate, sweep):
         cmd.add_argument(
             "--gate-rule", choices=list(GATE_RULES), default="per feature", help="rule inside"
+        )
+        cmd.add_argument(
+            "--gate-calibration",
+            choices=list(CALIBRATIONS),
+            default=RETAIN_ROWS,
+            help="what alpha's percentile is taken over: "
+            + "; ".join(f"{k}: {v}" for k, v in CALIBRATIONS.items()),
         )
     evaluate.add_argument(
         "--save", action="store_true", help="store the result (and a --gate) in --set"

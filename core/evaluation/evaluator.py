@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from core.base.records import read_memo, record_key, write_json
-from core.base.uncertainty import wilson
+from core.evaluation.gate_calibration import calibration_text, refuse_scored_calibration
+from core.evaluation.gate_rates import GATED_SETS, gate_rates, mark_gated
 from core.evaluation.k_shot import shot_examples
 from core.evaluation.known import (
     VARIANTS,
@@ -36,14 +37,15 @@ from core.evaluation.mcq import SCORINGS, Scorer
 from core.evaluation.metrics import compare, k_shot_metrics
 from core.evaluation.protocol import LookLedger, QuestionProtocol, overlap_note
 from core.evaluation.settings import FORGET, LOSS_SETS, SHOTS_RULE, SIDE, SPLITS, EvalSettings
-from core.interventions.calibration import gated
+from core.interventions.calibration import RETAIN_ROWS, CalibrationText, calibrate, kept_gate
 from core.interventions.edits import Intervention, applied
+from core.interventions.gate import Gate
 from core.loading import data
 from core.loading.data import Question
 from core.loading.hub_cache import library_versions
+from core.runtime.gate_record import recording
 from core.workspace.workspace import Workspace
 
-GATED_SETS = {FORGET: "wmdp", SIDE: "mmlu"}  # the gate's on-rate of each question set
 RESULT_KIND = "unlearning-lens/eval"
 RESULT_VERSION = 1
 RESULT_FIELDS = {
@@ -72,6 +74,7 @@ class Evaluator:
         self.settings.check()
         self.folder = ws.folder / "evals"
         self.protocol = QuestionProtocol(ws, self.settings)
+        self._gate_texts: dict[str, CalibrationText | None] = {}  # per calibration
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -155,28 +158,58 @@ class Evaluator:
     def loss_text(self) -> LossText:
         return loss_text(self.ws, self.settings)
 
+    def gate(
+        self, features: list[int], percentile: float, rule: str, on: str, kept: dict | None = None
+    ) -> tuple[Gate, bool]:
+        """The gate asked for (METHOD §10) and whether it is `kept`, a set's kept gate, which
+        it is when that is the same gate (`kept_gate`); else one calibrated on `on` (a key
+        of CALIBRATIONS) for these questions."""
+        if (gate := kept_gate(self.ws, kept, features, percentile, rule, on)) is not None:
+            return gate, True
+        if on not in self._gate_texts:
+            encoded = on != RETAIN_ROWS  # the retain rows need no prompt
+            text = calibration_text(self.protocol, self.scorer, on) if encoded else None
+            self._gate_texts[on] = text
+        return calibrate(self.ws, features, percentile, rule, text=self._gate_texts[on]), False
+
     # -- runs ---------------------------------------------------------------------------
 
     def _run(self, iv: Intervention | None, progress: Progress | None) -> dict:
-        """Scores of both question sets and row losses of each text, under `iv`."""
+        """Scores of both question sets and row losses of each text, under `iv`; when it is
+        gated, its hook's decision on every sequence of these passes ("gate", and "gate_k"
+        for the k-shot prompts)."""
         out: dict = {"scores": {}, "losses": {}}
-        ws = self.ws
+        ws, per = self.ws, 1 if self.scoring == "letter" else 4  # sequences per question
+        gate = iv is not None and iv.gate is not None
         with applied(ws.model, ws.sae, ws.hook, iv):
             for role in (FORGET, SIDE):
                 report = None if progress is None else (lambda d, t, r=role: progress(r, d / t))
-                scores = self.scorer.score(self.questions(role), report)
+                n = len(self.questions(role)) * per
+                with recording() as record:
+                    scores = self.scorer.score(self.questions(role), report)
                 out["scores"][role] = scores.probs.tolist()
-                if self.settings.shots:
-                    shots, whole = self._shots[role], iv is not None and iv.gate is not None
-                    scores = self.scorer.score(self.questions(role), None, shots, not whole)
+                if gate:
+                    out.setdefault("gate", {})[GATED_SETS[role]] = record.decisions(n).tolist()
+                if self.settings.shots:  # a gate reads whole sequences: no shared prefix
+                    with recording() as record:
+                        scores = self.scorer.score(
+                            self.questions(role), None, self._shots[role], not gate
+                        )
                     out.setdefault("scores_k", {})[role] = scores.probs.tolist()
-            measured: dict[bytes, list[float]] = {}  # the same rows (one text, two roles) once
+                    if gate:
+                        decided = record.decisions(n).tolist()
+                        out.setdefault("gate_k", {})[GATED_SETS[role]] = decided
+            measured: dict[bytes, tuple] = {}  # the same rows (one text, two roles) once
             for name, rows in self.loss_text.rows.items():
                 if progress:
                     progress(f"loss on {LOSS_SETS[name][1]}", 0.0)
                 if rows.tobytes() not in measured:
-                    measured[rows.tobytes()] = row_losses(ws.model, rows).tolist()
-                out["losses"][name] = measured[rows.tobytes()]
+                    with recording() as record:
+                        measured[rows.tobytes()] = (row_losses(ws.model, rows).tolist(), record)
+                losses, record = measured[rows.tobytes()]
+                out["losses"][name] = losses
+                if gate:
+                    out["gate"][f"{name}_text"] = record.decisions(len(rows)).tolist()
         return out
 
     @cached_property
@@ -243,6 +276,7 @@ class Evaluator:
         the memo holds the numbers only)."""
         iv.check(self.ws.sae_width())
         note = overlap_note(self.protocol, chosen_on, allow_overlap)
+        refuse_scored_calibration(self.protocol, iv)
         result = self.cached(iv) or self._measure(iv, progress)
         return result if note is None else result | {"optimistic": note}
 
@@ -270,7 +304,6 @@ class Evaluator:
         known = {role: self.known_indices(role, progress) for role in (FORGET, SIDE)}
         clean = self.baseline(progress)
         edited = self._run(iv, progress)
-        gate_rates = self._gate_rates(iv) if iv.gate is not None else None
         result = {
             "kind": RESULT_KIND,
             "version": RESULT_VERSION,
@@ -286,13 +319,10 @@ class Evaluator:
                 self.settings.min_known,
             ),
         }
-        if gate_rates is not None:
-            each = {role: gate_rates[name].pop("each") for role, name in GATED_SETS.items()}
-            for record in result["questions"]:
-                record["gated"] = each[record["set"]][record["index"]]
-            for rate in gate_rates.values():
-                rate.pop("each", None)
-            result["metrics"]["gate"] = gate_rates
+        if "gate" in edited:
+            sizes = {role: len(self.questions(role)) for role in (FORGET, SIDE)}
+            mark_gated(result["questions"], edited["gate"], sizes)
+            result["metrics"]["gate"] = gate_rates(edited["gate"])
         if self.settings.shots:
             result["metrics"]["k_shot"] = k_shot_metrics(
                 self.protocol.split_questions,
@@ -303,27 +333,10 @@ class Evaluator:
                 self.settings.shots,
                 self.settings.min_known,
             )
+            if "gate_k" in edited:  # longer prompts: their own decisions
+                result["metrics"]["k_shot"]["gate"] = gate_rates(edited["gate_k"])
         write_json(self.result_path(iv), result)
         return result
-
-    def _gate_rates(self, iv: Intervention) -> dict:
-        """How often the gate edits each kind of sequence, with n and a 95% interval: the
-        question prompts as scored, and the loss rows of each text."""
-        sequences = {
-            "wmdp": [self.scorer.encode(q) for q in self.questions(FORGET)],
-            "mmlu": [self.scorer.encode(q) for q in self.questions(SIDE)],
-            **{f"{name}_text": rows.tolist() for name, rows in self.loss_text.rows.items()},
-        }
-        rates = {}
-        for name, rows in sequences.items():
-            on = gated(self.ws, iv, rows)
-            rates[name] = {
-                "n": len(on),
-                "on": float(on.mean()) if len(on) else None,
-                "on_ci": wilson(int(on.sum()), len(on)),
-                "each": on.tolist(),
-            }
-        return rates
 
     def provenance(self) -> dict:
         return {

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from core.evaluation.settings import LOSS_SETS, EvalSettings
 from core.runtime.forward import LOGIT_CHUNK, final_logits, final_resid
+from core.runtime.gate_record import run_rows
 
 if TYPE_CHECKING:
     from core.loading.models import Model
@@ -69,7 +70,8 @@ def row_losses(
     out = np.zeros(len(tokens), dtype=np.float64)
     for start in range(0, len(tokens), batch_rows):
         batch = tokens[start : start + batch_rows]
-        resid = final_resid(model, batch)[:, :-1]
+        with run_rows(range(start, start + len(batch))):
+            resid = final_resid(model, batch)[:, :-1]
         targets = batch[:, 1:].to(resid.device)
         for row in range(len(batch)):
             total = 0.0

@@ -28,6 +28,7 @@ from core.runtime.forward import (
     final_resid,
     pad_right,
 )
+from core.runtime.gate_record import run_rows
 from core.runtime.shared_prefix import common_prefix, prefix_kv, resid_after
 
 if TYPE_CHECKING:
@@ -157,7 +158,8 @@ def score_sequences(
         rows = [sequences[i] for i in group]
         tokens, mask = pad_right(rows, pad)
         picked = None if starts is None else [starts[i] for i in group]
-        resid = final_resid(model, tokens, mask)
+        with run_rows(group):
+            resid = final_resid(model, tokens, mask)
         out[group] = scores_from_resid(model, resid, rows, letter_ids, picked)
         done += len(group)
         if progress:

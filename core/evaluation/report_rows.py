@@ -155,10 +155,14 @@ def metric_rows(metrics: dict) -> list[dict]:
         name = subject.replace("_", " ")
         rows.append(_accuracy_row(f"{name} (apart), known", sub, "known"))
         rows.append(_accuracy_row(f"{name} (apart), all", sub, "all"))
-    for name, rate in (metrics.get("gate") or {}).items():
+    k_shot_gate = (shots or {}).get("gate") or {}
+    for name, rate, k in [
+        *((name, rate, "") for name, rate in (metrics.get("gate") or {}).items()),
+        *((name, rate, f", {shots['k']}-shot") for name, rate in k_shot_gate.items()),
+    ]:
         rows.append(
             {
-                "measure": f"gate on: {GATE_LABELS.get(name, name)} (share of sequences edited)",
+                "measure": f"gate on: {GATE_LABELS.get(name, name)}{k} (share of sequences edited)",
                 "n": rate["n"],
                 "baseline": "",
                 "intervened": format_accuracy(rate["on"], rate["on_ci"]),

@@ -1,53 +1,57 @@
-"""Dynamic gating (METHOD §10) around the intervention: calibrating alpha on retain text from
-the activation cache (no model run; a forward pass to the SAE's hook when the cache is not
-built), memoised on disk, and the gate's decision on any token sequences."""
+"""Dynamic gating (METHOD §10) around the intervention: calibrating alpha, memoised on disk,
+and keeping a gate bound to what it was calibrated for. Alpha is a percentile of rho
+(core.interventions.rho) over one of CALIBRATIONS: the retain corpus's activation-cache rows
+(no model run; a forward pass to the SAE's hook when the cache is not built), those rows cut
+to the lengths of the prompts the gate decides on, or question prompts no evaluation scores
+(a `CalibrationText`, made by core.evaluation.gate_calibration)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 
 from core.base.records import NUMBER, read_memo, record_key, write_json
 from core.cache.spec import cache_spec, default_rows
 from core.cache.store import SparseActivationStore
 from core.errors import UserError
-from core.interventions.edits import Intervention
-from core.interventions.gate import Gate, sequence_rho
-from core.runtime.forward import MAX_BATCH_TOKENS, batches, pad_right
-from core.sae.adapter import adapter_for
+from core.interventions.gate import Gate
+from core.interventions.rho import cached_fires, forward_fires, prompt_rho, window_rho
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
 
 BOOTSTRAP = 100
+RETAIN_ROWS = "retain-rows"
+CALIBRATIONS = {
+    RETAIN_ROWS: "the retain corpus's activation-cache rows, whole",
+    "prompt-windows": "windows of the retain rows (each row's first L tokens, BOS first), L "
+    "drawn from the sampled MMLU prompts' token lengths",
+    "mmlu-dev": "MMLU prompts of questions outside the evaluated sample (never scored)",
+}
+WINDOW_STREAM = 4  # the window lengths' random stream
 
 
-def cached_rho(cache: SparseActivationStore, features: Sequence[int]) -> Float[np.ndarray, " rows"]:
-    """Per cached row: the fraction of its positions after BOS where any of `features` fires."""
-    rows, ctx = cache.rows_final(), cache.spec.context_length
-    indptr, token, _ = cache.csc()
-    fires = np.zeros(rows * ctx, dtype=bool)
-    for feature in features:
-        fires[np.asarray(token[indptr[feature] : indptr[feature + 1]])] = True
-    return fires.reshape(rows, ctx)[:, 1:].mean(axis=1)
+@dataclass(frozen=True)
+class CalibrationText:
+    """What a gate is calibrated on other than the retain rows.
 
+    Args:
+        on: a key of CALIBRATIONS other than RETAIN_ROWS.
+        lengths: "prompt-windows": the prompts' token lengths the windows' lengths follow.
+        sequences: "mmlu-dev": the prompts' tokens, BOS first.
+        questions: "mmlu-dev": the prompts' question ids (a run scoring any is refused).
+        said: what the text is, in words, kept with the calibration.
+    """
 
-def forward_rho(ws: Workspace, features: Sequence[int], rows: int) -> Float[np.ndarray, " rows"]:
-    """rho of the retain corpus's first `rows` cache rows (the same token rows the cache
-    would hold), by a forward pass up to the SAE's hook: for when the cache is not built."""
-    spec = cache_spec(ws, "retain_corpus")
-    train, _ = ws.documents_split("retain_corpus")
-    tokens = torch.from_numpy(ws.token_rows(train, spec.context_length, rows, spec.seed))
-    out = np.zeros(len(tokens))
-    adapter = adapter_for(ws.sae)
-    for group in batches([tokens.shape[1]] * len(tokens), MAX_BATCH_TOKENS):
-        acts = adapter.selected_activations(ws.residual(tokens[group]), list(features))
-        out[group] = sequence_rho((acts > 0).any(dim=-1)).cpu().numpy()
-    return out
+    on: str
+    lengths: tuple[int, ...] = ()
+    sequences: tuple[tuple[int, ...], ...] = ()
+    questions: tuple[str, ...] = ()
+    said: str = ""
 
 
 def bootstrapped_percentile(rho: Float[np.ndarray, " rows"], percentile: float, seed: int) -> float:
@@ -63,9 +67,24 @@ def _unavailable(exc: UserError) -> UserError:
     )
 
 
-def _rho(ws: Workspace, features: Sequence[int]) -> tuple[np.ndarray, dict]:
-    """rho per retain row, from the cache when it holds rows, else by a forward pass over the
-    rows a full cache would hold; with where it came from."""
+def _need_model(ws: Workspace) -> None:
+    """Load the model and SAE, or say why a calibration cannot run without them."""
+    try:
+        ws.sae  # noqa: B018
+    except UserError as exc:
+        raise _unavailable(exc) from exc
+
+
+def _rho(
+    ws: Workspace, features: Sequence[int], text: CalibrationText | None, seed: int
+) -> tuple[np.ndarray, dict]:
+    """rho per calibration sequence, with where it came from: per retain row (from the cache
+    when it holds rows, else by a forward pass over the rows a full cache would hold), per
+    window of those rows, or per prompt of `text`."""
+    if text is not None and text.on == "mmlu-dev":
+        _need_model(ws)
+        rho = prompt_rho(ws, features, text.sequences)
+        return rho, {"from": "forward pass to the SAE's hook", "prompts": len(rho)}
     cache = SparseActivationStore.for_workspace(ws, "retain_corpus")
     source = {
         "corpus": cache.spec.corpus,
@@ -73,13 +92,18 @@ def _rho(ws: Workspace, features: Sequence[int]) -> tuple[np.ndarray, dict]:
         "context_length": cache.spec.context_length,
     }
     if cache.rows_final() > 0:
-        return cached_rho(cache, features), source | {"from": "activation cache"}
-    try:
-        ws.sae  # noqa: B018 (loads the model and SAE, or says why it cannot)
-    except UserError as exc:
-        raise _unavailable(exc) from exc
-    rows = default_rows(ws, "retain_corpus")
-    return forward_rho(ws, features, rows), source | {"from": "forward pass to the SAE's hook"}
+        fires, source["from"] = cached_fires(cache, features), "activation cache"
+    else:
+        _need_model(ws)
+        rows = default_rows(ws, "retain_corpus")
+        fires, source["from"] = forward_fires(ws, features, rows), "forward pass to the SAE's hook"
+    if text is None:  # as before windows existed: the cache's float64 mean, the hook's float32
+        from_cache = source["from"] == "activation cache"
+        return (fires[:, 1:].mean(axis=1) if from_cache else window_rho(fires)), source
+    drawn = np.random.default_rng([seed, WINDOW_STREAM]).choice(sorted(text.lengths), len(fires))
+    lengths = np.minimum(drawn, fires.shape[1])
+    windows = {"windows": len(fires), "median_length": float(np.median(lengths))}
+    return window_rho(fires, lengths), source | windows
 
 
 def calibrate(
@@ -88,16 +112,21 @@ def calibrate(
     percentile: float = 95.0,
     rule: str = "per feature",
     seed: int = 0,
+    text: CalibrationText | None = None,
 ) -> Gate:
-    """A gate whose alpha is the `percentile`-th percentile of rho over the retain corpus's
-    rows (the cache's, or a forward pass's when it is not built), averaged over BOOTSTRAP
-    seeded resamples of the rows (as DSG's code does). Memoised on disk by everything that
-    determines it."""
+    """A gate whose alpha is the `percentile`-th percentile of rho, averaged over BOOTSTRAP
+    seeded resamples (as DSG's code does), over the retain corpus's rows (the cache's, or a
+    forward pass's when it is not built), or over `text` (CALIBRATIONS). Memoised on disk by
+    everything that determines it."""
     if not features:
         raise UserError("A gate needs features: choose some first.")
     if not 0 < percentile < 100:
         raise UserError(
             f"The gate's percentile must be strictly between 0 and 100, not {percentile}."
+        )
+    if text is not None and (text.on not in CALIBRATIONS or text.on == RETAIN_ROWS):
+        raise UserError(
+            f"Unknown gate calibration '{text.on}'; choose one of {', '.join(CALIBRATIONS)}."
         )
     try:
         cache = SparseActivationStore.for_workspace(ws, "retain_corpus")  # its key names the SAE
@@ -112,11 +141,13 @@ def calibrate(
         "bootstrap": BOOTSTRAP,
         "seed": seed,
     }
+    if text is not None:  # the retain rows' keys stay as they were
+        wanted |= {"on": text.on, "text": record_key([text.lengths, text.sequences])}
     path = ws.folder / "gates" / f"alpha-{record_key(wanted)}.json"
     memo = read_memo(path, {"alpha": NUMBER, "percentile": NUMBER}, _alpha_problem)
     if memo is not None:
         return Gate(memo["alpha"], rule, memo | bound)
-    rho, source = _rho(ws, features)
+    rho, source = _rho(ws, features, text, seed)
     alpha = bootstrapped_percentile(rho, percentile, seed)
     calibration = {
         **source,
@@ -128,6 +159,10 @@ def calibrate(
         "alpha": alpha,
         "rho": "fraction of a row's positions after BOS where any selected feature fires",
     }
+    if text is not None:
+        calibration |= {"on": text.on, "text": text.said}
+        if text.questions:
+            calibration["questions"] = list(text.questions)
     write_json(path, calibration)
     return Gate(alpha, rule, calibration)
 
@@ -165,12 +200,19 @@ def bound_gate(ws: Workspace, kept: dict, features: Sequence[int]) -> Gate:
 
 
 def kept_gate(
-    ws: Workspace, kept: dict | None, features: Sequence[int], percentile: float, rule: str
+    ws: Workspace,
+    kept: dict | None,
+    features: Sequence[int],
+    percentile: float,
+    rule: str,
+    on: str = RETAIN_ROWS,
 ) -> Gate | None:
     """A set's kept gate (`FeatureSet.gate`) when it is the one asked for, the same rule at
-    the same percentile: its alpha as saved or imported, not recalibrated here, and only for
-    what it was calibrated for (`bound_gate`)."""
+    the same percentile calibrated on the same kind of text (`on`): its alpha as saved or
+    imported, not recalibrated here, and only for what it was calibrated for (`bound_gate`)."""
     if kept is None or kept["rule"] != rule or kept["calibration"]["percentile"] != percentile:
+        return None
+    if kept["calibration"].get("on", RETAIN_ROWS) != on:
         return None
     return bound_gate(ws, kept, features)
 
@@ -179,27 +221,16 @@ def describe(gate: Gate) -> str:
     """Where a gate's alpha came from, in a sentence's words."""
     calibration = gate.calibration
     said = f"alpha = {gate.alpha:.4f}, the {calibration['percentile']:g}th percentile of rho"
-    if "rows" in calibration:
+    on = calibration.get("on", RETAIN_ROWS)
+    if on == "prompt-windows":
+        said += (
+            f" on {calibration['rows']} retain windows of the MMLU prompts' lengths (median "
+            f"{calibration['median_length']:g} tokens)"
+        )
+    elif on == "mmlu-dev":
+        said += f" on {calibration['rows']} MMLU prompts no evaluation scores"
+    elif "rows" in calibration:
         said += f" on {calibration['rows']} retain rows"
     if "bootstrap" in calibration:
         said += f" ({calibration['bootstrap']} bootstrap resamples)"
     return said
-
-
-@torch.no_grad()
-def gated(
-    ws: Workspace, iv: Intervention, sequences: Sequence[Sequence[int]]
-) -> Bool[np.ndarray, " n"]:
-    """Whether the gate edits each sequence: rho on the clean residual at the SAE's hook, as
-    the hook itself computes it (nothing upstream of the hook is edited)."""
-    assert iv.gate is not None
-    targets = list(iv.targets(ws.sae.cfg.d_sae))
-    out = np.zeros(len(sequences), dtype=bool)
-    pad = ws.tokenizer.pad_token_id or 0
-    adapter = adapter_for(ws.sae)
-    for group in batches([len(s) for s in sequences], MAX_BATCH_TOKENS):
-        tokens, mask = pad_right([sequences[i] for i in group], pad)
-        acts = adapter.selected_activations(ws.residual(tokens), targets)
-        rho = sequence_rho((acts > 0).any(dim=-1), mask)
-        out[group] = (rho > iv.gate.alpha).cpu().numpy()
-    return out

@@ -27,6 +27,7 @@ from core.errors import UserError
 from core.features.stats import feature_means
 from core.interventions.gate import GATE_RULES, Gate, sequence_rho
 from core.runtime.forward import model_lock, sequence_offset, sequence_positions
+from core.runtime.gate_record import note_decisions
 from core.sae.adapter import SAEAdapter, adapter_for
 
 if TYPE_CHECKING:
@@ -162,8 +163,9 @@ def edit(
         change[..., 0, :] = 0
     if iv.gate is not None:
         assert offset == 0, "a gate reads whole sequences: run them without a prefix cache"
-        rho = sequence_rho(any_fires[..., 0], *sequence_positions())
-        change = change * (rho > iv.gate.alpha)[:, None, None].to(change.dtype)
+        on = sequence_rho(any_fires[..., 0], *sequence_positions()) > iv.gate.alpha
+        note_decisions(on)  # the run's record of what it edited (core.runtime.gate_record)
+        change = change * on[:, None, None].to(change.dtype)
     touched = (change != 0).any(dim=-1, keepdim=True)
     if not touched.any():
         return x

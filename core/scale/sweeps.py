@@ -29,7 +29,7 @@ def sweep_on_ray(
     """core.sweeps.run.sweep with its evaluations (each point on each split it is
     measured on) computed on `pool`; `progress` counts evaluations."""
     ws = evaluator.ws
-    runs = planned_runs(ws, config)
+    runs = planned_runs(evaluator, config)
     evaluators = [Evaluator(ws, settings) for settings in sweep_settings(evaluator.settings)]
     prepare(evaluators, pool)
     todo = [

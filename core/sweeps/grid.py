@@ -10,13 +10,13 @@ import re
 from dataclasses import dataclass, replace
 
 from core.errors import UserError
+from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
 from core.features.stats import workspace_stats
-from core.interventions.calibration import calibrate
+from core.interventions.calibration import CALIBRATIONS, RETAIN_ROWS
 from core.interventions.edits import Intervention, check_edit, make_intervention
 from core.interventions.gate import Gate
 from core.selection.frequency import SelectionConfig, select_features
-from core.workspace.workspace import Workspace
 
 GATE_OFF = ("off", "none", "ungated")
 
@@ -54,6 +54,8 @@ class SweepConfig:
         gates: gate percentiles (METHOD §10), each calibrated on the point's own features;
             None is the ungated run, so (None, 95.0) draws both families.
         gate_rule: a key of `interventions.GATE_RULES`, for the gated points.
+        gate_calibration: a key of `calibration.CALIBRATIONS`: what the gates' alpha is a
+            percentile of rho on.
     """
 
     thresholds: tuple[float, ...] = (0.01,)
@@ -64,6 +66,7 @@ class SweepConfig:
     skip_bos: bool = True
     gates: tuple[float | None, ...] = (None,)
     gate_rule: str = "per feature"
+    gate_calibration: str = RETAIN_ROWS
 
     @classmethod
     def from_text(
@@ -93,6 +96,11 @@ class SweepConfig:
                 )
         if any(p is not None for p in self.gates):
             Gate(0.0, self.gate_rule).check(self.method)
+        if self.gate_calibration not in CALIBRATIONS:
+            raise UserError(
+                f"Unknown gate calibration '{self.gate_calibration}'; choose one of "
+                f"{', '.join(CALIBRATIONS)}."
+            )
 
     def points(self) -> list[tuple[float, int, float, float | None]]:
         return list(itertools.product(self.thresholds, self.ns, self.cs, self.gates))
@@ -115,10 +123,12 @@ class PlannedRun:
     intervention: Intervention | None
 
 
-def planned_runs(ws: Workspace, config: SweepConfig) -> list[PlannedRun]:
+def planned_runs(evaluator: Evaluator, config: SweepConfig) -> list[PlannedRun]:
     """The sweep's points in order, each with its intervention (gates calibrated on the
-    point's features from the retain cache)."""
+    point's features, on the text `config.gate_calibration` names for `evaluator`'s
+    questions)."""
     config.check()
+    ws = evaluator.ws
     table, _ = workspace_stats(ws)
     runs = []
     for threshold, n, c, percentile in config.points():
@@ -132,7 +142,8 @@ def planned_runs(ws: Workspace, config: SweepConfig) -> list[PlannedRun]:
             continue
         gate = None
         if percentile is not None:
-            gate = calibrate(ws, features, percentile, config.gate_rule)
+            on = config.gate_calibration
+            gate, _ = evaluator.gate(features, percentile, config.gate_rule, on)
             point["gate_alpha"] = gate.alpha
         values = [c] * len(features)
         iv = make_intervention(

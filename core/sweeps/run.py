@@ -22,7 +22,7 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
     the questions they are scored on (optimistic). `question_ids` are those the best point
     is chosen on."""
     ws = evaluator.ws
-    runs = planned_runs(ws, config)
+    runs = planned_runs(evaluator, config)
     chooser = None
     if evaluator.settings.split == "report":
         chooser = Evaluator(ws, sweep_settings(evaluator.settings)[1])

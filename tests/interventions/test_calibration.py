@@ -9,17 +9,11 @@ from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.settings import EvalSettings
-from core.interventions.calibration import (
-    bound_gate,
-    cached_rho,
-    calibrate,
-    describe,
-    gated,
-    kept_gate,
-)
+from core.interventions.calibration import bound_gate, calibrate, describe, kept_gate
 from core.interventions.edits import Intervention, edit
 from core.interventions.gate import Gate, sequence_rho
 from core.interventions.generation import generate
+from core.interventions.rho import cached_fires, forward_fires, prompt_rho, window_rho
 from core.sae.adapter import adapter_for
 from core.workspace.workspace import Workspace
 from tests.helpers import MEMO_DAMAGES, assert_moved_aside, damage_memo
@@ -107,7 +101,7 @@ def test_calibration_reads_rho_from_the_cache(small, pair):
     for feature in features:
         where, _ = cache.feature(feature)
         dense.flat[where] = True
-    rho = cached_rho(cache, features)
+    rho = cached_fires(cache, features)[:, 1:].mean(axis=1)
     np.testing.assert_allclose(rho, dense[:, 1:].mean(axis=1))
     gate = calibrate(small, features, percentile=95)
     assert np.percentile(rho, 80) <= gate.alpha <= rho.max()
@@ -139,20 +133,31 @@ def test_bad_gates_are_refused(small, features, percentile, message):
         calibrate(small, features, percentile)
 
 
-def test_an_evaluation_reports_how_often_the_gate_edits(small, pair, tmp_path):
+def test_an_evaluation_reports_how_often_the_gate_edits(small, pair, tmp_path, monkeypatch):
+    """The on-rates are the hook's own decisions in the scoring and loss passes: no other
+    pass to the SAE's hook runs, and they equal each sequence's decision taken alone."""
     _, _, features = pair
     settings = EvalSettings(question_limit=4, loss_rows=2, loss_context=32, known_filter=False)
     evaluator = Evaluator(small, settings)
     evaluator.folder = tmp_path
     gate = calibrate(small, features, percentile=95)
     iv = Intervention(tuple(features), (3.0,) * len(features), gate=gate)
+    questions = [evaluator.scorer.encode(q) for q in evaluator.questions("forget_questions")]
+    alone = prompt_rho(small, features, questions) > gate.alpha
+    loss_rows = evaluator.loss_text.rows["retain"].tolist()
+    rows_alone = prompt_rho(small, features, loss_rows) > gate.alpha
+
+    def no_second_pass(tokens):
+        raise AssertionError("a second pass to the SAE's hook")
+
+    monkeypatch.setattr(small, "residual", no_second_pass)
     result = evaluator.evaluate(iv)
     rates = result["metrics"]["gate"]
-    questions = [evaluator.scorer.encode(q) for q in evaluator.questions("forget_questions")]
     assert rates["wmdp"]["n"] == len(questions) > 0 and rates["retain_text"]["n"] == 2
-    assert rates["wmdp"]["on"] == gated(small, iv, questions).mean()
+    assert rates["wmdp"]["on"] == alone.mean()
+    assert rates["retain_text"]["on"] == rows_alone.mean()
     drill = [q["gated"] for q in result["questions"] if q["set"] == "forget_questions"]
-    assert drill == gated(small, iv, questions).tolist()  # the drill-down's "gated" column
+    assert drill == alone.tolist()  # the drill-down's "gated" column
     assert "each" not in rates["wmdp"]
     assert result["intervention"]["gate"]["alpha"] == gate.alpha
 
@@ -161,7 +166,6 @@ def test_calibration_without_a_cache_runs_to_the_hook_and_is_memoised(
     offline_ws, pair, tmp_path, monkeypatch
 ):
     from core.cache.build import build_caches
-    from core.interventions.calibration import forward_rho
     from tests.helpers import small_workspace_config
 
     _, _, features = pair
@@ -174,7 +178,9 @@ def test_calibration_without_a_cache_runs_to_the_hook_and_is_memoised(
     assert len(memo) == 1
     cache = SparseActivationStore.for_workspace(ws, "retain_corpus")
     build_caches(ws, [cache])
-    np.testing.assert_allclose(cached_rho(cache, features), forward_rho(ws, features, 4))
+    np.testing.assert_allclose(
+        window_rho(cached_fires(cache, features)), window_rho(forward_fires(ws, features, 4))
+    )
     assert calibrate(ws, features, percentile=90).alpha == gate.alpha  # the memo
     assert list((ws.folder / "gates").glob("alpha-*.json")) == memo
 
