@@ -32,6 +32,13 @@ def full(tmp_path):
     return make
 
 
+@pytest.fixture
+def labels_ws(small_app_ws, tmp_path, monkeypatch):
+    """The small workspace with a label database of its own (the shared one stays as is)."""
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path / "own-cache"))
+    return small_app_ws
+
+
 def _one_line(capsys) -> str:
     err = capsys.readouterr().err  # progress bars first, if any
     said = [line for line in err.splitlines() if "error: " in line]
@@ -39,8 +46,8 @@ def _one_line(capsys) -> str:
     return said[0]
 
 
-def test_export_into_a_full_disk_is_one_line(small_app_ws, full, capsys):
-    LabelStore.for_workspace(small_app_ws).set_label(3, label="kept")
+def test_export_into_a_full_disk_is_one_line(labels_ws, full, capsys):
+    LabelStore.for_workspace(labels_ws).set_label(3, label="kept")
     out = full("labels.csv")
     assert main(["export", "--format", "labels", "--out", str(out)]) == 2
     assert "No space left on device" in _one_line(capsys)
@@ -71,11 +78,12 @@ FILLS_UP = textwrap.dedent(
 )
 
 
-def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(small_app_ws, tmp_path):
-    store = LabelStore.for_workspace(small_app_ws)
+def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(labels_ws, tmp_path):
+    store = LabelStore.for_workspace(labels_ws)
     for feature in range(120):
         store.set_label(feature, label=f"feature {feature} " + "x" * 900)
-    out = tmp_path / "labels.csv"
+    out = tmp_path / "out" / "labels.csv"
+    out.parent.mkdir()
     out.write_text("the previous export\n")
     done = subprocess.run(
         [sys.executable, "-c", FILLS_UP, "export", "--format", "labels", "--out", str(out)],
@@ -89,4 +97,4 @@ def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(small_app_ws
     error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and "File too large" in error[0] and "Traceback" not in done.stderr
     assert out.read_text() == "the previous export\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]  # no partial file
+    assert [p.name for p in out.parent.iterdir()] == ["labels.csv"]  # no partial file
