@@ -74,7 +74,7 @@ def one_of(options) -> Callable[[str], str]:
 
     def parse(text: str) -> str:
         if text not in options:
-            raise ValueError(f"not one of {', '.join(map(str, options))}")
+            raise ValueError(f"not one of {', '.join(map(str, options)) or 'none here'}")
         return text
 
     return parse
