@@ -239,9 +239,7 @@ def test_run_tunes_on_the_selection_split_and_a_report_counts_the_looks_before_i
     ],
     ids=["above-nan-unknown", "below-huge-missing-set"],
 )
-def test_a_link_value_no_widget_can_take_is_ignored_with_a_notice(
-    small_app_env, monkeypatch, link
-):
+def test_a_link_value_no_widget_can_take_is_ignored_with_a_notice(small_app_env, monkeypatch, link):
     """/intervention?multiplier=100 crashed the page (StreamlitValueAboveMaxError)."""
     for key, value in small_app_env.items():
         monkeypatch.setenv(key, value)
