@@ -93,3 +93,19 @@ def test_screen_progress_lines_give_each_number_its_n_and_interval(
     assert together.endswith("(no SE: 1 row)")
     single = json.loads(out.read_text())["singles"][0]
     assert single["kept"] and len(single["side_drop_ci"]) == 2
+
+
+def test_eval_says_and_records_what_its_gate_was_calibrated_on(
+    small_app_env, monkeypatch, tmp_path, capsys
+):
+    for key, value in small_app_env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "gated.json"
+    argv = ["eval", "--features", "3080,1829", "--c", "2", "--questions", "4", "--skip-known"]
+    argv += ["--loss-rows", "1", "--gate", "90", "--gate-calibration", "prompt-windows"]
+    assert main([*argv, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "retain windows of the MMLU prompts' lengths" in said
+    assert "gate on: MMLU prompts (share of sequences edited)" in said
+    calibration = json.loads(out.read_text())["intervention"]["gate"]["calibration"]
+    assert calibration["on"] == "prompt-windows" and calibration["percentile"] == 90
