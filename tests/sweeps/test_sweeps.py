@@ -13,7 +13,7 @@ from core.evaluation.settings import EvalSettings
 from core.features.stats import workspace_stats
 from core.selection.frequency import SelectionConfig, select_features
 from core.selection.screening import ScreenConfig, screen
-from core.sweeps.grid import SweepConfig
+from core.sweeps.grid import SweepConfig, planned_runs
 from core.sweeps.run import sweep
 
 pytestmark = pytest.mark.model
@@ -96,3 +96,15 @@ def test_screen_refuses_a_bad_candidate_before_running_any(chooser):
 def test_screening_never_chooses_on_the_report_split(evaluator):
     with pytest.raises(UserError, match="selection split"):
         screen(evaluator, ScreenConfig((1, 2), c=20.0))
+
+
+def test_a_sweeps_gates_are_calibrated_on_the_text_it_names(evaluator):
+    config = SweepConfig((0.01,), (2,), (20.0,), gates=(None, 95.0))
+    windows = replace(config, gate_calibration="prompt-windows")
+    ungated, gated = planned_runs(evaluator, windows)
+    assert ungated.intervention.gate is None
+    assert gated.intervention.gate.calibration["on"] == "prompt-windows"
+    retain = planned_runs(evaluator, config)[1].intervention.gate
+    assert "on" not in retain.calibration  # the default keeps the retain rows' memo keys
+    with pytest.raises(UserError, match="Unknown gate calibration 'rows'"):
+        replace(config, gate_calibration="rows").check()
