@@ -7,6 +7,7 @@ from core import UserError
 from core.features.stats import VARIANTS
 from core.labels.store import DEFAULT_TAGS
 from pages.common import flag, from_url, one_of, plain, to_url, within, workspace_with_statistics
+from pages.effect_views import EFFECT_COLUMNS, effects_view, with_effects
 from pages.feature_views import contrast_view, feature_map_view, label_search_view
 from pages.label_views import label_form, recent_labels
 from pages.search_view import (
@@ -28,6 +29,7 @@ SORTS = {  # the table's order: columns, ascending
     "ratio (forget / retain)": (["ratio", "forget_freq"], False),
     "retain frequency, rarest first": (["retain_freq", "forget_freq"], [True, False]),
     "feature id": (["feature"], True),
+    "estimated forget effect": (["forget_effect"], False),
 }
 URL_KEYS = {  # every control a reload or a shared link restores, and how to read it back
     "mode": one_of(MODES),
@@ -60,6 +62,7 @@ floor = frequency_floor(tokens["retain"])
 view = search_view(table, store.labels(), set(current), variant, floor)
 ratio = frequency_charts(view, floor, config, current)
 feature_map_view(ws, view, ratio, store, current)
+view = with_effects(view, effects_view(ws))
 
 filters = st.columns([2, 2, 1, 1, 1, 2])
 text = filters[0].text_input("Search labels and notes (or a feature id)", key="search_text")
@@ -73,6 +76,13 @@ only_labelled = filters[4].checkbox("Labelled only", key="only_labelled")
 sort_columns, ascending = SORTS[filters[5].selectbox("Sort by", list(SORTS), key="sort")]
 to_url(*URL_KEYS)
 shown = filter_view(view, text, tags, min_forget, only_set, only_labelled)
+if "forget_effect" in view:
+    least = st.number_input("Min estimated forget effect", value=None, format="%.4f")
+    if least is not None:
+        shown = shown[shown["forget_effect"] >= least]
+elif "forget_effect" in sort_columns:
+    st.caption("Effects are not estimated at these settings: sorted by feature id.")
+    sort_columns, ascending = ["feature"], True
 shown = shown.sort_values(sort_columns, ascending=ascending).reset_index(drop=True)
 st.caption(f"{len(shown):,} of {len(view):,} features shown. Click a column header to sort.")
 edited = st.data_editor(
@@ -80,7 +90,15 @@ edited = st.data_editor(
     key=f"editor-{st.session_state.get('editor_round', 0)}",
     hide_index=True,
     height=420,
-    disabled=["feature", "forget_freq", "retain_freq", "ratio", "forget_max", "retain_max"],
+    disabled=[
+        "feature",
+        "forget_freq",
+        "retain_freq",
+        "ratio",
+        "forget_max",
+        "retain_max",
+        *EFFECT_COLUMNS,
+    ],
     column_config={
         "forget_freq": st.column_config.NumberColumn(format="%.5f"),
         "retain_freq": st.column_config.NumberColumn(format="%.5f"),
@@ -91,6 +109,7 @@ edited = st.data_editor(
         "retain_max": st.column_config.NumberColumn(format="%.2f"),
         "tags": st.column_config.TextColumn(help="comma-separated, e.g. biology, unclear"),
         "in_set": st.column_config.CheckboxColumn("in set"),
+        **{name: st.column_config.NumberColumn(format="%.4f") for name in EFFECT_COLUMNS},
     },
 )
 if len(shown):

@@ -1,11 +1,13 @@
-"""Commands that find features: the statistics table, the paper's selection, activation
-examples, gradient attribution."""
+"""Commands that find features: the statistics table, the paper's selection (by effect
+too), activation examples, gradient attribution."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli.common import (
     Subcommands,
@@ -20,6 +22,11 @@ from core.cli.common import (
 from core.errors import UserError
 from core.features.stats import VARIANTS
 from core.labels.store import LabelStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from core.workspace.workspace import Workspace
 
 
 def _check_rows(args: argparse.Namespace) -> None:
@@ -68,10 +75,14 @@ def _select(args: argparse.Namespace) -> None:
         config = SelectionConfig(args.threshold, args.n, args.variant)
     config.check()
     _check_rows(args)
+    if args.min_effect is not None and not math.isfinite(args.min_effect):
+        raise UserError(f"--min-effect must be a number, not {args.min_effect}.")
     if args.out:
         check_out(Path(args.out))
     ws = open_workspace(args)
     table, record = workspace_stats(ws, args.forget_rows, args.retain_rows)
+    if args.min_effect is not None:
+        table, record = _by_effect(ws, table, record, args)
     dsg = isinstance(config, DSGSelectionConfig)
     chosen = select_dsg(table, config) if dsg else select_features(table, config)
     v = config.variant
@@ -94,6 +105,25 @@ def _select(args: argparse.Namespace) -> None:
         )
     if args.out:
         write_out(args.out, selection_record(config, chosen["feature"].tolist(), record))
+
+
+def _by_effect(
+    ws: Workspace, table: pd.DataFrame, record: dict, args: argparse.Namespace
+) -> tuple[pd.DataFrame, dict]:
+    """The features whose estimated forget effect is at least --min-effect (METHOD §13;
+    the estimate alone decides, computed once per setting), and the rule in the record."""
+    from core.effects.table import EffectSettings, feature_effects, with_min_effect
+
+    least = args.min_effect
+    settings = EffectSettings(args.effect_rows, args.effect_context, args.effect_c, top_k=0)
+    kept = with_min_effect(table, feature_effects(ws, settings), least)
+    rule = (
+        f"estimated forget effect ≥ {least:g} (loss added per row when clamped alone to "
+        f"-{settings.c:g}; {settings.rows} rows x {settings.context_length} tokens of training "
+        "documents per corpus)"
+    )
+    print(f"{rule}: {len(kept):,} of {len(table):,} features kept")
+    return kept, record | {"min_effect": rule}
 
 
 def _examples(args: argparse.Namespace) -> None:
@@ -182,6 +212,14 @@ def add_commands(sub: Subcommands) -> None:
     select.add_argument("--n", type=int, default=20, help="how many features")
     select.add_argument("--variant", choices=list(VARIANTS), default="saebench")
     select.add_argument("--out", help="write the selection as JSON")
+    select.add_argument(
+        "--min-effect",
+        type=float,
+        help="keep only features whose estimated forget effect (loss added per row) is ≥ this",
+    )
+    select.add_argument("--effect-rows", type=int, default=16, help="rows per corpus (16)")
+    select.add_argument("--effect-context", type=int, default=128, help="tokens per row (128)")
+    select.add_argument("--effect-c", type=float, default=20.0, help="the clamp's c (20)")
     for cmd in (stats, select):
         cmd.add_argument("--forget-rows", type=int, help="rows of the forget cache to count")
         cmd.add_argument("--retain-rows", type=int, help="rows of the retain cache to count")

@@ -25,11 +25,10 @@ from core.errors import UserError
 from core.interventions.edits import Intervention, edit
 from core.runtime.forward import (
     LOGIT_CHUNK,
-    final_logits,
     model_lock,
+    next_token_losses,
     resume_layer,
     resumed_final_resid,
-    row_cross_entropy,
 )
 from core.sae.adapter import adapter_for
 
@@ -66,12 +65,12 @@ def _residual_gradient(
     with torch.enable_grad(), model_lock(model):
         final = resumed_final_resid(model, x, layer)
         leaf = final.detach().requires_grad_(True)
-        targets = tokens[:, 1:]
-        for start in range(0, targets.shape[1], LOGIT_CHUNK):
-            logits = final_logits(model, leaf[:, :-1][:, start : start + LOGIT_CHUNK])
-            want = targets[:, start : start + LOGIT_CHUNK]
-            ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), want, reduction="sum")
-            (ce / targets.shape[1]).backward()
+        targets, n = tokens[:, 1:], tokens.shape[1] - 1
+        for start in range(0, n, LOGIT_CHUNK):
+            chunk = slice(start, start + LOGIT_CHUNK)
+            (
+                next_token_losses(model, leaf[:, :-1][:, chunk], targets[:, chunk]).sum() / n
+            ).backward()
         (grad,) = torch.autograd.grad(final, x, grad_outputs=leaf.grad)
     return grad
 
@@ -116,18 +115,28 @@ def measured_effects(
     report: Report | None = None,
 ) -> Float[np.ndarray, "rows features"]:
     """Per row and feature the change in the row's mean CE when the feature alone is clamped
-    to −c where it fires: the blocks before the hook once per batch, the rest per feature."""
+    to −c where it fires. The blocks before the hook run once per batch; per feature only
+    the rows it fires in run the blocks after it, and only the positions from the first it
+    changes are unembedded (attention is causal: the ones before are the clean ones)."""
     layer, adapter, model = _resume_at(ws.hook), adapter_for(ws.sae), ws.model
     out = np.zeros((len(rows), len(features)))
     for start, tokens in _row_batches(rows, batch_rows, ws.device):
-        x = ws.residual(tokens)
+        x, targets = ws.residual(tokens), tokens[:, 1:]
         with model_lock(model):
-            clean = row_cross_entropy(model, resumed_final_resid(model, x, layer), tokens)
+            clean = next_token_losses(model, resumed_final_resid(model, x, layer)[:, :-1], targets)
             for column, feature in enumerate(features):
                 iv = Intervention((int(feature),), (float(c),), skip_bos=skip_bos)
-                edited = resumed_final_resid(model, edit(adapter, x, iv, [int(feature)]), layer)
-                loss = row_cross_entropy(model, edited, tokens)
-                out[start : start + len(tokens), column] = (loss - clean).cpu().numpy()
+                edited = edit(adapter, x, iv, [int(feature)])
+                changed = (edited != x).any(-1)[:, :-1]  # at positions that predict a token
+                hit = changed.any(1).nonzero().flatten()
+                if len(hit) == 0:
+                    continue  # it fires nowhere here: nothing changes
+                first = int(changed[hit].float().argmax(1).min())
+                final = resumed_final_resid(model, edited[hit], layer)[:, first:-1]
+                added = next_token_losses(model, final, targets[hit, first:]) - clean[hit, first:]
+                out[start + hit.cpu().numpy(), column] = (
+                    (added.sum(1) / targets.shape[1]).cpu().numpy()
+                )
         if report is not None:
             report(start + len(tokens), len(rows))
     return out

@@ -115,6 +115,16 @@ class FeatureEffects:
         return found
 
 
+def with_min_effect(table: pd.DataFrame, effects: FeatureEffects, least: float) -> pd.DataFrame:
+    """The rows of a feature table whose estimated forget effect (mean loss added per row)
+    is at least `least`: selection by effect, a filter before any other rule."""
+    if not math.isfinite(least):
+        raise UserError(f"The least effect must be a number, not {least}.")
+    estimate = effects.table().set_index("feature")["forget_effect"]
+    kept = table["feature"].map(estimate).to_numpy() >= least
+    return table[kept].reset_index(drop=True)
+
+
 def _se(per_row: np.ndarray) -> np.ndarray:
     """The standard error of each column's mean over rows (NaN with one row)."""
     if len(per_row) < 2:
@@ -143,16 +153,25 @@ def _provenance(ws: Workspace, settings: EffectSettings) -> dict:
     }
 
 
+def _path(ws: Workspace, provenance: dict) -> Path:
+    return ws.folder / "effects" / f"effects-{record_key(provenance)}.npz"
+
+
+def kept_effects(ws: Workspace, settings: EffectSettings) -> FeatureEffects | None:
+    """The effects of `settings` on `ws` when they were measured before (no model is run)."""
+    settings.check(ws.sae_width())
+    return _read(_path(ws, _provenance(ws, settings)))
+
+
 def feature_effects(
     ws: Workspace, settings: EffectSettings, report: Report | None = None
 ) -> FeatureEffects:
     """The effects of `settings` on `ws`, from disk when they were measured before."""
-    settings.check(ws.sae_width())
+    if (kept := kept_effects(ws, settings)) is not None:
+        return kept
     settings.check(ws.sae_width(), ws.model.cfg.n_ctx)
     provenance = _provenance(ws, settings)
-    path = ws.folder / "effects" / f"effects-{record_key(provenance)}.npz"
-    if (kept := _read(path)) is not None:
-        return kept
+    path = _path(ws, provenance)
     rows = {name: effect_rows(ws, role, settings) for name, role in SETS.items()}
     total = 2 * sum(len(r) for r in rows.values())
     done = 0

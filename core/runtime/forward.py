@@ -147,16 +147,16 @@ def resumed_final_resid(
     return model(resid, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
 
 
-def row_cross_entropy(
-    model: Model, final: Float[Tensor, "batch pos d_model"], tokens: Int[Tensor, "batch pos"]
-) -> Float[Tensor, " batch"]:
-    """Each row's mean next-token cross-entropy from the residual after the last block, the
-    logits a chunk of positions at a time; differentiable in `final`."""
-    targets, predicting = tokens[:, 1:].to(final.device), final[:, :-1]
-    total = torch.zeros(len(tokens), dtype=torch.float64, device=final.device)
+def next_token_losses(
+    model: Model, final: Float[Tensor, "batch n d_model"], targets: Int[Tensor, "batch n"]
+) -> Float[Tensor, "batch n"]:
+    """The cross-entropy (float64) of each target from the residual after the last block at
+    the position before it; the logits a chunk of positions at a time. Differentiable."""
+    targets = targets.to(final.device)
+    losses = [torch.zeros(len(targets), 0, dtype=torch.float64, device=final.device)]
     for start in range(0, targets.shape[1], LOGIT_CHUNK):
-        logits = final_logits(model, predicting[:, start : start + LOGIT_CHUNK])
+        logits = final_logits(model, final[:, start : start + LOGIT_CHUNK])
         want = targets[:, start : start + LOGIT_CHUNK]
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), want, reduction="none")
-        total = total + ce.double().sum(1)
-    return total / targets.shape[1]
+        losses.append(ce.double())
+    return torch.cat(losses, 1)

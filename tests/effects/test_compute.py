@@ -14,7 +14,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from core.effects.compute import estimated_effects, measured_effects
 from core.errors import UserError
 from core.interventions.edits import Intervention, applied
-from core.runtime.forward import hook_resid, resumed_final_resid, row_cross_entropy
+from core.runtime.forward import hook_resid, next_token_losses, resumed_final_resid
 
 HOOK = "blocks.0.hook_resid_post"
 
@@ -46,7 +46,8 @@ def tiny():
 
 
 def _row_loss(ws, x, tokens) -> np.ndarray:
-    return row_cross_entropy(ws.model, resumed_final_resid(ws.model, x, 1), tokens).numpy()
+    final = resumed_final_resid(ws.model, x, 1)[:, :-1]
+    return next_token_losses(ws.model, final, tokens[:, 1:]).mean(1).numpy()
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import csv
 
 import pytest
 
+from core.cache.build import build_caches
 from core.cli import main
 from core.effects.table import EffectSettings, effect_rows, feature_effects
 from core.workspace.workspace import Workspace
@@ -55,6 +56,21 @@ def test_a_damaged_effects_memo_is_measured_again(config, caplog):
     again = feature_effects(ws, settings)
     assert (again.arrays["candidates"] == first.arrays["candidates"]).all()
     assert "is damaged" in caplog.text and list((ws.folder / "effects").glob("*.damaged-*"))
+
+
+@pytest.mark.model
+def test_select_keeps_only_features_whose_estimated_effect_is_large_enough(config, capsys):
+    ws = Workspace.open(str(config))
+    build_caches(ws)
+    argv = ["select", "--workspace", str(config), "--threshold", "1", "--n", "4096"]
+    argv += ["--effect-rows", "2", "--effect-context", "16"]
+    assert main([*argv, "--min-effect", "0.001"]) == 0
+    shown = capsys.readouterr().out
+    assert "estimated forget effect ≥ 0.001" in shown and "features kept" in shown
+    table = feature_effects(ws, EffectSettings(2, 16, top_k=0)).table()
+    large = set(table.loc[table["forget_effect"] >= 0.001, "feature"])
+    listed = {int(line.split()[1]) for line in shown.splitlines() if line[:5].strip().isdigit()}
+    assert listed and listed <= large
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.base.paths import REPO_ROOT
+from core.effects.table import EffectSettings, feature_effects
 from core.features.stats import workspace_stats
 from core.labels.store import LabelStore
 from core.selection.frequency import DSGSelectionConfig, select_dsg
@@ -145,3 +146,21 @@ def test_a_shared_link_restores_the_search_controls(small_app_env, monkeypatch):
     at.number_input(key="top_n").set_value(9).run()
     at.text_input(key="search_text").input("").run()
     assert at.query_params["top_n"] == "9" and "search_text" not in at.query_params
+
+
+def test_effects_estimated_at_the_pages_settings_join_the_table(app):
+    ws = Workspace.open("offline-gemma3-270m")
+    feature_effects(ws, EffectSettings(2, 16, 20.0, 3))  # as the page's button would
+    app.number_input(key="effect_rows").set_value(2)
+    app.number_input(key="effect_context").set_value(16)
+    app.number_input(key="effect_k").set_value(3).run()
+    app.selectbox(key="sort").set_value("estimated forget effect").run()
+    assert not app.exception
+    caption = " ".join(item.value for item in app.caption)
+    assert "mean over 2 forget and 2 retain rows × 16 tokens" in caption
+    assert "How well the estimate ranks the measured effect: forget: Spearman" in caption
+    assert "(n = 3," in caption
+    assert not any(b.label == "Estimate effects (loads the model)" for b in app.button)
+    app.number_input(key="effect_rows").set_value(3).run()  # not estimated at 3 rows
+    assert any(b.label == "Estimate effects (loads the model)" for b in app.button)
+    assert "sorted by feature id" in " ".join(item.value for item in app.caption)

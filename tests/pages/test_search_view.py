@@ -25,3 +25,25 @@ def test_a_feature_never_seen_on_retain_text_ranks_by_its_forget_frequency():
     order = view.sort_values("ratio", ascending=False)["feature"].tolist()
     assert order == [2, 1, 0]  # 0.15 / 0.005 > 0.2 / 0.01 > 0.001 / 0.005
     assert filter_view(view, only_in_set=True)["feature"].tolist() == [1]
+
+
+def test_effects_join_each_beside_its_error_and_unmeasured_stays_empty():
+    from core.effects.table import FeatureEffects
+    from pages.effect_views import with_effects
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "estimated_forget": rng.normal(1.0, 0.1, (4, 3)),
+        "estimated_retain": rng.normal(0.0, 0.1, (4, 3)),
+        "candidates": np.array([1]),
+        "measured_forget": rng.normal(1.0, 0.1, (4, 1)),
+        "measured_retain": rng.normal(0.0, 0.1, (4, 1)),
+    }
+    effects = FeatureEffects(arrays, {}).table()
+    view = with_effects(search_view(_table(), {}, set(), "saebench"), effects)
+    assert np.allclose(view["forget_effect"], arrays["estimated_forget"].mean(0))
+    assert np.allclose(view["forget_effect_se"], arrays["estimated_forget"].std(0, ddof=1) / 2)
+    assert view["measured_forget"].isna().tolist() == [True, False, True]
+    unbounded = view["effect_ratio_low"].isna()  # retain effects near 0: no interval
+    assert unbounded.all() and view["effect_ratio"].notna().all()
+    assert with_effects(view, None) is view

@@ -1,0 +1,88 @@
+"""Effects on the feature search page: what clamping each feature alone does (METHOD §13),
+estimated for every feature and measured for the top candidates, joined to the table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import UserError, Workspace
+from core.effects.table import EffectSettings, FeatureEffects, feature_effects, kept_effects
+from pages.common import ProgressBar, plain
+
+EFFECT_COLUMNS = {  # the table's column: the effects table's
+    "forget_effect": "forget_effect",
+    "forget_effect_se": "forget_effect_se",
+    "retain_effect": "retain_effect",
+    "retain_effect_se": "retain_effect_se",
+    "effect_ratio": "ratio",
+    "effect_ratio_low": "ratio_low",
+    "effect_ratio_high": "ratio_high",
+    "measured_forget": "measured_forget",
+    "measured_forget_se": "measured_forget_se",
+}
+
+
+def _agreement(effects: FeatureEffects) -> str:
+    said = []
+    for name, found in effects.agreement().items():
+        if found["spearman"] is None:
+            said.append(f"{name}: not computed ({found['n']} measured; it needs 3)")
+        else:
+            said.append(
+                f"{name}: Spearman {found['spearman']:+.2f} (n = {found['n']}, "
+                f"p = {found['p']:.2g})"
+            )
+    return "How well the estimate ranks the measured effect: " + "; ".join(said) + "."
+
+
+def effects_view(ws: Workspace) -> pd.DataFrame | None:
+    """Controls to estimate the effects, and their table when they were estimated at these
+    settings (computed on a click: it loads the model)."""
+    with st.expander("Effects: the loss added when a feature alone is clamped (METHOD §13)"):
+        cols = st.columns(4)
+        rows = cols[0].number_input("Rows per corpus", 1, 1024, 16, key="effect_rows")
+        context = cols[1].number_input("Tokens per row", 8, 1024, 128, key="effect_context")
+        c = cols[2].number_input("c (clamp to −c)", 0.01, 10_000.0, 20.0, key="effect_c")
+        top_k = cols[3].number_input("Measure the top K", 0, ws.sae_width(), 20, key="effect_k")
+        settings = EffectSettings(int(rows), int(context), float(c), int(top_k))
+        try:
+            effects = kept_effects(ws, settings)
+            if effects is None and st.button("Estimate effects (loads the model)"):
+                bar = ProgressBar("Loading the model…")
+                effects = feature_effects(
+                    ws, settings, lambda done, total: bar.count(done, total, "rows")
+                )
+                bar.empty()
+        except UserError as exc:
+            st.error(plain(exc))
+            return None
+        if effects is None:
+            st.caption(
+                "Not estimated at these settings. Headless: `python -m core effects "
+                f"--workspace {ws.name} --rows {rows} --context {context} --c {c:g} "
+                f"--top-k {top_k}`."
+            )
+            return None
+        measured = effects.provenance["rows"]
+        st.caption(
+            f"Change in each row's mean loss when the feature alone is set to −{c:g} where it "
+            f"fires ({effects.provenance['bos']}), mean over {measured['forget']} forget and "
+            f"{measured['retain']} retain rows × {context} tokens of training documents (never "
+            "the held-out rows evaluations report). The estimate is first order, for every "
+            f"feature; the top {top_k} by estimated forget effect are also measured. "
+            + _agreement(effects)
+        )
+    return effects.table()
+
+
+def with_effects(view: pd.DataFrame, effects: pd.DataFrame | None) -> pd.DataFrame:
+    """The search view with the effect columns, each beside its SE or interval (empty: not
+    measured, or a ratio whose interval is unbounded); unchanged without effects."""
+    if effects is None:
+        return view
+    columns = effects.set_index("feature")
+    joined = view.copy()
+    for name, source in EFFECT_COLUMNS.items():
+        joined[name] = joined["feature"].map(columns[source])
+    return joined
