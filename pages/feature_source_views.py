@@ -9,6 +9,7 @@ import streamlit as st
 from core import UserError, Workspace
 from core.evaluation.settings import EvalSettings
 from core.features.stats import VARIANTS
+from core.interventions.calibration import CALIBRATIONS, RETAIN_ROWS
 from core.labels.sets import FeatureSet
 from core.labels.store import LabelStore
 from core.selection import sources
@@ -133,8 +134,8 @@ def feature_source_view(
 
 def gate_kept_with(feature_set: FeatureSet | None, features: list[int]) -> dict | None:
     """The gate a set was saved with (METHOD §10), while its features are unchanged; the
-    first time the set is chosen, the form's gate starts on with the kept rule and
-    percentile (its alpha is used as saved)."""
+    first time the set is chosen, the form's gate starts on with the kept rule, percentile
+    and calibration (its alpha is used as saved)."""
     if feature_set is None or not feature_set.gate or features != list(feature_set.features):
         return None
     kept = feature_set.gate
@@ -142,6 +143,8 @@ def gate_kept_with(feature_set: FeatureSet | None, features: list[int]) -> dict 
         st.session_state["gate_from"] = feature_set.name
         kept_percentile = float(kept["calibration"]["percentile"])
         st.session_state.update(gate=True, gate_rule=kept["rule"])
+        if (on := kept["calibration"].get("on", RETAIN_ROWS)) in CALIBRATIONS:
+            st.session_state["gate_calibration"] = on
         if 50.0 <= kept_percentile <= 99.9:  # the percentile box's range
             st.session_state["gate_percentile"] = kept_percentile
     return kept
