@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import UserError, Workspace
 from core.effects.table import EffectSettings, FeatureEffects, feature_effects, kept_effects
+from core.selection.sources import typical_clamp
 from pages.common import ProgressBar, plain
 
 EFFECT_COLUMNS = {  # the table's column: the effects table's
@@ -36,14 +37,16 @@ def _agreement(effects: FeatureEffects) -> str:
     return "How well the estimate ranks the measured effect: " + "; ".join(said) + "."
 
 
-def effects_view(ws: Workspace) -> pd.DataFrame | None:
-    """Controls to estimate the effects, and their table when they were estimated at these
-    settings (computed on a click: it loads the model)."""
+def effects_view(ws: Workspace, table: pd.DataFrame) -> pd.DataFrame | None:
+    """Controls to estimate the effects (c on the SAE's own scale unless changed), and their
+    table when they were estimated at these settings (computed on a click: it loads the
+    model)."""
     with st.expander("Effects: the loss added when a feature alone is clamped (METHOD §13)"):
         cols = st.columns(4)
         rows = cols[0].number_input("Rows per corpus", 1, 1024, 16, key="effect_rows")
         context = cols[1].number_input("Tokens per row", 8, 1024, 128, key="effect_context")
-        c = cols[2].number_input("c (clamp to −c)", 0.01, 10_000.0, 20.0, key="effect_c")
+        scale = typical_clamp(table, table["feature"].tolist())
+        c = cols[2].number_input("c (clamp to −c)", 0.01, 10_000.0, scale, key="effect_c")
         top_k = cols[3].number_input("Measure the top K", 0, ws.sae_width(), 20, key="effect_k")
         settings = EffectSettings(int(rows), int(context), float(c), int(top_k))
         try:

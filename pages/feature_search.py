@@ -62,7 +62,7 @@ floor = frequency_floor(tokens["retain"])
 view = search_view(table, store.labels(), set(current), variant, floor)
 ratio = frequency_charts(view, floor, config, current)
 feature_map_view(ws, view, ratio, store, current)
-view = with_effects(view, effects_view(ws))
+view = with_effects(view, effects_view(ws, table))
 
 filters = st.columns([2, 2, 1, 1, 1, 2])
 text = filters[0].text_input("Search labels and notes (or a feature id)", key="search_text")

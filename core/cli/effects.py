@@ -6,8 +6,12 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli.common import Subcommands, check_out, command, open_workspace, write_file
+
+if TYPE_CHECKING:
+    from core.workspace.workspace import Workspace
 
 
 def _number(row: dict, column: str) -> str:
@@ -26,6 +30,16 @@ def _ratio(row: dict) -> str:
     return f"ratio {row['ratio']:+.2f} [{row['ratio_low']:+.2f}, {row['ratio_high']:+.2f}]"
 
 
+def feature_scale(ws: Workspace) -> float:
+    """A c on the SAE's own scale: twice the median of the features' largest activation on
+    forget text (`sources.typical_clamp`), from the workspace's statistics."""
+    from core.features.stats import workspace_stats
+    from core.selection.sources import typical_clamp
+
+    table, _ = workspace_stats(ws)
+    return typical_clamp(table, table["feature"].tolist())
+
+
 def _effects(args: argparse.Namespace) -> None:
     from core.effects.table import EffectSettings, feature_effects
 
@@ -33,7 +47,8 @@ def _effects(args: argparse.Namespace) -> None:
     if out is not None:
         check_out(out)
     ws = open_workspace(args)
-    settings = EffectSettings(args.rows, args.context, args.c, args.top_k, not args.edit_bos)
+    c = args.c if args.c is not None else feature_scale(ws)
+    settings = EffectSettings(args.rows, args.context, c, args.top_k, not args.edit_bos)
     effects = feature_effects(
         ws, settings, lambda done, total: print(f"[{done}/{total}] rows", file=sys.stderr)
     )
@@ -77,7 +92,12 @@ def add_commands(sub: Subcommands) -> None:
     )
     cmd.add_argument("--rows", type=int, default=16, help="rows per corpus (default 16)")
     cmd.add_argument("--context", type=int, default=128, help="tokens per row (default 128)")
-    cmd.add_argument("--c", type=float, default=20.0, help="clamp to -c where it fires (20)")
+    cmd.add_argument(
+        "--c",
+        type=float,
+        help="clamp to -c where it fires (default: twice the median feature's largest "
+        "activation on forget text, the SAE's own scale)",
+    )
     cmd.add_argument(
         "--top-k", type=int, default=100, help="measure the top K by estimated forget effect"
     )

@@ -112,10 +112,12 @@ def _by_effect(
 ) -> tuple[pd.DataFrame, dict]:
     """The features whose estimated forget effect is at least --min-effect (METHOD §13;
     the estimate alone decides, computed once per setting), and the rule in the record."""
+    from core.cli.effects import feature_scale
     from core.effects.table import EffectSettings, feature_effects, with_min_effect
 
     least = args.min_effect
-    settings = EffectSettings(args.effect_rows, args.effect_context, args.effect_c, top_k=0)
+    c = args.effect_c if args.effect_c is not None else feature_scale(ws)
+    settings = EffectSettings(args.effect_rows, args.effect_context, c, top_k=0)
     kept = with_min_effect(table, feature_effects(ws, settings), least)
     rule = (
         f"estimated forget effect ≥ {least:g} (loss added per row when clamped alone to "
@@ -219,7 +221,7 @@ def add_commands(sub: Subcommands) -> None:
     )
     select.add_argument("--effect-rows", type=int, default=16, help="rows per corpus (16)")
     select.add_argument("--effect-context", type=int, default=128, help="tokens per row (128)")
-    select.add_argument("--effect-c", type=float, default=20.0, help="the clamp's c (20)")
+    select.add_argument("--effect-c", type=float, help="the clamp's c (the SAE's own scale)")
     for cmd in (stats, select):
         cmd.add_argument("--forget-rows", type=int, help="rows of the forget cache to count")
         cmd.add_argument("--retain-rows", type=int, help="rows of the retain cache to count")

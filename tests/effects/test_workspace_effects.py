@@ -8,6 +8,7 @@ import pytest
 
 from core.cache.build import build_caches
 from core.cli import main
+from core.cli.effects import feature_scale
 from core.effects.table import EffectSettings, effect_rows, feature_effects
 from core.workspace.workspace import Workspace
 from tests.helpers import small_workspace_config
@@ -17,7 +18,10 @@ TINY = ["--rows", "2", "--context", "16", "--top-k", "3", "--show", "3"]
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    return small_workspace_config(tmp_path_factory.mktemp("effects"), workspace__name="effects")
+    """A small workspace of its own, its caches built (its statistics give c's scale)."""
+    path = small_workspace_config(tmp_path_factory.mktemp("effects"), workspace__name="effects")
+    build_caches(Workspace.open(str(path)))
+    return path
 
 
 @pytest.mark.model
@@ -32,7 +36,9 @@ def test_effects_of_every_feature_and_the_measured_top_three(config, tmp_path, c
     measured = [row for row in table if row["measured_forget"] != "not measured"]
     assert len(measured) == 3 and all(row["forget_effect_se"] for row in measured)
     ws = Workspace.open(str(config))
-    effects = feature_effects(ws, EffectSettings(2, 16, 20.0, 3))  # the memo: no model run
+    c = feature_scale(ws)  # the SAE's own scale, the default
+    assert f"to -{c:g} where it fires" in shown and 0 < c < 20
+    effects = feature_effects(ws, EffectSettings(2, 16, c, 3))  # the memo: no model run
     best = effects.table().sort_values("forget_effect", ascending=False).head(3)
     assert sorted(best["feature"]) == sorted(int(row["feature"]) for row in measured)
 
@@ -49,7 +55,7 @@ def test_rows_come_from_training_documents_only(config):
 @pytest.mark.model
 def test_a_damaged_effects_memo_is_measured_again(config, caplog):
     ws = Workspace.open(str(config))
-    settings = EffectSettings(2, 16, 20.0, 3)
+    settings = EffectSettings(2, 16, feature_scale(ws), 3)  # the memo the CLI test made
     first = feature_effects(ws, settings)
     (path,) = (ws.folder / "effects").glob("effects-*.npz")
     path.write_bytes(path.read_bytes()[:100])
@@ -61,13 +67,12 @@ def test_a_damaged_effects_memo_is_measured_again(config, caplog):
 @pytest.mark.model
 def test_select_keeps_only_features_whose_estimated_effect_is_large_enough(config, capsys):
     ws = Workspace.open(str(config))
-    build_caches(ws)
     argv = ["select", "--workspace", str(config), "--threshold", "1", "--n", "4096"]
     argv += ["--effect-rows", "2", "--effect-context", "16"]
     assert main([*argv, "--min-effect", "0.001"]) == 0
     shown = capsys.readouterr().out
     assert "estimated forget effect ≥ 0.001" in shown and "features kept" in shown
-    table = feature_effects(ws, EffectSettings(2, 16, top_k=0)).table()
+    table = feature_effects(ws, EffectSettings(2, 16, feature_scale(ws), top_k=0)).table()
     large = set(table.loc[table["forget_effect"] >= 0.001, "feature"])
     listed = {int(line.split()[1]) for line in shown.splitlines() if line[:5].strip().isdigit()}
     assert listed and listed <= large

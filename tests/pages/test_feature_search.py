@@ -12,6 +12,7 @@ from core.effects.table import EffectSettings, feature_effects
 from core.features.stats import workspace_stats
 from core.labels.store import LabelStore
 from core.selection.frequency import DSGSelectionConfig, select_dsg
+from core.selection.sources import typical_clamp
 from core.workspace.workspace import Workspace
 from tests.helpers import open_app_page
 
@@ -150,7 +151,9 @@ def test_a_shared_link_restores_the_search_controls(small_app_env, monkeypatch):
 
 def test_effects_estimated_at_the_pages_settings_join_the_table(app):
     ws = Workspace.open("offline-gemma3-270m")
-    feature_effects(ws, EffectSettings(2, 16, 20.0, 3))  # as the page's button would
+    table, _ = workspace_stats(ws)
+    c = typical_clamp(table, table["feature"].tolist())  # the page's default c
+    feature_effects(ws, EffectSettings(2, 16, c, 3))  # as the page's button would
     app.number_input(key="effect_rows").set_value(2)
     app.number_input(key="effect_context").set_value(16)
     app.number_input(key="effect_k").set_value(3).run()

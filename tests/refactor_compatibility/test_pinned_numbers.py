@@ -109,7 +109,8 @@ def disk_keys(ws: Workspace) -> dict:
     question and text files and by the new settings, split and min_known; so was the known
     record's: one record per question set, so samples of other sizes keep their own; and
     both again when memos were keyed by the model's exact weights and the torch,
-    transformer-lens and sae-lens versions.)"""
+    transformer-lens and sae-lens versions; the caches' folders when their spec gained the
+    model's exact weights, `model_weights`.)"""
     settings = EvalSettings(
         question_limit=2, loss_rows=1, loss_context=32, known_filter=False, split="all"
     )
