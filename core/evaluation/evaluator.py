@@ -215,7 +215,10 @@ class Evaluator:
     @cached_property
     def _data_fingerprints(self) -> dict[str, str]:
         """Content hashes of the questions and texts every run reads (a changed file, e.g.
-        re-keyed answers, never reuses a memo)."""
+        re-keyed answers, or a hub dataset's new commit, never reuses a memo). The questions
+        are loaded first: a hub dataset is then prepared and its commit known, so the key
+        does not move after the first run."""
+        _ = self.protocol.sampled_questions
         roles = (FORGET, SIDE, *(role for role, _ in LOSS_SETS.values()))
         return {role: data.fingerprint(self.ws.config, role) for role in dict.fromkeys(roles)}
 

@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Float
 
 from core.base.records import NUMBER, read_memo, record_key, write_json
-from core.cache.spec import cache_spec, default_rows
+from core.cache.spec import default_rows
 from core.cache.store import SparseActivationStore
 from core.errors import UserError
 from core.interventions.gate import Gate
@@ -187,7 +187,8 @@ def bound_gate(ws: Workspace, kept: dict, features: Sequence[int]) -> Gate:
     percentile of another distribution. (Records saved before these were kept name the
     retain cache only, which names the SAE.)"""
     calibration = kept["calibration"]
-    wanted = _calibrated_for(ws, features, cache_spec(ws, "retain_corpus").key())
+    retain = SparseActivationStore.for_workspace(ws, "retain_corpus")  # as `calibrate` reads it
+    wanted = _calibrated_for(ws, features, retain.spec.key())
     said = {"features": "other features", "sae": "another SAE", "cache": "another retain cache"}
     differs = [said[k] for k, v in wanted.items() if k in calibration and calibration[k] != v]
     if differs:
