@@ -15,6 +15,7 @@ from core.features.examples import (
 )
 from core.features.stats import bin_centers, feature_frequency, feature_histogram
 from pages.common import plain, url_value, within, workspace_with_statistics
+from pages.effect_views import feature_effect_caption
 from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
 from pages.label_views import label_form, recent_labels
 from pages.token_render import render_tokens
@@ -78,6 +79,7 @@ for column, name in zip(numbers, caches, strict=False):
     )
 numbers[2].metric("Max on forget", f"{row[f'forget_max_{variant}']:.2f}")
 numbers[3].metric("Max on retain", f"{row[f'retain_max_{variant}']:.2f}")
+st.caption(feature_effect_caption(ws, table, feature))
 intervals = "; ".join(
     f"{name} [{found.low:.5f}, {found.high:.5f}] over {found.rows:,} rows"
     for name, found in frequency.items()

@@ -11,6 +11,7 @@ from core.effects.table import EffectSettings, FeatureEffects, feature_effects, 
 from core.selection.sources import typical_clamp
 from pages.common import ProgressBar, plain
 
+SETTINGS_KEY = "effect_settings"  # not a widget's: it outlives the page
 EFFECT_COLUMNS = {  # the table's column: the effects table's
     "forget_effect": "forget_effect",
     "forget_effect_se": "forget_effect_se",
@@ -37,6 +38,42 @@ def _agreement(effects: FeatureEffects) -> str:
     return "How well the estimate ranks the measured effect: " + "; ".join(said) + "."
 
 
+def page_settings(table: pd.DataFrame) -> EffectSettings:
+    """The effect settings the feature search page last used (its defaults before)."""
+    scale = typical_clamp(table, table["feature"].tolist())
+    return st.session_state.get(SETTINGS_KEY) or EffectSettings(16, 128, scale, 20)
+
+
+def feature_effect_caption(ws: Workspace, table: pd.DataFrame, feature: int) -> str:
+    """One feature's effect as the feature search page estimated it, each number with its
+    SE and n; or how to estimate it."""
+    settings = page_settings(table)
+    try:
+        effects = kept_effects(ws, settings)
+    except UserError as exc:
+        return plain(exc)
+    if effects is None:
+        return (
+            f"Effect when clamped alone (c = {settings.c:g}): not estimated at the feature "
+            "search page's settings (its Effects panel, or `python -m core effects`)."
+        )
+    row = effects.table().iloc[feature]
+    rows = effects.provenance["rows"]
+
+    def said(column: str) -> str:
+        if pd.isna(row[column]):
+            return "not measured"
+        se = row[f"{column}_se"]
+        return f"{row[column]:+.4f}" + ("" if pd.isna(se) else f" ± {se:.4f}")
+
+    return (
+        f"Effect when clamped alone to −{settings.c:g} (mean loss added per row ± SE; "
+        f"{rows['forget']} forget, {rows['retain']} retain rows × {settings.context_length} "
+        f"tokens): estimated forget {said('forget_effect')}, retain {said('retain_effect')}; "
+        f"measured forget {said('measured_forget')}, retain {said('measured_retain')}."
+    )
+
+
 def effects_view(ws: Workspace, table: pd.DataFrame) -> pd.DataFrame | None:
     """Controls to estimate the effects (c on the SAE's own scale unless changed), and their
     table when they were estimated at these settings (computed on a click: it loads the
@@ -49,6 +86,7 @@ def effects_view(ws: Workspace, table: pd.DataFrame) -> pd.DataFrame | None:
         c = cols[2].number_input("c (clamp to −c)", 0.01, 10_000.0, scale, key="effect_c")
         top_k = cols[3].number_input("Measure the top K", 0, ws.sae_width(), 20, key="effect_k")
         settings = EffectSettings(int(rows), int(context), float(c), int(top_k))
+        st.session_state[SETTINGS_KEY] = settings  # what the examples page shows
         try:
             effects = kept_effects(ws, settings)
             if effects is None and st.button("Estimate effects (loads the model)"):

@@ -167,3 +167,8 @@ def test_effects_estimated_at_the_pages_settings_join_the_table(app):
     app.number_input(key="effect_rows").set_value(3).run()  # not estimated at 3 rows
     assert any(b.label == "Estimate effects (loads the model)" for b in app.button)
     assert "sorted by feature id" in " ".join(item.value for item in app.caption)
+    app.number_input(key="effect_rows").set_value(2).run()
+    app.switch_page("pages/activation_examples.py").run()  # the feature's own effect
+    shown = " ".join(item.value for item in app.caption)
+    assert "Effect when clamped alone to −" in shown and "2 forget, 2 retain rows × 16" in shown
+    assert "estimated forget +" in shown or "estimated forget -" in shown
