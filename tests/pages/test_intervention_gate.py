@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.labels.store import LabelStore
 from tests.helpers import open_app_page, shown
+from tests.pages.test_intervention import _run_and_wait
 
 pytestmark = pytest.mark.model
 
@@ -20,7 +21,7 @@ def test_a_gate_calibrated_on_prompt_length_windows_says_so(small_app_env, monke
     app.session_state["gate"] = True  # in a form, a toggle counts on submit only
     app.run()
     app.selectbox(key="gate_calibration").set_value("prompt-windows")
-    next(b for b in app.button if b.label == "Run").click().run()  # the gate is made first
+    _run_and_wait(app)  # the run's thread holds the model's hooks until it ends
     said = [shown(c.value) for c in app.caption if "Gate: " in shown(c.value)]
     errors = [shown(e.value) for e in app.error]
     assert said and "retain windows of the MMLU prompts' lengths" in said[0], (said, errors)
