@@ -15,11 +15,11 @@ pytestmark = pytest.mark.model
 def test_a_gate_calibrated_on_prompt_length_windows_says_so(small_app_env, monkeypatch):
     app: AppTest = open_app_page(small_app_env, monkeypatch, "pages/intervention.py", timeout=600)
     next(n for n in app.number_input if n.label == "n").set_value(3).run()
+    app.session_state["gate"] = True  # in a form, a toggle counts on submit only
+    app.run()  # so the form's values are set after this run and sent with the submit
     next(n for n in app.number_input if n.label == "Questions per set (0 = all)").set_value(4)
     next(n for n in app.number_input if n.label == "Loss rows per text").set_value(1)
     next(t for t in app.toggle if t.label == "Known-question filter").set_value(False)
-    app.session_state["gate"] = True  # in a form, a toggle counts on submit only
-    app.run()
     app.selectbox(key="gate_calibration").set_value("prompt-windows")
     _run_and_wait(app)  # the run's thread holds the model's hooks until it ends
     said = [shown(c.value) for c in app.caption if "Gate: " in shown(c.value)]
