@@ -11,6 +11,7 @@ from pages.effect_views import EFFECT_COLUMNS, effects_view, with_effects
 from pages.feature_views import contrast_view, feature_map_view, label_search_view
 from pages.label_views import label_form, recent_labels
 from pages.search_view import (
+    VIEW_COLUMNS,
     filter_view,
     frequency_floor,
     label_edits,
@@ -23,7 +24,8 @@ from pages.set_views import export_import_view, feature_sets_view
 st.title("Feature search")
 ws, table, provenance, store = workspace_with_statistics()
 
-SORTS = {  # the table's order: columns, ascending
+SORTS = {  # the table's order: columns, ascending; the first is the default
+    "ratio, its 95% interval's low end": (["ratio_low", "ratio", "forget_freq"], False),
     "set, then forget frequency": (["in_set", "forget_freq"], False),
     "forget frequency": (["forget_freq"], False),
     "ratio (forget / retain)": (["ratio", "forget_freq"], False),
@@ -31,6 +33,7 @@ SORTS = {  # the table's order: columns, ascending
     "feature id": (["feature"], True),
     "estimated forget effect": (["forget_effect"], False),
 }
+EDITABLE = ("label", "tags", "note", "in_set")
 URL_KEYS = {  # every control a reload or a shared link restores, and how to read it back
     "mode": one_of(MODES),
     "variant": one_of(VARIANTS),
@@ -59,7 +62,7 @@ st.caption(
 )
 
 floor = frequency_floor(tokens["retain"])
-view = search_view(table, store.labels(), set(current), variant, floor)
+view = search_view(table, store.labels(), set(current), variant, floor, tokens)
 ratio = frequency_charts(view, floor, config, current)
 feature_map_view(ws, view, ratio, store, current)
 view = with_effects(view, effects_view(ws, table))
@@ -67,7 +70,7 @@ view = with_effects(view, effects_view(ws, table))
 filters = st.columns([2, 2, 1, 1, 1, 2])
 text = filters[0].text_input("Search labels and notes (or a feature id)", key="search_text")
 known_tags = sorted({t for tags in view["tags"] for t in tags.split(", ") if t} | set(DEFAULT_TAGS))
-tags = filters[1].multiselect("Tags", known_tags)
+tags = filters[1].multiselect("Tags", known_tags, select_all=False)
 min_forget = filters[2].number_input(
     "Min forget freq", 0.0, 1.0, 0.0, format="%.4f", key="min_forget"
 )
@@ -90,20 +93,19 @@ edited = st.data_editor(
     key=f"editor-{st.session_state.get('editor_round', 0)}",
     hide_index=True,
     height=420,
-    disabled=[
-        "feature",
-        "forget_freq",
-        "retain_freq",
-        "ratio",
-        "forget_max",
-        "retain_max",
-        *EFFECT_COLUMNS,
-    ],
+    disabled=[c for c in VIEW_COLUMNS if c not in EDITABLE] + list(EFFECT_COLUMNS),
     column_config={
         "forget_freq": st.column_config.NumberColumn(format="%.5f"),
         "retain_freq": st.column_config.NumberColumn(format="%.5f"),
         "ratio": st.column_config.NumberColumn(
             format="%.2f", help="forget / retain frequency; a retain 0 counts as half a count"
+        ),
+        "ratio_low": st.column_config.NumberColumn(
+            "ratio ≥ (95%)",
+            format="%.2f",
+            help="The low end of the ratio's exact 95% interval from the firing counts "
+            "(Poisson, given their sum): 1 forget firing and 0 retain ones give about 0.03. "
+            "Firings cluster within rows, so the true interval is wider.",
         ),
         "forget_max": st.column_config.NumberColumn(format="%.2f"),
         "retain_max": st.column_config.NumberColumn(format="%.2f"),

@@ -27,6 +27,8 @@ from pages.common import ProgressBar, plain
 
 BOX = "feature_box"
 EXAMPLES_PAGE = "pages/activation_examples.py"
+UNTAGGED = "no tag"
+UNTAGGED_MARKER = {"size": 3, "color": "lightgrey", "opacity": 0.6}
 
 
 @st.cache_resource(show_spinner="Finding every feature's neighbours (once per SAE)…")
@@ -130,12 +132,14 @@ def feature_map_view(
     hover = "feature %{customdata[0]}<br>%{customdata[1]}<extra></extra>"
     data = np.stack([view["feature"].to_numpy(), view["label"].to_numpy()], axis=1)
     if colour == "tag":
-        tags = view["tags"].replace("", "no tag")
-        for tag in sorted(tags.unique()):
+        tags = view["tags"].replace("", UNTAGGED)
+        # untagged first: drawn underneath, small and grey, so the few tagged points show
+        for tag in sorted(tags.unique(), key=lambda name: (name != UNTAGGED, name)):
             members = (tags == tag).to_numpy()
+            marker = UNTAGGED_MARKER if tag == UNTAGGED else {"size": 7}
             figure.add_scattergl(
                 x=layout[members, 0], y=layout[members, 1], mode="markers", name=tag,
-                marker={"size": 4}, customdata=data[members], hovertemplate=hover,
+                marker=marker, customdata=data[members], hovertemplate=hover,
             )  # fmt: skip
     else:
         figure.add_scattergl(
@@ -220,7 +224,9 @@ def contrast_view(ws: Workspace, store: LabelStore) -> None:
 def label_search_view(store: LabelStore) -> None:
     st.subheader("Search labels and suggestions")
     columns = st.columns([3, 1])
-    query = columns[0].text_input("Words (every one must match; word beginnings count)")
+    query = columns[0].text_input(
+        "Words (every one must match; word beginnings count; a tag matches as a whole)"
+    )
     with_suggestions = columns[1].checkbox("Include suggestions", value=True)
     if not query.strip():
         return
@@ -234,6 +240,7 @@ def label_search_view(store: LabelStore) -> None:
             {
                 "feature": [hit.feature for hit in hits],
                 "kind": [hit.kind for hit in hits],
+                "matched in": [", ".join(hit.fields) for hit in hits],
                 "source": [hit.source for hit in hits],
                 "text": [hit.text for hit in hits],
             }

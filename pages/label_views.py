@@ -29,6 +29,8 @@ def label_form(store: LabelStore, known_tags: list[str], feature: int | None = N
             options,
             default=list(current.tags) if current else [],
             key=f"label_tags{suffix}",
+            select_all=False,  # else Enter after "biology" picks "not biology" too
+            help="A tag and its negation ('biology', 'not biology') are refused together.",
         )
         note = st.text_area(
             "Note", value=current.note if current else "", height=68, key=f"label_note{suffix}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.base.uncertainty import rate_ratio_interval
 from core.labels.store import Label
 
 VIEW_COLUMNS = [
@@ -13,6 +14,7 @@ VIEW_COLUMNS = [
     "forget_freq",
     "retain_freq",
     "ratio",
+    "ratio_low",
     "forget_max",
     "retain_max",
     "label",
@@ -28,22 +30,35 @@ def search_view(
     in_set: set[int],
     variant: str,
     floor: float = 0.0,
+    tokens: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """One row per feature with the chosen counting variant's columns, labels and set
     membership. The ratio's retain frequency is raised to `floor` (half a count), so a
-    feature never seen on retain text ranks by its forget frequency instead of as ∞."""
+    feature never seen on retain text ranks by its forget frequency instead of as ∞.
+    `ratio_low` is the low end of the ratio's 95% interval from the counts and the tokens
+    counted per corpus (`tokens`, "forget" and "retain"; NaN without them), so a feature
+    ranks high on it only when enough firings back its ratio."""
     features = table["feature"].to_numpy()
     forget = table[f"forget_freq_{variant}"].to_numpy()
     retain = table[f"retain_freq_{variant}"].to_numpy()
     ratio = (
         forget / np.maximum(retain, floor) if floor > 0 else table[f"ratio_{variant}"].to_numpy()
     )
+    ratio_low = np.full(len(features), np.nan)
+    if tokens is not None:
+        ratio_low, _ = rate_ratio_interval(
+            table[f"forget_count_{variant}"].to_numpy(),
+            tokens["forget"],
+            table[f"retain_count_{variant}"].to_numpy(),
+            tokens["retain"],
+        )
     view = pd.DataFrame(
         {
             "feature": features,
             "forget_freq": table[f"forget_freq_{variant}"].to_numpy(),
             "retain_freq": table[f"retain_freq_{variant}"].to_numpy(),
             "ratio": ratio,
+            "ratio_low": ratio_low,
             "forget_max": table[f"forget_max_{variant}"].to_numpy(),
             "retain_max": table[f"retain_max_{variant}"].to_numpy(),
             "label": [labels[f].label if f in labels else "" for f in features],

@@ -74,3 +74,44 @@ def ratio_interval(
     # ≥ 0 in exact arithmetic when scale > 0; rounding can dip below when both SEs are 0
     root = math.sqrt(max(a * a * b * b - scale * (a * a - z * z * numerator_se**2), 0.0))
     return (a * b - root) / scale, (a * b + root) / scale
+
+
+def paired_ratio_interval(
+    numerator: Sequence[float], denominator: Sequence[float], seed: int = 0, resamples: int = 2000
+) -> tuple[float, float] | None:
+    """The 95% percentile-bootstrap interval of mean(numerator) / mean(denominator), two
+    measurements of the same rows (resampled together, so their correlation counts). None
+    below two rows, or when the denominator's mean is not clearly above 0 (its own
+    bootstrap interval reaches 0): the ratio is then unbounded."""
+    top, bottom = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+    if len(bottom) < 2:
+        return None
+    picks = np.random.default_rng(seed).integers(0, len(bottom), size=(resamples, len(bottom)))
+    means = bottom[picks].mean(axis=1)
+    if np.percentile(means, 2.5) <= 0:
+        return None
+    ratios = top[picks].mean(axis=1) / means
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def rate_ratio_interval(
+    count_a: np.ndarray, total_a: int, count_b: np.ndarray, total_b: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per element the exact 95% interval of the ratio of two rates, (count_a / total_a) /
+    (count_b / total_b), counts taken as Poisson: given their sum, count_a is binomial with
+    p = share of a, and the Clopper-Pearson interval of p maps to the ratio. Finite below
+    even when count_b is 0 (where a Fieller interval has no bound), so one count against
+    none gives a low bound near 0: little evidence, not a large ratio. Low 0 when count_a
+    is 0, high ∞ when count_b is 0 (NaN, NaN when both are 0)."""
+    from scipy.stats import beta
+
+    a = np.asarray(count_a, dtype=np.float64)
+    b = np.asarray(count_b, dtype=np.float64)
+    scale = max(total_b, 1) / max(total_a, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_low = np.where(a > 0, beta.ppf(0.025, np.maximum(a, 1), b + 1), 0.0)
+        p_high = np.where(b > 0, beta.ppf(0.975, a + 1, np.maximum(b, 1)), 1.0)
+        low = scale * p_low / (1 - p_low)
+        high = np.where(b > 0, scale * p_high / (1 - p_high), np.inf)
+    neither = (a == 0) & (b == 0)
+    return np.where(neither, np.nan, low), np.where(neither, np.nan, high)

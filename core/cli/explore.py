@@ -128,7 +128,8 @@ def _search_labels(args: argparse.Namespace) -> None:
     store = LabelStore.for_workspace(ws)
     hits = store.search(args.query, suggestions=not args.labels_only)
     for hit in hits:
-        where = "label" if hit.kind == "label" else f"suggestion ({hit.source})"
+        where = f"label: {', '.join(hit.fields)}" if hit.kind == "label" else hit.source
+        where = where if hit.kind == "label" else f"suggestion ({where})"
         print(f"{hit.feature:7d}  {where:30s}  {hit.text}")
     print(f"{len(hits)} matches")
     if args.save_set:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from core.labels.store_search import SearchMixin
 from core.labels.store_sets import SetsMixin
 from core.labels.store_suggestions import SuggestionsMixin
-from core.labels.text import MAX_NAME, check_text, now
+from core.labels.text import MAX_NAME, check_tags, check_text, now
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -113,6 +113,7 @@ class LabelStore(SearchMixin, SetsMixin, SuggestionsMixin):
             changes["note"] = check_text("Note", note)
         if tags is not None:
             clean = sorted({check_text("Tag", tag, MAX_NAME).strip() for tag in tags} - {""})
+            check_tags(feature, clean)
             changes["tags"] = json.dumps(clean)
         author = check_text("Author", author, MAX_NAME)
         at = now()

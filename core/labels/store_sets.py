@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from core.labels.database import LabelDatabase
 from core.labels.sets import FeatureSet, check_gate_record, check_members
-from core.labels.text import MAX_NAME, LabelStoreError, check_text, now
+from core.labels.text import MAX_NAME, LabelStoreError, check_tags, check_text, now
 
 log = logging.getLogger(__name__)
 FUTURE_KEPT = "after this machine's clock, so not known to be newer: kept the local label"
@@ -111,6 +111,7 @@ class SetsMixin(LabelDatabase):
         tags = record.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise LabelStoreError(f"The tags of feature {feature} are not a list of text.")
+        check_tags(feature, tags)
         return (
             self.sae,
             feature,

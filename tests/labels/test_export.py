@@ -195,6 +195,13 @@ def test_labels_csv(store):
     assert table.loc[1, "tags"] == "biology;unclear"
 
 
+def _with_tags(exported: dict, tags: list[str]) -> str:
+    """The export with its first feature's label tagged `tags`."""
+    features = [dict(item) for item in exported["set"]["features"]]
+    features[0]["label"] = {**(features[0]["label"] or {}), "tags": tags}
+    return json.dumps({**exported, "set": {**exported["set"], "features": features}})
+
+
 def _export(ws, store):
     return export_set(ws, store, "bio top-3")
 
@@ -245,6 +252,7 @@ def _export(ws, store):
         (lambda e: _with_gate(e, alpha=1.5), "alpha must be a fraction"),
         (lambda e: _with_gate(e, rule="sometimes"), "rule must be one of"),
         (lambda e: _with_gate(e, calibration={"percentile": 100}), "strictly between 0 and 100"),
+        (lambda e: _with_tags(e, ["biology", "not biology"]), "contradict each other"),
         (lambda e: _with_ids(e, ["0123456789abcdef"]), "question_ids must be an object"),
         (lambda e: _with_ids(e, {"mmlu": []}), "per forget_questions or side_effect_questions"),
         (lambda e: _with_ids(e, {"forget_questions": "0123"}), "16-digit hex question ids"),
@@ -272,6 +280,7 @@ def _export(ws, store):
         "gate-alpha",
         "gate-rule",
         "gate-percentile",
+        "contradictory-tags",
         "question-ids-not-object",
         "question-ids-role",
         "question-ids-not-list",

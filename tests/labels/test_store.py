@@ -114,3 +114,16 @@ def test_odd_characters_in_names_are_kept_verbatim(store):
     store.set_label(1, label=name)
     assert store.set_names() == [name]
     assert store.label(1).label == name
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [["biology", "not biology"], ["Biology", "not  biology"], ["unclear", "NOT unclear", "x"]],
+    ids=["exact", "case-and-spaces", "another-tag"],
+)
+def test_contradictory_tags_are_refused_and_nothing_changes(store, tags):
+    store.set_label(9, label="cells", tags=["biology"])
+    with pytest.raises(LabelStoreError, match="contradict each other"):
+        store.set_label(9, label="changed", tags=tags)
+    assert (store.label(9).label, store.label(9).tags) == ("cells", ("biology",))
+    assert store.set_label(9, tags=["not biology", "unclear"]).tags == ("not biology", "unclear")

@@ -76,3 +76,26 @@ def test_a_search_saved_as_a_set_keeps_its_query_and_order(store):
     assert set(saved.features) == {2, 8}
     assert saved.selection == {"method": "label search", "query": "protein", "suggestions": True}
     assert store.save_search_set("labels only", "protein", suggestions=False).features == (8,)
+
+
+def test_a_tag_matches_as_a_whole_and_a_negated_tag_never_matches_its_positive(store):
+    store.set_label(1, label="Photosynthesis", tags=["biology"])
+    store.set_label(2, label="Sports scores", tags=["not biology"])
+    store.set_label(3, label="Weather", note="unrelated to biology")
+    store.set_label(4, label="Genes", tags=["biology-adjacent"])
+    hits = {hit.feature: hit.fields for hit in store.search("biology")}
+    assert hits == {1: ("tag",), 3: ("note",)}  # not 2 ("not biology"), not 4 (another tag)
+    assert {hit.feature: hit.fields for hit in store.search("Not  Biology")} == {2: ("tag",)}
+    assert [hit.feature for hit in store.search("bio")] == [3]  # a tag is never a prefix match
+
+
+def test_each_hit_says_which_field_matched(store):
+    store.set_label(5, label="DNA replication", note="origin licensing", tags=["unclear"])
+    store.put_suggestions("neuronpedia", {6: ("DNA repair", {})})
+    assert sorted((h.kind, h.fields) for h in store.search("dna")) == [
+        ("label", ("label",)),
+        ("suggestion", ("text",)),
+    ]
+    assert store.search("dna origin")[0].fields == ("label", "note")  # one word in each
+    assert store.search("licens")[0].fields == ("note",)
+    assert store.search("unclear")[0].fields == ("tag",)

@@ -172,3 +172,19 @@ def test_effects_estimated_at_the_pages_settings_join_the_table(app):
     shown = " ".join(item.value for item in app.caption)
     assert "Effect when clamped alone to −" in shown and "2 forget, 2 retain rows × 16" in shown
     assert "estimated forget +" in shown or "estimated forget -" in shown
+
+
+def test_contradictory_tags_are_refused_and_the_table_ranks_by_the_ratio_interval(app):
+    """The tag picker offers no "select all" (Enter would pick "not biology" beside
+    "biology"); a browser test of Enter is not added, the store's refusal is the guarantee."""
+    picker = app.multiselect(key="label_tags")
+    assert picker.proto.select_all == 0
+    app.number_input(key="label_feature").set_value(8)
+    picker.select("biology").select("not biology")
+    next(b for b in app.button if b.label == "Save label").click().run()
+    assert "contradict each other" in " ".join(e.value for e in app.error)
+    assert store().label(8).tags == ()
+    assert app.selectbox(key="sort").value == "ratio, its 95% interval's low end"
+    table = app.dataframe[0].value
+    ranked = table["ratio_low"].dropna()
+    assert len(ranked) and (ranked.diff().dropna() <= 0).all()  # the default order

@@ -72,3 +72,22 @@ def test_feature_map_label_search_and_contrast(small_app_env, small_app_ws, monk
     button(at, "Save contrast set").click().run()
     saved = store.get_set("bio")
     assert len(saved.features) == 20 and saved.selection["method"] == "contrast search"
+
+
+def test_the_map_by_tag_draws_untagged_points_underneath_small_and_grey(
+    small_app_env, small_app_ws, monkeypatch
+):
+    import json
+
+    layout = np.random.default_rng(1).normal(size=(small_app_ws.sae_width(), 2))
+    save_feature_map(small_app_ws, layout.astype(np.float32), FeatureMapConfig())
+    LabelStore.for_workspace(small_app_ws).set_label(12, label="cell wall", tags=["biology"])
+    at = open_app_page(small_app_env, monkeypatch, SEARCH)
+    next(r for r in at.radio if r.label == "Colour by").set_value("tag").run()
+    assert not at.exception
+    chart = next(p for p in at.get("plotly_chart") if "feature_map" in str(p.proto.id))
+    traces = json.loads(chart.proto.spec)["data"]
+    untagged, tagged = traces[0], next(t for t in traces if t["name"] == "biology")
+    assert untagged["name"] == "no tag" and untagged["marker"]["color"] == "lightgrey"
+    assert untagged["marker"]["size"] < tagged["marker"]["size"]
+    assert 12 in [int(row[0]) for row in tagged["customdata"]]

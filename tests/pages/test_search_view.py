@@ -11,6 +11,8 @@ def _table() -> pd.DataFrame:
     for variant in ("saebench", "authors"):
         frame[f"forget_freq_{variant}"] = np.array([0.001, 0.2, 0.15])
         frame[f"retain_freq_{variant}"] = np.array([0.0, 0.01, 0.0])
+        frame[f"forget_count_{variant}"] = np.array([1, 200, 150])  # of 1,000 tokens
+        frame[f"retain_count_{variant}"] = np.array([0, 10, 0])
         frame[f"ratio_{variant}"] = frame[f"forget_freq_{variant}"] / frame[
             f"retain_freq_{variant}"
         ].clip(1e-300)
@@ -47,3 +49,14 @@ def test_effects_join_each_beside_its_error_and_unmeasured_stays_empty():
     unbounded = view["effect_ratio_low"].isna()  # retain effects near 0: no interval
     assert unbounded.all() and view["effect_ratio"].notna().all()
     assert with_effects(view, None) is view
+
+
+def test_ranked_by_the_ratio_interval_a_single_firing_against_none_comes_last():
+    """The point ratio ranks feature 0 (1 forget firing, none on retain) above feature 1 when
+    the floor is small; the interval's low end puts it last."""
+    view = search_view(_table(), {}, set(), "saebench", 1e-5, {"forget": 1000, "retain": 1000})
+    assert view.sort_values("ratio", ascending=False)["feature"].tolist()[:2] == [2, 0]
+    ranked = view.sort_values("ratio_low", ascending=False)["feature"].tolist()
+    assert ranked == [2, 1, 0]
+    assert view.loc[0, "ratio_low"] < 0.05
+    assert search_view(_table(), {}, set(), "saebench")["ratio_low"].isna().all()
