@@ -61,14 +61,32 @@ def missing_local_file(ws: WorkspaceConfig, source: DataSourceConfig) -> str | N
     )
 
 
+_DOCUMENTS: dict[tuple, list[str]] = {}  # the last local corpora read, by file version
+_DOCUMENTS_KEPT = 4
+
+
 def load_documents(ws: WorkspaceConfig, role: str, limit: int | None = None) -> list[str]:
     """The documents of a corpus role, longer than 50 characters, in source order; the first
-    `limit` of them when given (a hub source is then streamed: only those are read)."""
+    `limit` of them when given (a hub source is then streamed: only those are read). A local
+    file is read once per version (path, size, modification time) in a process, and the
+    same list is returned while it is unchanged: callers must not modify it."""
     source = ws.source(role)
     if source.source == "hub":
-        texts = _hub_column(source, source.field, limit)
-    else:
-        texts = _local_texts(ws, source)
+        return _long_documents(ws, source, _hub_column(source, source.field, limit), limit)
+    if missing := missing_local_file(ws, source):
+        raise DataSourceError(missing)
+    key = (file_stamps(_source_files(ws, source)), source.format, source.field, limit)
+    if (found := _DOCUMENTS.get(key)) is None:
+        found = _long_documents(ws, source, _local_texts(ws, source), limit)
+        while len(_DOCUMENTS) >= _DOCUMENTS_KEPT:  # the oldest goes: corpora can be large
+            del _DOCUMENTS[next(iter(_DOCUMENTS))]
+        _DOCUMENTS[key] = found
+    return found
+
+
+def _long_documents(
+    ws: WorkspaceConfig, source: DataSourceConfig, texts: list[str], limit: int | None
+) -> list[str]:
     docs = [text for text in texts if isinstance(text, str) and len(text) > MIN_DOCUMENT_CHARS]
     docs = docs[:limit] if limit is not None else docs
     if not docs:
@@ -329,8 +347,32 @@ def fingerprint(ws: WorkspaceConfig, role: str) -> str:
         revision = UNKNOWN_REVISION if None in commits else ",".join(sorted(commits))
         coordinates = "/".join(str(part) for part in (source.dataset, source.subset, source.split))
         return f"hub:{coordinates}@{revision}"
+    return content_hash(_source_files(ws, source))
+
+
+_CONTENT_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) of each file: its hash
+
+
+def file_stamps(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Each file's path, size and modification time (ns): what changes when it is edited,
+    read without opening it."""
+    stamps = []
+    for file in files:
+        stat = file.stat()
+        stamps.append((str(file), stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
+def content_hash(files: list[Path]) -> str:
+    """A SHA-256 of the files' names and bytes, in order. Read once per version of the
+    files in a process (pages ask for it several times a rerun): a file whose size or
+    modification time changed is read again."""
+    stamps = file_stamps(files)
+    if (found := _CONTENT_HASHES.get(stamps)) is not None:
+        return found
     digest = hashlib.sha256()
-    for file in _source_files(ws, source):
+    for file in files:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
-    return "sha256:" + digest.hexdigest()
+    found = _CONTENT_HASHES[stamps] = "sha256:" + digest.hexdigest()
+    return found

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 class Workspace:
     def __init__(self, config: WorkspaceConfig):
         self.config = config
+        self._splits: dict[tuple, tuple[list[str], tuple[list[str], list[str]]]] = {}
 
     @classmethod
     def open(cls, name_or_path: str | None = None) -> Workspace:
@@ -177,14 +178,21 @@ class Workspace:
         return data.describe(self.config, self.config.source(role), portable)
 
     def documents(self, role: str, limit: int | None = None) -> list[str]:
+        """A corpus role's documents (`data.load_documents`: a local file is read once per
+        version; the list is shared, not to be modified)."""
         return data.load_documents(self.config, role, limit)
 
     def documents_split(self, role: str, limit: int | None = None) -> tuple[list[str], list[str]]:
         """(train, held-out) documents of a corpus role (of its first `limit` documents
-        when given); held-out text is never trained on."""
+        when given); held-out text is never trained on. Split again only when the documents
+        were read again (the lists are shared, not to be modified)."""
         budgets = self.config.budgets
         docs = self.documents(role, limit)
-        return data.split_heldout(docs, budgets.heldout_fraction, budgets.seed)
+        kept = self._splits.get((role, limit))
+        if kept is None or kept[0] is not docs:
+            split = data.split_heldout(docs, budgets.heldout_fraction, budgets.seed)
+            kept = self._splits[(role, limit)] = (docs, split)
+        return kept[1]
 
     def questions(self, role: str) -> list[data.Question]:
         return data.load_questions(self.config, role)
