@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from jaxtyping import Float, Int
 
+from core.base.records import write_json
 from core.cache.shards import Shard, read_shard, shard_name, shard_rows
 from core.cache.spec import CORPUS_ROLES, DEFAULT_SHARD_ROWS, CacheError, CacheSpec, cache_spec
-from core.base.records import write_json
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -186,15 +186,21 @@ class SparseActivationStore:
         """What is wrong with the feature-major copy (sizes against each other, against
         its meta and the token rows), or None. Checked once per version of its files in a
         process, whichever SparseActivationStore object asks (pages make new ones every rerun)."""
-        files = [*(self.csc_dir / name for name in CSC_FILES), self.tokens_path]
         try:
-            stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+            stamp = self.version()
         except OSError as exc:
             return f"{exc.filename} is missing"
         checked = _CHECKED.get(self.folder)
         if checked is None or checked[0] != stamp:
             checked = _CHECKED[self.folder] = (stamp, *self._check_csc())
         return checked[2]
+
+    def version(self) -> tuple[tuple[int, int], ...]:
+        """The size and modification time (ns) of each file of the feature-major copy and
+        of the token rows: what in-process memos of numbers read from them are keyed by.
+        OSError when one is missing."""
+        files = [*(self.csc_dir / name for name in CSC_FILES), self.tokens_path]
+        return tuple((stat.st_size, stat.st_mtime_ns) for stat in (f.stat() for f in files))
 
     def _check_csc(self) -> tuple[int, str | None]:
         try:

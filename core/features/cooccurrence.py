@@ -58,19 +58,77 @@ def together_counts(
     return ends[indptr[1:]] - ends[indptr[:-1]]
 
 
+# In-process memos keyed by the cache's folder and its files' version (a rebuilt or
+# extended cache is counted afresh): the pass that does not depend on the feature, per
+# cache; and the last features' tables, so a page's rerun reads them back.
+_COUNTED: dict[tuple, tuple[Bool[np.ndarray, " tokens"], Int[np.ndarray, " d_sae"]]] = {}
+_TABLES: dict[tuple, pd.DataFrame] = {}
+_COUNTED_KEPT, _TABLES_KEPT = 4, 64
+
+
+def _remember(memo: dict, kept: int, key: tuple, value: object) -> None:
+    while len(memo) >= kept:  # the oldest goes
+        del memo[next(iter(memo))]
+    memo[key] = value
+
+
 def cooccurrence(
     cache: SparseActivationStore, feature: int, config: CooccurrenceConfig | None = None
 ) -> pd.DataFrame:
     """The features that fire most with `feature` on this cache's text: partner id, positions
-    where both fire, each one's count, Jaccard and P(partner | feature); best first."""
+    where both fire, each one's count, Jaccard and P(partner | feature); best first.
+    Computed once per feature, config and version of the cache in a process."""
+    config = _checked(cache, feature, config)
+    cache.rows_final()  # a damaged copy is refused before its version keys anything
+    version = (cache.folder, cache.version())
+    key = (*version, feature, config)
+    if (found := _TABLES.get(key)) is None:
+        base = (*version, config.skip_special)
+        if (counts := _COUNTED.get(base)) is None:
+            counts = _counts(cache, config.skip_special)
+            _remember(_COUNTED, _COUNTED_KEPT, base, counts)
+        found = _ranked(cache, feature, config, *counts)
+        _remember(_TABLES, _TABLES_KEPT, key, found)
+    return found.copy()
+
+
+def uncached_cooccurrence(
+    cache: SparseActivationStore, feature: int, config: CooccurrenceConfig | None = None
+) -> pd.DataFrame:
+    """`cooccurrence` computed afresh, both passes (what the memos must equal)."""
+    config = _checked(cache, feature, config)
+    return _ranked(cache, feature, config, *_counts(cache, config.skip_special))
+
+
+def _checked(
+    cache: SparseActivationStore, feature: int, config: CooccurrenceConfig | None
+) -> CooccurrenceConfig:
     config = config or CooccurrenceConfig()
     config.check()
     if not 0 <= feature < cache.spec.d_sae:
         raise UserError(
             f"Feature {feature} is out of range: this SAE has 0-{cache.spec.d_sae - 1}."
         )
+    return config
+
+
+def _counts(
+    cache: SparseActivationStore, skip_special: bool
+) -> tuple[Bool[np.ndarray, " tokens"], Int[np.ndarray, " d_sae"]]:
+    """The feature-independent pass: which positions count, and every feature's count there."""
     indptr, token, _ = cache.csc()
-    counted = counted_positions(cache, config.skip_special)
+    counted = counted_positions(cache, skip_special)
+    return counted, together_counts(indptr, token, counted)
+
+
+def _ranked(
+    cache: SparseActivationStore,
+    feature: int,
+    config: CooccurrenceConfig,
+    counted: Bool[np.ndarray, " tokens"],
+    all_counts: Int[np.ndarray, " d_sae"],
+) -> pd.DataFrame:
+    indptr, token, _ = cache.csc()
     own = np.asarray(token[indptr[feature] : indptr[feature + 1]])
     own = own[counted[own]]
     columns = ["feature", "together", "count", "own_count", "jaccard", "conditional"]
@@ -81,7 +139,7 @@ def cooccurrence(
     together = together_counts(indptr, token, marked)
     together[feature] = 0
     partners = np.flatnonzero(together)
-    counts = together_counts(indptr, token, counted)[partners]
+    counts = all_counts[partners]
     both = together[partners]
     frame = pd.DataFrame(
         {

@@ -61,8 +61,14 @@ def _segment_max(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     return result
 
 
+_STATS: dict[tuple, CorpusStats] = {}  # (folder, files' version, rows): the last few read
+_STATS_KEPT = 8
+
+
 def corpus_stats(cache: SparseActivationStore, rows: int | None = None) -> CorpusStats:
-    """Statistics over the first `rows` rows of a final cache (all of them by default)."""
+    """Statistics over the first `rows` rows of a final cache (all of them by default).
+    Counted once per version of the cache's files in a process (every sweep point and
+    screening single asks for them); the arrays are shared, not to be modified."""
     final = cache.rows_final()
     rows = final if rows is None else rows
     if not 0 < rows <= final:
@@ -70,6 +76,16 @@ def corpus_stats(cache: SparseActivationStore, rows: int | None = None) -> Corpu
             f"{cache.spec.role}: {rows} rows asked, the cache holds {final} final rows "
             "(ask for 1 to that many, or build more)."
         )
+    key = (cache.folder, cache.version(), rows)
+    if (found := _STATS.get(key)) is None:
+        found = _counted(cache, rows, final)
+        while len(_STATS) >= _STATS_KEPT:
+            del _STATS[next(iter(_STATS))]
+        _STATS[key] = found
+    return found
+
+
+def _counted(cache: SparseActivationStore, rows: int, final: int) -> CorpusStats:
     ctx = cache.spec.context_length
     indptr, token, value = cache.csc()
     token = np.asarray(token)

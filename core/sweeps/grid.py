@@ -147,7 +147,7 @@ def planned_runs(evaluator: Evaluator, config: SweepConfig) -> list[PlannedRun]:
             point["gate_alpha"] = gate.alpha
         values = [c] * len(features)
         iv = make_intervention(
-            ws, features, values, config.method, 1.0, config.skip_bos, None, gate
+            ws, features, values, config.method, 1.0, config.skip_bos, table, gate
         )
         runs.append(PlannedRun(point, iv))
     return runs

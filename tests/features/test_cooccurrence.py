@@ -1,10 +1,19 @@
 """Co-occurrence from the sparse cache against a dense boolean computation on a small cache."""
 
+import os
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.cache.store import SparseActivationStore
-from core.features.cooccurrence import CooccurrenceConfig, cooccurrence
+from core.features import cooccurrence as module
+from core.features.cooccurrence import (
+    ORDERS,
+    CooccurrenceConfig,
+    cooccurrence,
+    uncached_cooccurrence,
+)
 
 pytestmark = pytest.mark.model
 
@@ -49,3 +58,28 @@ def test_a_silent_feature_has_no_partners(cache):
     indptr, _, _ = cache.csc()
     silent = int(np.flatnonzero(np.diff(indptr) == 0)[0])
     assert cooccurrence(cache, silent).empty
+
+
+def test_the_memo_equals_the_computation_afresh_and_follows_the_cache(cache):
+    indptr, _, _ = cache.csc()
+    features = [int(f) for f in np.argsort(-np.diff(indptr))[[0, 5, 40]]]
+    configs = [
+        CooccurrenceConfig(k=12, order=o, skip_special=s) for o in ORDERS for s in (True, False)
+    ]
+    for feature in features:
+        for config in configs:
+            afresh = uncached_cooccurrence(cache, feature, config)
+            pd.testing.assert_frame_equal(cooccurrence(cache, feature, config), afresh)
+            kept = cooccurrence(cache, feature, config)  # read back from the memo
+            pd.testing.assert_frame_equal(kept, afresh)
+            kept.loc[0, "together"] = -1  # the caller's copy: the memo is untouched
+            pd.testing.assert_frame_equal(cooccurrence(cache, feature, config), afresh)
+    version = cache.version()
+    token = cache.csc_dir / "token.npy"
+    os.utime(token, ns=(token.stat().st_atime_ns, token.stat().st_mtime_ns + 10**9))
+    assert cache.version() != version  # the cache's files changed: counted afresh
+    again = SparseActivationStore(cache.folder, cache.spec)
+    pd.testing.assert_frame_equal(
+        cooccurrence(again, features[0]), uncached_cooccurrence(again, features[0])
+    )
+    assert any(key[1] == cache.version() for key in module._TABLES)

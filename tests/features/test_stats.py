@@ -1,13 +1,18 @@
 """Selection per METHOD §4 on constructed tables: ties, the threshold boundary, n."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.cache.store import SparseActivationStore
 from core.features.stats import (
+    VARIANTS,
+    _counted,
     _segment_max,
     _segment_sum,
+    corpus_stats,
     feature_frequency,
     feature_histogram,
     workspace_stats,
@@ -93,3 +98,24 @@ def test_a_frequency_interval_is_the_table_frequency_clustered_by_row(small_app_
             (max(found.freq - 1.959964 * se, 0), found.freq + 1.959964 * se), rel=1e-5
         )
         assert found.fires == fires.sum() and found.tokens == n.sum() and found.rows == rows
+
+
+@pytest.mark.model
+def test_statistics_are_counted_once_per_version_of_the_cache(small_app_ws):
+    ws = small_app_ws
+    cache = SparseActivationStore.for_workspace(ws, "retain_corpus")
+    final = cache.rows_final()
+    first = corpus_stats(cache)
+    assert corpus_stats(SparseActivationStore.for_workspace(ws, "retain_corpus")) is first
+    for half in (corpus_stats(cache, final // 2), _counted(cache, final // 2, final)):
+        assert half is not first and half.rows == final // 2
+    afresh = _counted(cache, final, final)
+    for kind in ("count", "mean", "max"):
+        for variant in VARIANTS:
+            assert np.array_equal(getattr(first, kind)[variant], getattr(afresh, kind)[variant])
+    assert first.tokens == afresh.tokens
+    value = cache.csc_dir / "value.npy"
+    os.utime(value, ns=(value.stat().st_atime_ns, value.stat().st_mtime_ns + 10**9))
+    again = corpus_stats(cache)  # the cache's files changed: counted afresh
+    assert again is not first and np.array_equal(again.count["saebench"], first.count["saebench"])
+    pd.testing.assert_frame_equal(workspace_stats(ws)[0], workspace_stats(ws)[0])
