@@ -105,7 +105,12 @@ def label_edits(before: pd.DataFrame, after: pd.DataFrame) -> dict[int, dict[str
     merged = before.set_index("feature")[["label", "tags", "note"]].join(
         after.set_index("feature")[["label", "tags", "note"]], rsuffix="_new", how="inner"
     )
-    for feature, row in merged.iterrows():
+    differs = np.zeros(len(merged), dtype=bool)  # rows worth a look: iterrows is slow
+    for column in ("label", "tags", "note"):
+        edited = merged[f"{column}_new"]
+        edited = edited.where(edited.map(lambda value: isinstance(value, str)), "")
+        differs |= (edited != merged[column]).to_numpy()
+    for feature, row in merged[differs].iterrows():
         change: dict[str, object] = {}
         for column in ("label", "note"):
             new = row[f"{column}_new"] if isinstance(row[f"{column}_new"], str) else ""

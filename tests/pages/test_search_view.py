@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from pages.search_view import filter_view, search_view
+from pages.search_view import filter_view, label_edits, search_view
 
 
 def _table() -> pd.DataFrame:
@@ -60,3 +60,26 @@ def test_ranked_by_the_ratio_interval_a_single_firing_against_none_comes_last():
     assert ranked == [2, 1, 0]
     assert view.loc[0, "ratio_low"] < 0.05
     assert search_view(_table(), {}, set(), "saebench")["ratio_low"].isna().all()
+
+
+def test_label_edits_are_the_changed_rows_only():
+    before = pd.DataFrame(
+        {
+            "feature": np.arange(5),
+            "label": ["a", "", "c", "d", ""],
+            "tags": ["x", "", "y, z", "", ""],
+            "note": ["", "", "n", "", ""],
+        }
+    )
+    after = before.copy()
+    after["label"] = after["label"].astype(object)
+    after.loc[1, "label"] = "new"
+    after.loc[2, "tags"] = "y, w ,"
+    after.loc[3, "label"] = None  # a cleared cell in the data editor
+    after.loc[4, "note"] = ""  # unchanged
+    assert label_edits(before, after) == {
+        1: {"label": "new"},
+        2: {"tags": ["y", "w"]},
+        3: {"label": ""},
+    }
+    assert label_edits(before, before.copy()) == {}
