@@ -112,7 +112,14 @@ def _scatter(view: pd.DataFrame, floor: float, threshold: float | None) -> go.Fi
             x=retain_shown,
             y=forget_shown,
             mode="markers",
-            marker={"size": 5, "color": np.where(view["in_set"], IN_SET, OTHERS), "opacity": 0.7},
+            marker={  # numbers on a two-colour scale: plotly checks a colour name per point
+                "size": 5,
+                "color": view["in_set"].to_numpy(dtype=np.int8),
+                "colorscale": [[0, OTHERS], [1, IN_SET]],
+                "cmin": 0,
+                "cmax": 1,
+                "opacity": 0.7,
+            },
             customdata=view["feature"],
             hovertemplate="feature %{customdata}<br>retain %{x:.2e}<br>forget %{y:.2e}"
             "<extra></extra>",
