@@ -37,6 +37,12 @@ navigation = st.navigation(
             icon=":material/tune:",
             url_path="intervene",
         ),
+        st.Page(
+            "pages/run_history.py",
+            title="Run history",
+            icon=":material/history:",
+            url_path="history",
+        ),
     ]
 )
 workspace_sidebar()  # after the pages are known: it links to one

@@ -20,6 +20,7 @@ from core.cli import (
     features,
     labels,
     reproduce,
+    runs,
     workspace,
 )
 from core.errors import UserError
@@ -28,7 +29,18 @@ from core.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    groups = (workspace, cache, features, explore, effects, labels, evaluation, convert, reproduce)
+    groups = (
+        workspace,
+        cache,
+        features,
+        explore,
+        effects,
+        labels,
+        evaluation,
+        runs,
+        convert,
+        reproduce,
+    )
     for group in groups:
         group.add_commands(sub)
     return parser

@@ -188,13 +188,13 @@ class LookLedger:
                 f"The look ledger {self.path} cannot be kept ({exc.strerror or exc}): results "
                 "are shown only once it counts them. Free space or fix the file, then rerun."
             ) from exc
-        mine = [e for e in entries if e["features"] == chosen]
-        before = mine[: next(i for i, e in enumerate(mine) if e["key"] == key)]
-        selection = len({e["key"] for e in before if e["split"] == "selection"})
-        if split == "selection":
-            return {"split": split, "selection_run": selection + 1}
-        looks = len({e["key"] for e in before if e["split"] != "selection"})
-        return {"split": split, "selection_runs_before": selection, "report_look": looks + 1}
+        return _stamp(entries, key)
+
+    def stamp(self, key: str) -> dict | None:
+        """The stamp `look` gave the result `key`, without counting a look; None when no
+        one has seen it."""
+        entries = self.seen()
+        return _stamp(entries, key) if any(e["key"] == key for e in entries) else None
 
     def _append(self, entry: dict) -> None:
         line = (json.dumps(entry) + "\n").encode()
@@ -202,6 +202,19 @@ class LookLedger:
             line = b"\n" + line  # after a line cut short by a killed writer
         with self.path.open("ab") as f:
             f.write(line)
+
+
+def _stamp(entries: list[dict], key: str) -> dict:
+    """The stamp of the seen result `key` among the ledger's `entries` (see `look`)."""
+    entry = next(e for e in entries if e["key"] == key)
+    split = entry["split"]
+    mine = [e for e in entries if e["features"] == entry["features"]]
+    before = mine[: next(i for i, e in enumerate(mine) if e["key"] == key)]
+    selection = len({e["key"] for e in before if e["split"] == "selection"})
+    if split == "selection":
+        return {"split": split, "selection_run": selection + 1}
+    looks = len({e["key"] for e in before if e["split"] != "selection"})
+    return {"split": split, "selection_runs_before": selection, "report_look": looks + 1}
 
 
 def _entry(line: str) -> dict | None:

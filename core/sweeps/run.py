@@ -1,17 +1,30 @@
 """Running a sweep: every planned point evaluated (memoised on disk, so a stopped sweep
 resumes and a repeated one costs nothing), the best point chosen on the selection split
-and scored on the report split."""
+and scored on the report split; the sweep kept in the workspace's `sweeps/` for its run
+history."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
 
+from core.base.records import record_key, write_json
 from core.evaluation.evaluator import Evaluator
 from core.evaluation.metrics import held_out_score, point_metrics, saebench_score
 from core.features.stats import workspace_stats
 from core.runtime.jobs import Progress
 from core.sweeps.grid import SweepConfig, planned_runs, sweep_settings
 from core.sweeps.references import REFERENCE_POINTS
+from core.workspace.workspace import Workspace
+
+SWEEP_KIND, SWEEP_VERSION = "unlearning-lens/sweep", 3
+SWEEP_FIELDS = {"kind": str, "provenance": dict, "config": dict, "points": list, "questions": str}
+
+
+def sweep_folder(ws: Workspace) -> Path:
+    """Where a workspace keeps its sweeps (for the run history, core.sweeps.history)."""
+    return ws.folder / "sweeps"
 
 
 def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None = None) -> dict:
@@ -37,9 +50,10 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
         points.append(point)
         if progress:
             progress(done, len(runs), point)
-    return {
-        "kind": "unlearning-lens/sweep",
-        "version": 3,
+    result = {
+        "kind": SWEEP_KIND,
+        "version": SWEEP_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "provenance": evaluator.provenance() | {"statistics": stats_record},
         "config": asdict(config),
         "points": points,
@@ -49,3 +63,6 @@ def sweep(evaluator: Evaluator, config: SweepConfig, progress: Progress | None =
         "question_ids": (chooser or evaluator).protocol.split_ids(),
         "reference": REFERENCE_POINTS.get(ws.name, []),
     }
+    key = record_key([result["provenance"], result["config"], result["questions"]])
+    write_json(sweep_folder(ws) / f"sweep-{key}.json", result)  # the same sweep: one file
+    return result

@@ -64,8 +64,13 @@ def test_malformed_config_is_reported_not_raised(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "page",
-    ["pages/feature_search.py", "pages/activation_examples.py", "pages/intervention.py"],
-    ids=["search", "examples", "intervention"],
+    [
+        "pages/feature_search.py",
+        "pages/activation_examples.py",
+        "pages/intervention.py",
+        "pages/run_history.py",
+    ],
+    ids=["search", "examples", "intervention", "history"],
 )
 def test_every_page_renders(page):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
