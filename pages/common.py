@@ -240,7 +240,7 @@ def require_caches(ws: Workspace) -> None:
 def cache_build_panel(ws: Workspace) -> bool:
     """If some cache is short of its budget: say which, offer to build them (progress bar),
     and return True."""
-    from core.cache.build import build_caches, pending_caches
+    from core.cache.build import build_caches, build_estimate, pending_caches
 
     try:
         pending = pending_caches(ws)
@@ -253,6 +253,7 @@ def cache_build_panel(ws: Workspace) -> bool:
         "The activation caches of this workspace are not built yet: "
         + "; ".join(cache.status().describe() for cache in pending)
     )
+    st.caption(f"How long: {build_estimate(ws, pending)}.")
     if st.button("Build the caches now", type="primary"):
         bar = ProgressBar("Starting (the model loads first)…")
         build_caches(ws, pending, progress=lambda role, d, t: bar.count(d, t, "tokens", role))

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import UserError
 from core.cache.store import caches_for
-from core.sae.health import cached_health, sae_health, with_se
+from core.sae.health import cached_health, health_estimate, sae_health, with_se
 from pages.common import ProgressBar, cache_build_panel, current_workspace, plain
 
 st.title("Workspace")
@@ -51,7 +51,9 @@ st.caption(
     "over the held-out rows (a jackknife for FVE)."
 )
 health = cached_health(ws)
-if health is None and st.button("Measure SAE health (loads the model, ~2 min on CPU)"):
+if health is None:
+    st.caption(f"How long: {health_estimate(ws)}.")
+if health is None and st.button("Measure SAE health (loads the model)"):
     bar = ProgressBar("Loading the model…")
     try:
         health = sae_health(

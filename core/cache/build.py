@@ -29,6 +29,7 @@ from core.cache.shards import Shard, write_shard
 from core.cache.spec import DEFAULT_SHARD_ROWS, CacheError, default_rows
 from core.cache.store import CacheStatus, SparseActivationStore, caches_for, resolved
 from core.sae.adapter import adapter_for
+from core.workspace.throughput import estimate, record_throughput
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -100,8 +101,10 @@ def _build(
         if progress is not None:
             progress(done, total)
     if todo:
-        rate = done / max(time.perf_counter() - started, 1e-9)
+        seconds = time.perf_counter() - started
+        rate = done / max(seconds, 1e-9)
         log.info("%s: %s tokens at %s tokens/s", cache.spec.role, f"{done:,}", f"{rate:,.0f}")
+        record_throughput(ws, "cache build", done, seconds, hook_passes=1, full_passes=0)
     finalize(cache)
     return cache.status(shard_rows)
 
@@ -269,6 +272,14 @@ def finalize(cache: SparseActivationStore) -> bool:
 def pending_caches(ws: Workspace) -> list[SparseActivationStore]:
     """The workspace's caches that hold fewer final rows than its budgets ask."""
     return [c for c in caches_for(ws) if c.rows_final() < default_rows(ws, c.spec.role)]
+
+
+def build_estimate(ws: Workspace, caches: list[SparseActivationStore]) -> str:
+    """How long building `caches` to their budgets should take here (from throughput
+    measured on this machine), or that nothing has been measured yet."""
+    rows = sum(max(default_rows(ws, c.spec.role) - c.rows_final(), 0) for c in caches)
+    tokens = rows * ws.config.budgets.context_length
+    return estimate(ws, "cache build", tokens, hook_passes=1, full_passes=0)
 
 
 def build_caches(

@@ -8,6 +8,7 @@ Results are cached per workspace, keyed by everything that determines them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
@@ -22,6 +23,7 @@ from core.loading import data
 from core.runtime.forward import model_lock
 from core.sae.adapter import adapter_for
 from core.sae.training import MASSIVE_NORM_FACTOR
+from core.workspace.throughput import estimate, record_throughput
 from core.workspace.workspace import Workspace
 
 HEALTH_ROLES = ("retain_corpus", "forget_corpus")
@@ -209,6 +211,16 @@ def _results_problem(memo: dict) -> str | None:
     return f"results are not {len(HEALTH_ROLES)} SAE health records"
 
 
+HEALTH_RUN = "SAE health"  # its throughput record: two full forwards per token
+
+
+def health_estimate(ws: Workspace, n_rows: int = 64) -> str:
+    """How long `sae_health` should take here (from throughput measured on this machine),
+    or that nothing has been measured yet."""
+    tokens = len(HEALTH_ROLES) * n_rows * ws.config.budgets.context_length
+    return estimate(ws, HEALTH_RUN, tokens, hook_passes=0, full_passes=2)
+
+
 def sae_health(
     ws: Workspace, n_rows: int = 64, progress: Callable[[int, int], None] | None = None
 ) -> list[SAEHealth]:
@@ -217,6 +229,7 @@ def sae_health(
     if (found := cached_health(ws, n_rows)) is not None:
         return found
     results = []
+    tokens, seconds = 0, 0.0
     for index, role in enumerate(HEALTH_ROLES):
         rows = heldout_rows(ws, role, n_rows)
 
@@ -226,7 +239,11 @@ def sae_health(
             if progress is not None:
                 progress(offset + done, total)
 
+        ws.model  # noqa: B018 (loaded before the clock starts)
+        started = time.perf_counter()
         results.append(measure_health(ws, rows, role, ws.describe_source(role), report=report))
+        tokens, seconds = tokens + rows.size, seconds + time.perf_counter() - started
+    record_throughput(ws, HEALTH_RUN, tokens, seconds, hook_passes=0, full_passes=2)
     path = ws.folder / f"health-{_health_key(ws, n_rows)}.json"
     record = {"provenance": ws.provenance(), "results": [asdict(r) for r in results]}
     write_json(path, record, indent=2)

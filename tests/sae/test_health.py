@@ -108,3 +108,15 @@ def test_the_health_command_says_why_one_row_has_no_standard_error(healthy, caps
     shown = capsys.readouterr().out
     assert "± one standard error over rows" in shown
     assert f"FVE {fresh[0].fve:.4f} (no SE: 1 row)" in shown
+
+
+@pytest.mark.model
+def test_a_health_run_keeps_its_throughput_for_the_next_estimate(healthy):
+    from core.sae.health import HEALTH_RUN, health_estimate
+    from core.workspace.throughput import measured_runs
+
+    ws, results, _ = healthy
+    timed = measured_runs(ws)[HEALTH_RUN]
+    assert timed.tokens == sum(item.rows for item in results) * ws.config.budgets.context_length
+    assert timed.seconds > 0 and timed.params_per_token == 2 * timed.full_params
+    assert "at the rate of the last SAE health here" in health_estimate(ws)

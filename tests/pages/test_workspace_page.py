@@ -1,0 +1,30 @@
+"""AppTest of the workspace page's time estimates (issue 28 §4): from the throughput the
+last cache build measured here, or a plain statement that nothing was measured yet."""
+
+import pytest
+
+from core.workspace.throughput import NOT_MEASURED
+from tests.helpers import open_app_page, shown
+
+pytestmark = pytest.mark.model
+
+PAGE = "pages/workspace.py"
+
+
+def captions(at) -> list[str]:
+    return [shown(caption.value) for caption in at.caption]
+
+
+def test_the_health_button_estimates_from_the_last_cache_build(small_app_env, monkeypatch):
+    at = open_app_page(small_app_env, monkeypatch, PAGE)
+    assert any(b.label == "Measure SAE health (loads the model)" for b in at.button)
+    said = [c for c in captions(at) if c.startswith("How long:")]
+    assert len(said) == 1 and "at the rate of the last cache build here" in said[0]
+    assert "~" not in said[0]
+
+
+def test_without_a_timed_run_the_page_says_so(small_app_env, monkeypatch, tmp_path):
+    env = small_app_env | {"UNLEARNING_LENS_CACHE_DIR": str(tmp_path / "cache")}
+    at = open_app_page(env, monkeypatch, PAGE)
+    said = [c for c in captions(at) if c.startswith("How long:")]
+    assert said and all(NOT_MEASURED in c for c in said)  # the cache build's and health's
