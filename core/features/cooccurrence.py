@@ -4,6 +4,7 @@ feature's positions: no dense feature × feature (or token × feature) matrix is
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,10 +67,14 @@ _TABLES: dict[tuple, pd.DataFrame] = {}
 _COUNTED_KEPT, _TABLES_KEPT = 4, 64
 
 
+_WRITING = threading.Lock()  # pages of several sessions run in threads of one process
+
+
 def _remember(memo: dict, kept: int, key: tuple, value: object) -> None:
-    while len(memo) >= kept:  # the oldest goes
-        del memo[next(iter(memo))]
-    memo[key] = value
+    with _WRITING:
+        while len(memo) >= kept:  # the oldest goes
+            del memo[next(iter(memo))]
+        memo[key] = value
 
 
 def cooccurrence(

@@ -9,6 +9,7 @@ Everything here reads the caches only, so the numbers are reproducible from them
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,7 @@ def _segment_max(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 _STATS: dict[tuple, CorpusStats] = {}  # (folder, files' version, rows): the last few read
 _STATS_KEPT = 8
+_WRITING = threading.Lock()
 
 
 def corpus_stats(cache: SparseActivationStore, rows: int | None = None) -> CorpusStats:
@@ -79,9 +81,10 @@ def corpus_stats(cache: SparseActivationStore, rows: int | None = None) -> Corpu
     key = (cache.folder, cache.version(), rows)
     if (found := _STATS.get(key)) is None:
         found = _counted(cache, rows, final)
-        while len(_STATS) >= _STATS_KEPT:
-            del _STATS[next(iter(_STATS))]
-        _STATS[key] = found
+        with _WRITING:  # pages of several sessions run in threads of one process
+            while len(_STATS) >= _STATS_KEPT:
+                del _STATS[next(iter(_STATS))]
+            _STATS[key] = found
     return found
 
 

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def missing_local_file(ws: WorkspaceConfig, source: DataSourceConfig) -> str | N
 
 _DOCUMENTS: dict[tuple, list[str]] = {}  # the last local corpora read, by file version
 _DOCUMENTS_KEPT = 4
+_WRITING = threading.Lock()
 
 
 def load_documents(ws: WorkspaceConfig, role: str, limit: int | None = None) -> list[str]:
@@ -78,9 +80,10 @@ def load_documents(ws: WorkspaceConfig, role: str, limit: int | None = None) -> 
     key = (file_stamps(_source_files(ws, source)), source.format, source.field, limit)
     if (found := _DOCUMENTS.get(key)) is None:
         found = _long_documents(ws, source, _local_texts(ws, source), limit)
-        while len(_DOCUMENTS) >= _DOCUMENTS_KEPT:  # the oldest goes: corpora can be large
-            del _DOCUMENTS[next(iter(_DOCUMENTS))]
-        _DOCUMENTS[key] = found
+        with _WRITING:  # pages of several sessions run in threads of one process
+            while len(_DOCUMENTS) >= _DOCUMENTS_KEPT:  # the oldest goes: corpora can be large
+                del _DOCUMENTS[next(iter(_DOCUMENTS))]
+            _DOCUMENTS[key] = found
     return found
 
 
