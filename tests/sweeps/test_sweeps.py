@@ -108,3 +108,14 @@ def test_a_sweeps_gates_are_calibrated_on_the_text_it_names(evaluator):
     assert "on" not in retain.calibration  # the default keeps the retain rows' memo keys
     with pytest.raises(UserError, match="Unknown gate calibration 'rows'"):
         replace(config, gate_calibration="rows").check()
+
+
+def test_mean_ablation_points_take_their_means_from_the_sweeps_table(evaluator):
+    from core.features.stats import feature_means
+
+    runs = planned_runs(evaluator, SweepConfig((0.01,), (2, 3), (1.0,), method="mean"))
+    table, _ = workspace_stats(evaluator.ws)
+    for run in runs:
+        features = list(run.intervention.features)
+        assert run.intervention.means == feature_means(evaluator.ws, features, table)
+        assert run.intervention.means == feature_means(evaluator.ws, features)  # its own table
