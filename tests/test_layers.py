@@ -26,6 +26,7 @@ LAYERS = (
     "interventions",
     "evaluation",
     "effects",
+    "relearning",
     "labels",
     "selection",
     "sweeps",

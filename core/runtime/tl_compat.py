@@ -21,6 +21,7 @@ kv_heads, d_head], and which positions are real; a forward pass given one append
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -172,3 +173,22 @@ def pretrained_config(name: str) -> HookedTransformerConfig:
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
     return get_pretrained_model_config(name)
+
+
+def model_copy(model: Model) -> Model:
+    """A deep copy of `model` that runs on its own weights. deepcopy keeps functions as they
+    are, and sae-lens's HookedSAETransformer gives each MLP an instance `forward`, a closure
+    over the *original* MLP that runs its `hook_in` first: the copy's MLPs would run the
+    original's weights. Each is bound again to its copy."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if "forward" in vars(module) and hasattr(module, "hook_in"):
+            del module.forward  # the class's forward, bound to this copy
+            module.forward = partial(_hooked_in, module.forward, module.hook_in)
+    return twin
+
+
+def _hooked_in(forward: Callable, hook_in: HookPoint, x: Tensor) -> Tensor:
+    return forward(hook_in(x))
