@@ -8,6 +8,7 @@ import streamlit as st
 from pages.common import workspace_with_statistics
 from pages.feature_source_views import feature_source_view, gate_kept_with
 from pages.generation_views import generation_view
+from pages.relearn_views import relearn_view
 from pages.result_views import known_questions_view, questions_view, results_view, save_view
 from pages.run_views import background_run, evaluator_for, intervention_form, intervention_of
 from pages.screening_views import screening_view
@@ -36,4 +37,5 @@ if (shown := reported or tuned) is not None:
 known_questions_view(evaluator)
 generation_view(ws, iv)
 screening_view(ws, features, form)
+relearn_view(ws, iv)
 sweep_view(ws.name, reporter, form)

@@ -17,10 +17,10 @@ from core.interventions.calibration import CALIBRATIONS, describe
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES
 from core.loading.data import files_stamp
-from core.runtime.jobs import Jobs
 from core.selection import sources
 from core.selection.sources import FeatureChoice
-from pages.common import flag, from_url, one_of, plain, time_left, to_url, within
+from pages.common import flag, from_url, one_of, plain, to_url, within
+from pages.job_views import watched_job
 
 SLIDERS = 50  # features with a slider of their own; the others keep their multipliers
 MAX_C = 10_000.0
@@ -64,24 +64,6 @@ def evaluator_for(ws: Workspace, settings: EvalSettings) -> Evaluator:
     """One Evaluator per workspace version, state of its data files and settings per
     server: an edited question file is read again without a restart."""
     return _evaluator(ws.name, ws.config.provenance_hash(), files_stamp(ws.config), settings, ws)
-
-
-@st.cache_resource(show_spinner=False)
-def _jobs() -> Jobs:
-    """The server's background runs: a run goes on when the page reruns or reloads."""
-    return Jobs()
-
-
-@st.fragment(run_every=1.0)
-def _watch(key: str) -> None:
-    """A running evaluation's progress and its Cancel button; the page reruns when it ends."""
-    job = _jobs().get(key)
-    if job is None or not job.running:
-        st.rerun()
-    left = time_left(job.fraction, job.stage_started) or "…"
-    st.progress(job.fraction, text=f"{job.stage} · {left} (the run goes on if you leave or reload)")
-    if st.button("Cancel the run"):
-        job.cancel()
 
 
 def _sliders(table: pd.DataFrame, chosen: FeatureChoice, origin: str) -> list[float]:
@@ -284,13 +266,8 @@ def background_run(
         st.error(plain(exc))
         return None
     key = f"{ws.name}/{evaluator.result_path(iv).name}"
-    if run and result is None:
-        _jobs().start(key, lambda report: evaluator.evaluate(iv, report, chosen_on, True))
-    job = _jobs().get(key)
-    if job is not None and job.running:
-        _watch(key)
-    elif job is not None:
-        if job.error:
-            st.error(plain(job.error))
-        _jobs().forget(key)
+    start = run and result is None
+    watched_job(
+        key, (lambda report: evaluator.evaluate(iv, report, chosen_on, True)) if start else None
+    )
     return result
