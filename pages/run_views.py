@@ -129,7 +129,7 @@ def intervention_form(
     from_url("c", within(float, 0.0, MAX_C))
     from_url("multiplier", within(float, 0.0, 5.0))
     from_url("skip_bos", flag)
-    with st.form("intervention"):
+    with st.form("intervention", enter_to_submit=False):  # Enter in a box runs nothing
         st.markdown("**Intervention** (nothing runs until you press Run)")
         top = st.columns(4)
         method = top[0].selectbox(

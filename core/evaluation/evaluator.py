@@ -201,11 +201,14 @@ class Evaluator:
                         out.setdefault("gate_k", {})[GATED_SETS[role]] = decided
             measured: dict[bytes, tuple] = {}  # the same rows (one text, two roles) once
             for name, rows in self.loss_text.rows.items():
-                if progress:
-                    progress(f"loss on {LOSS_SETS[name][1]}", 0.0)
+                stage = f"loss on {LOSS_SETS[name][1]}"
+                report = None if progress is None else (lambda d, t, s=stage: progress(s, d / t))
+                if report:
+                    report(0, 1)
                 if rows.tobytes() not in measured:
                     with recording() as record:
-                        measured[rows.tobytes()] = (row_losses(ws.model, rows).tolist(), record)
+                        losses = row_losses(ws.model, rows, report=report).tolist()
+                        measured[rows.tobytes()] = (losses, record)
                 losses, record = measured[rows.tobytes()]
                 out["losses"][name] = losses
                 if gate:

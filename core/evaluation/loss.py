@@ -3,6 +3,7 @@ and their next-token cross-entropy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,9 +64,13 @@ def describe_loss_text(ws: Workspace, settings: EvalSettings, text: LossText) ->
 
 @torch.no_grad()
 def row_losses(
-    model: Model, tokens: Int[np.ndarray, "rows ctx"] | Int[Tensor, "rows ctx"], batch_rows: int = 8
+    model: Model,
+    tokens: Int[np.ndarray, "rows ctx"] | Int[Tensor, "rows ctx"],
+    batch_rows: int = 8,
+    report: Callable[[int, int], None] | None = None,
 ) -> Float[np.ndarray, " rows"]:
-    """The mean next-token CE (nats) of each row; logits are built a chunk at a time."""
+    """The mean next-token CE (nats) of each row; logits are built a chunk at a time.
+    `report(rows done, rows)` after each batch (a cancelled run stops there)."""
     tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
     out = np.zeros(len(tokens), dtype=np.float64)
     for start in range(0, len(tokens), batch_rows):
@@ -80,4 +85,6 @@ def row_losses(
                 want = targets[row, chunk : chunk + LOGIT_CHUNK]
                 total += torch.nn.functional.cross_entropy(logits, want, reduction="sum").item()
             out[start + row] = total / targets.shape[1]
+        if report is not None:
+            report(start + len(batch), len(tokens))
     return out

@@ -29,3 +29,20 @@ def test_every_loss_set_has_its_rows_and_says_where_they_come_from(offline_ws):
     assert np.array_equal(text.rows["retain"], loss_text(offline_ws, settings).rows["retain"])
     described = describe_loss_text(offline_ws, settings, text)
     assert "2 rows x 32 tokens" in described["forget"]
+
+
+def test_a_cancel_during_loss_stops_after_the_batch_it_is_asked_in(offline_ws):
+    from core.runtime.jobs import Cancelled, Job
+
+    docs = [d for d in offline_ws.documents("retain_corpus") if len(d) > 400][:5]
+    tokens = offline_ws.token_rows(docs, context_length=16, n_rows=5, seed=0)
+    job, seen = Job("loss"), []
+
+    def report(done: int, total: int) -> None:
+        seen.append((done, total))
+        job.cancel()  # the user presses Cancel during the first batch
+        job.report("loss", done / total)
+
+    with pytest.raises(Cancelled):
+        row_losses(offline_ws.model, tokens, batch_rows=2, report=report)
+    assert seen == [(2, 5)]  # one batch of two rows, not the whole text
