@@ -1,6 +1,7 @@
 """Activation examples: what one feature reads, from the caches; its logit effects; and the
 features that fire on text you paste."""
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -13,7 +14,12 @@ from core.features.examples import (
     logit_effects,
     token_strings,
 )
-from core.features.stats import bin_centers, feature_frequency, feature_histogram
+from core.features.stats import (
+    bin_centers,
+    feature_frequency,
+    feature_histogram,
+    histogram_span,
+)
 from pages.common import plain, url_value, within, workspace_with_statistics
 from pages.effect_views import feature_effect_caption
 from pages.feature_views import cooccurrence_view, neighbours_view, suggestion_view
@@ -120,14 +126,25 @@ else:
                 st.html(render_tokens(strings, context.values, scale, mark=context.mark))
     with tabs[3]:
         figure = go.Figure()
+        counts = {name: feature_histogram(caches[name], feature) for name in ("forget", "retain")}
+        edges = counts["forget"][0]
+        span = histogram_span(edges, [found for _, found in counts.values()])
+        log = span is None or span[2]  # log only when the activations span two decades
         for name, color in (("forget", "#d1495b"), ("retain", "#2e7d5b")):
-            edges, counts = feature_histogram(caches[name], feature)
             figure.add_bar(
-                x=bin_centers(edges), y=counts, name=name, marker_color=color, opacity=0.6
+                x=bin_centers(edges),
+                y=counts[name][1],
+                width=None if log else np.diff(edges),
+                name=name,
+                marker_color=color,
+                opacity=0.6,
             )
+        xaxis = {"type": "log" if log else "linear", "title": "activation (log-spaced bins)"}
+        if span is not None:
+            xaxis["range"] = [np.log10(span[0]), np.log10(span[1])] if log else span[:2]
         figure.update_layout(
             barmode="overlay",
-            xaxis={"type": "log", "title": "activation (log-spaced bins)"},
+            xaxis=xaxis,
             yaxis={"type": "log", "title": "positions"},
             height=320,
         )

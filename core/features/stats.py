@@ -10,6 +10,7 @@ Everything here reads the caches only, so the numbers are reproducible from them
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -146,6 +147,19 @@ def feature_histogram(
     tokens = np.asarray(cache.tokens()[:rows]).ravel()
     values = values[~np.isin(tokens[where], cache.special_token_ids())]  # its positions only
     return HISTOGRAM_EDGES, np.histogram(values, bins=HISTOGRAM_EDGES)[0]
+
+
+def histogram_span(
+    edges: Float[np.ndarray, " bins_1"], counts: Sequence[Int[np.ndarray, " bins"]]
+) -> tuple[float, float, bool] | None:
+    """The activation range the occupied bins of `counts` (one per corpus, on `edges`)
+    cover, and whether it spans two decades or more (a log axis); None when all are empty."""
+    occupied = np.flatnonzero(np.sum(counts, axis=0) > 0)
+    if not len(occupied):
+        return None
+    low, high = float(edges[occupied[0]]), float(edges[occupied[-1] + 1])
+    low = low if low > 0 else float(edges[1]) / 10  # the first bin starts at 0
+    return low, high, high / low >= 100
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,15 @@ def test_statistics_are_counted_once_per_version_of_the_cache(small_app_ws):
     again = corpus_stats(cache)  # the cache's files changed: counted afresh
     assert again is not first and np.array_equal(again.count["saebench"], first.count["saebench"])
     pd.testing.assert_frame_equal(workspace_stats(ws)[0], workspace_stats(ws)[0])
+
+
+def test_a_histogram_spans_its_data_and_is_log_only_across_decades():
+    from core.features.stats import HISTOGRAM_EDGES, histogram_span
+
+    def counts(values):
+        return np.histogram(values, bins=HISTOGRAM_EDGES)[0]
+
+    low, high, log = histogram_span(HISTOGRAM_EDGES, [counts([0.15, 0.4]), counts([0.7])])
+    assert 0.1 <= low <= 0.15 and 0.7 <= high <= 1.0 and not log  # the 0.15-0.7
+    assert histogram_span(HISTOGRAM_EDGES, [counts([0.02, 40.0]), counts([])])[2]
+    assert histogram_span(HISTOGRAM_EDGES, [counts([]), counts([])]) is None
