@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from core.cache.spec import DEFAULT_SHARD_ROWS
-from core.cli.common import Subcommands, command, open_workspace
+from core.cli.common import Subcommands, TokenBars, command, open_workspace
 from core.errors import UserError
 
 
@@ -20,7 +20,6 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def _build(args: argparse.Namespace) -> None:
     import torch
-    from tqdm import tqdm
 
     from core.cache.build import build_caches, check_build_arguments
     from core.cache.store import caches_for
@@ -36,12 +35,7 @@ def _build(args: argparse.Namespace) -> None:
 
         check_address(args.ray or None)
     ws = open_workspace(args)
-    bars: dict[str, tqdm] = {}
-
-    def report(role: str, done: int, total: int) -> None:
-        bar = bars.setdefault(role, tqdm(total=total, unit="tok", desc=role))
-        bar.update(done - bar.n)
-
+    report = TokenBars()
     caches = list(caches_for(ws, args.corpus))
     options = {"shard": args.shard, "shard_rows": args.shard_rows, "batch_size": args.batch_size}
     if args.ray is not None:
@@ -50,8 +44,7 @@ def _build(args: argparse.Namespace) -> None:
         statuses = build_on_ray(ws, caches, args, report, options)
     else:
         statuses = build_caches(ws, caches, args.rows, report, **options)
-    for bar in bars.values():
-        bar.close()
+    report.close()
     for status in statuses:
         print(status.describe())
 

@@ -121,6 +121,26 @@ def progress_printer() -> Callable[[str, float], None]:
     return report
 
 
+class TokenBars:
+    """A terminal bar per cache being built, (role, tokens done, tokens to do) reports, with
+    tokens/s and time left; `close()` ends them."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, role: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.setdefault(
+            role, tqdm(total=total, unit="tok", unit_scale=True, desc=f"building {role} cache")
+        )
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
 def check_out(path: Path) -> None:
     """Refuse an output path whose folder does not exist, before any work is done."""
     if not path.parent.is_dir():

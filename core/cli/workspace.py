@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from core.base.config_files import default_workspace, list_workspaces
-from core.cli.common import Subcommands, command, open_workspace
+from core.cli.common import Subcommands, TokenBars, command, open_workspace
 from core.errors import UserError
 
 
@@ -39,7 +39,11 @@ def _prepare(args: argparse.Namespace) -> None:
     if problems := ws.problems():
         raise UserError(problems[0])
     sae = ws.sae
-    for status in build_caches(ws):
+    print("building the activation caches (first run only):", flush=True)
+    bars = TokenBars()
+    statuses = build_caches(ws, progress=bars)
+    bars.close()
+    for status in statuses:
         print(status.describe())
     ws.mark_prepared()
     print(

@@ -38,8 +38,10 @@ def test_every_step_runs_from_the_hub_caches(hub_session):
         assert step["code"] in expected, (step["argv"], step["err"])
     info = _step(hub_session, "info")["out"]
     assert "hub:cais/wmdp/wmdp-bio/test" in info and "problem" not in info
-    prepare = _step(hub_session, "prepare")["out"]
-    assert "google/gemma-3-270m-it + SAE d_sae=2048 at blocks.9.hook_resid_post" in prepare
+    prepare = _step(hub_session, "prepare")
+    assert "google/gemma-3-270m-it + SAE d_sae=2048 at blocks.9.hook_resid_post" in prepare["out"]
+    assert "_corpus cache" in prepare["err"]  # a bar per cache as it builds (its last 3000 chars)
+    assert "tok/s" in prepare["err"]
 
 
 def test_sae_lens_loaded_a_jumprelu_sae_from_the_registry(hub_session):
