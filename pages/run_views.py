@@ -16,6 +16,7 @@ from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
 from core.interventions.calibration import CALIBRATIONS, describe
 from core.interventions.edits import METHODS, make_intervention
 from core.interventions.gate import GATE_RULES
+from core.labels.store import Label, LabelStore
 from core.loading.data import files_stamp
 from core.selection import sources
 from core.selection.sources import FeatureChoice
@@ -66,15 +67,25 @@ def evaluator_for(ws: Workspace, settings: EvalSettings) -> Evaluator:
     return _evaluator(ws.name, ws.config.provenance_hash(), files_stamp(ws.config), settings, ws)
 
 
-def _sliders(table: pd.DataFrame, chosen: FeatureChoice, origin: str) -> list[float]:
-    """Each feature's multiplier of c, a slider each for the first SLIDERS features."""
+def _named(feature: int, label: Label | None) -> str:
+    """A feature's id with its label and tags, as a slider names it."""
+    if label is None or not (label.label or label.tags):
+        return f"feature {feature}"
+    tags = f" [{', '.join(label.tags)}]" if label.tags else ""
+    return f"feature {feature} '{label.label or 'unlabelled'}'{tags}"
+
+
+def _sliders(ws: Workspace, table: pd.DataFrame, chosen: FeatureChoice, origin: str) -> list[float]:
+    """Each feature's multiplier of c, a slider each (named by the feature's label and
+    tags) for the first SLIDERS features."""
     weights = list(chosen.multipliers)
     columns = st.columns(2)
+    labels = LabelStore.for_workspace(ws).labels(list(chosen.features[:SLIDERS]))
     for i, feature in enumerate(chosen.features[:SLIDERS]):
         row = table.iloc[feature]
-        label = (
-            f"feature {feature} × (mean {row['forget_mean_saebench']:.2f} / "
-            f"max {row['forget_max_saebench']:.2f})"
+        label = plain(
+            f"{_named(feature, labels.get(feature))} × (mean "
+            f"{row['forget_mean_saebench']:.2f} / max {row['forget_max_saebench']:.2f})"
         )
         weights[i] = columns[i % 2].slider(
             label, 0.0, max(5.0, weights[i]), weights[i], 0.05, key=f"m-{origin}-{feature}"
@@ -154,7 +165,7 @@ def intervention_form(
             "saved set's own to start with; changing c keeps them); beside it, the feature's "
             "typical size on forget text (mean where active / max)."
         )
-        weights = _sliders(table, chosen, origin)
+        weights = _sliders(ws, table, chosen, origin)
         gating = st.columns([1, 1, 2, 2])
         gate_on = gating[0].toggle(
             "Gate (DSG)",

@@ -253,3 +253,14 @@ def test_a_link_value_no_widget_can_take_is_ignored_with_a_notice(small_app_env,
         assert f"The link's {key} = '{value}' is ignored" in notices, notices
     assert next(s for s in at.slider if s.label == "Global multiplier").value == 1.0
     assert at.selectbox(key="method").value == "clamp"
+
+
+def test_each_slider_names_its_feature_by_label_and_tags(small_app_ws, app):
+    from core.labels.store import LabelStore
+
+    LabelStore.for_workspace(small_app_ws).set_label(5, label="cell *walls*", tags=["biology"])
+    app.radio[0].set_value("ids").run()
+    next(t for t in app.text_input if t.label == "Feature ids").input("5, 6").run()
+    names = [shown(s.label) for s in app.slider if s.label.startswith("feature ")]
+    assert names[0].startswith("feature 5 'cell *walls*' [biology] × (mean"), names
+    assert names[1].startswith("feature 6 × (mean")  # unlabelled: its id alone
