@@ -49,21 +49,23 @@ def main() -> None:
     train_docs, _ = ws.documents_split("forget_corpus")
     rows = ws.token_rows(train_docs, args.context, args.rows, ws.config.budgets.seed)
     row_losses(ws.model, rows[:2])  # warm-up
-    bare, _ = timed(lambda: row_losses(ws.model, rows))
-    estimate_s, estimate = timed(lambda: estimated_effects(ws, rows, args.c))
-    top = np.argsort(-estimate.mean(0))[: args.top_k].tolist()
-    measured_s, _ = timed(lambda: measured_effects(ws, rows, top, args.c))
-    load = os.getloadavg()[0]
     print(
         f"{len(rows)} rows x {args.context} tokens, c = {args.c:g}, {torch.get_num_threads()} "
-        f"threads, load average {load:.2f} at the end"
+        f"threads, load average {os.getloadavg()[0]:.2f} at the start",
+        flush=True,
     )
-    print(f"bare forward (logits and loss): {bare:.1f} s")
+    bare, _ = timed(lambda: row_losses(ws.model, rows))
+    print(f"bare forward (logits and loss): {bare:.1f} s", flush=True)
+    estimate_s, estimate = timed(lambda: estimated_effects(ws, rows, args.c))
     width = estimate.shape[1]
-    print(f"estimate, all {width} features: {estimate_s:.1f} s = {estimate_s / bare:.2f}x bare")
+    said = f"{estimate_s:.1f} s = {estimate_s / bare:.2f}x bare"
+    print(f"estimate, all {width} features: {said}", flush=True)
+    top = np.argsort(-estimate.mean(0))[: args.top_k].tolist()
+    measured_s, _ = timed(lambda: measured_effects(ws, rows, top, args.c))
     print(
         f"measured, top {len(top)}: {measured_s:.1f} s = {measured_s / bare:.2f}x bare "
-        f"({measured_s / len(top) / bare:.3f}x bare per feature)"
+        f"({measured_s / len(top) / bare:.3f}x bare per feature); load average "
+        f"{os.getloadavg()[0]:.2f} at the end"
     )
 
 
