@@ -192,3 +192,10 @@ def model_copy(model: Model) -> Model:
 
 def _hooked_in(forward: Callable, hook_in: HookPoint, x: Tensor) -> Tensor:
     return forward(hook_in(x))
+
+
+def weight_counts(model: Model, layers: int) -> tuple[int, int]:
+    """(weights of the first `layers` blocks, weights of every block and the unembedding):
+    what one token costs in a pass to a hook and in a full forward."""
+    blocks = [sum(p.numel() for p in block.parameters()) for block in model.blocks]
+    return int(sum(blocks[:layers])), int(sum(blocks) + model.W_U.numel())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.base.records import read_memo, write_json
+from core.runtime.tl_compat import weight_counts
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -63,10 +64,7 @@ class Throughput:
 def forward_params(ws: Workspace) -> tuple[int, int]:
     """(weights up to the SAE's hook, weights of the whole forward with the unembedding)
     of the loaded model: what one token costs in each kind of pass."""
-    model = ws.model
-    hook = sum(p.numel() for block in model.blocks[: ws.layer + 1] for p in block.parameters())
-    full = sum(p.numel() for block in model.blocks for p in block.parameters())
-    return int(hook), int(full + model.W_U.numel())
+    return weight_counts(ws.model, ws.layer + 1)
 
 
 def record_throughput(

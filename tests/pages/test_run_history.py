@@ -17,7 +17,7 @@ def test_list_compare_and_restore_a_run(kept, small_app_env, monkeypatch):  # no
     at = open_app_page(small_app_env, monkeypatch, PAGE)
     listed = at.dataframe[0].value
     assert {first, second} <= set(listed["run"])
-    assert "history pair: 3, 7" in listed["features"].tolist()
+    assert "history pair: 13, 29" in listed["features"].tolist()
     at.selectbox(key="history_a").set_value(first)
     at.selectbox(key="history_b").set_value(second).run()
     assert not at.exception
