@@ -131,3 +131,23 @@ def biology_features(ws, n: int) -> list[int]:
 def shown(markdown: str) -> str:
     """What a Markdown element displays: its source without backslash escapes."""
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def tiny_model_and_sae(model_class, rows: int, **config) -> tuple[Any, Any, Any]:
+    """A seeded float64 TransformerLens model of `model_class` (2 layers, d_model 16, 40
+    tokens; `config` adds or overrides), an SAE of 32 latents with random weights, and
+    `rows` random rows of 12 tokens with BOS (0) first."""
+    import numpy as np
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from transformer_lens import HookedTransformerConfig
+
+    torch.manual_seed(0)
+    base = {"n_layers": 2, "d_model": 16, "n_ctx": 12, "d_head": 4, "n_heads": 4, "d_vocab": 40}
+    model = model_class(HookedTransformerConfig(**base, dtype=torch.float64, **config))
+    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=32))
+    with torch.no_grad():
+        for parameter in sae.parameters():
+            parameter.normal_(0, 0.3)
+    tokens = np.random.default_rng(0).integers(1, 40, size=(rows, 12))
+    tokens[:, 0] = 0  # BOS
+    return model, sae.to(torch.float64), tokens

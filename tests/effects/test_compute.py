@@ -8,38 +8,20 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from sae_lens import StandardSAE, StandardSAEConfig
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from core.effects.compute import estimated_effects, measured_effects
 from core.errors import UserError
 from core.interventions.edits import Intervention, applied
 from core.runtime.forward import hook_resid, next_token_losses, resumed_final_resid
+from tests.helpers import tiny_model_and_sae
 
 HOOK = "blocks.0.hook_resid_post"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    config = HookedTransformerConfig(
-        n_layers=2,
-        d_model=16,
-        n_ctx=12,
-        d_head=4,
-        n_heads=4,
-        d_vocab=40,
-        act_fn="relu",
-        dtype=torch.float64,
-    )
-    model = HookedTransformer(config)
-    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=32))
-    with torch.no_grad():
-        for parameter in sae.parameters():
-            parameter.normal_(0, 0.3)
-    sae = sae.to(torch.float64)
-    rows = np.random.default_rng(0).integers(1, 40, size=(5, 12))
-    rows[:, 0] = 0  # BOS
+    model, sae, rows = tiny_model_and_sae(HookedTransformer, 5, act_fn="relu")
     ws = SimpleNamespace(model=model, sae=sae, hook=HOOK, device="cpu")
     ws.residual = lambda tokens: hook_resid(model, tokens, HOOK, 0)
     return ws, rows

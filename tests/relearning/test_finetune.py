@@ -6,41 +6,22 @@ a seed repeats a run exactly, and the model copied is never touched."""
 import numpy as np
 import pytest
 import torch
-from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.analysis.hooked_sae_transformer import HookedSAETransformer
-from transformer_lens import HookedTransformerConfig
 
 from core.errors import UserError
 from core.evaluation.loss import row_losses
 from core.interventions.edits import Intervention, applied
 from core.relearning.finetune import frozen_copy, train, trainable_state, tunable_copy
+from tests.helpers import tiny_model_and_sae
 
 HOOK = "blocks.0.hook_resid_post"
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    config = HookedTransformerConfig(
-        n_layers=2,
-        d_model=16,
-        n_ctx=12,
-        d_head=4,
-        n_heads=4,
-        d_vocab=40,
-        d_mlp=32,
-        act_fn="gelu",
-        gated_mlp=True,
-        dtype=torch.float64,
-    )
-    model = HookedSAETransformer(config)  # as workspaces load: its MLPs' own forwards
-    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=32))
-    with torch.no_grad():
-        for parameter in sae.parameters():
-            parameter.normal_(0, 0.3)
-    sae = sae.to(torch.float64)
-    rows = np.random.default_rng(0).integers(1, 40, size=(6, 12))
-    rows[:, 0] = 0  # BOS
+    model, sae, rows = tiny_model_and_sae(
+        HookedSAETransformer, 6, d_mlp=32, act_fn="gelu", gated_mlp=True
+    )  # as workspaces load models: its MLPs' own forwards
     iv = Intervention(features=(1, 5, 9), values=(1.0, 1.0, 1.0))
     return model, sae, rows, iv
 
