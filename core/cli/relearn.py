@@ -16,6 +16,8 @@ from core.cli.common import (
     progress_printer,
     write_out,
 )
+from core.interventions.edits import METHODS
+from core.interventions.gate import GATE_RULES
 
 
 def _said(value: float, se: float | None) -> str:
@@ -131,10 +133,12 @@ def add_commands(sub: Subcommands) -> None:
         help="clamp size (default: twice the median feature's largest activation on forget "
         "text, the SAE's own scale)",
     )
-    cmd.add_argument("--method", default="clamp", help="the edit's method (as eval's)")
+    cmd.add_argument("--method", choices=list(METHODS), default="clamp")
     cmd.add_argument("--edit-bos", action="store_true", help="edit position 0 too")
     cmd.add_argument("--gate", type=float, metavar="PERCENTILE", help="gate the edit (DSG)")
-    cmd.add_argument("--gate-rule", default="per feature", help="rule inside a gated sequence")
+    cmd.add_argument(
+        "--gate-rule", choices=list(GATE_RULES), default="per feature", help="rule inside"
+    )
     cmd.add_argument("--steps", type=int, default=20, help="fine-tuning steps per arm (20)")
     cmd.add_argument("--rows", type=int, default=32, help="training rows per arm (32)")
     cmd.add_argument("--context", type=int, default=64, help="tokens per training row (64)")
