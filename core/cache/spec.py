@@ -52,7 +52,10 @@ class CacheSpec:
     def unresolved(self) -> tuple[str, ...]:
         """The fields that will change once the hub model is downloaded or the hub dataset
         prepared here: their revision is not known yet."""
-        pending = {"model_weights": f"@{NOT_DOWNLOADED}", "corpus_hash": f"@{data.UNKNOWN_REVISION}"}
+        pending = {
+            "model_weights": f"@{NOT_DOWNLOADED}",
+            "corpus_hash": f"@{data.UNKNOWN_REVISION}",
+        }
         return tuple(name for name, end in pending.items() if getattr(self, name).endswith(end))
 
 

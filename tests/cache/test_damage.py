@@ -72,7 +72,7 @@ def test_damaged_manifest_is_one_clear_error(small_ws, clean):
     cache = _cache(small_ws)
     record = json.loads(cache.manifest_path.read_text())
     cache.manifest_path.write_text(json.dumps(record | {"rows_requested": "abc"}))
-    with pytest.raises(CacheError, match="manifest.json is damaged"):
+    with pytest.raises(CacheError, match=r"manifest\.json is damaged"):
         _cache(small_ws)
 
 
@@ -100,7 +100,7 @@ def test_a_cache_folder_that_cannot_be_written_is_one_clear_error(tmp_path, smal
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should go")
     monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(blocker))
-    with pytest.raises(CacheError, match="Could not write the cache .* rerun"):
+    with pytest.raises(CacheError, match=r"Could not write the cache .* rerun"):
         build(_cache(small_ws), small_ws, ROWS, shard_rows=2)
 
 
