@@ -4,6 +4,7 @@ of memos, which moves a damaged memo aside so that it is computed again."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -17,6 +18,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # What loading a damaged memo raises: cut short or not JSON (ValueError, of which
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 DAMAGE = (ValueError, KeyError, EOFError, zipfile.BadZipFile)
 Fields = Mapping[str, type | tuple[type, ...]]
 NUMBER = (int, float)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, None)  # no room, quota, size limit
 
 
 def record_key(record: Any) -> str:
@@ -35,13 +39,21 @@ def record_key(record: Any) -> str:
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write` on a temporary file beside `path` (folders made), then replace `path`
     with it at once. The temporary name is per process and thread (the app's sessions are
-    threads of one process), so concurrent writers never mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    threads of one process), so concurrent writers never mix. A full disk (or a file-size
+    limit) is a UserError naming `path`; the previous file, if any, stays whole."""
     partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
             write(handle)
         os.replace(partial, path)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:  # None: a short write (numpy's), a disk filling up
+            raise
+        raise UserError(
+            f"Could not write {path}: {exc.strerror or 'the disk took only part of it'}. "
+            "Nothing of it was kept; free some space and run again."
+        ) from exc
     finally:
         partial.unlink(missing_ok=True)
 

@@ -1,12 +1,15 @@
 """Record keys and atomic writes: an interrupted write keeps the previous file."""
 
 import json
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.base.records import record_key, save_array, write_atomic, write_json
+from core.errors import UserError
 
 
 def test_key_ignores_key_order():
@@ -55,3 +58,17 @@ def test_threads_writing_one_file_at_once_never_mix(tmp_path):
     kept = np.load(path)
     assert len(kept) == 250_000 and len(set(kept.tolist())) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["stream.npy"]
+
+
+def test_a_memo_written_onto_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path):
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("this system has no /dev/full")
+    path = tmp_path / "evals" / "run-1.json"
+    write_json(path, {"kept": 1})
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+    partial.symlink_to(full)  # where write_atomic writes first: every write fails ENOSPC
+    with pytest.raises(UserError, match=r"Could not write .*run-1\.json: No space left"):
+        write_json(path, {"kept": 2})
+    assert json.loads(path.read_text()) == {"kept": 1}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["run-1.json"]  # no partial file

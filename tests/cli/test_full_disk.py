@@ -98,3 +98,21 @@ def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(labels_ws, t
     assert len(error) == 1 and "File too large" in error[0] and "Traceback" not in done.stderr
     assert out.read_text() == "the previous export\n"
     assert [p.name for p in out.parent.iterdir()] == ["labels.csv"]  # no partial file
+
+
+def test_a_disk_filling_up_while_eval_keeps_its_memos_is_one_line(small_app_ws, tmp_path):
+    script = FILLS_UP.replace("64_000", "1_000")  # every memo is larger
+    argv = ["eval", "--features", "13", "--c", "7.25", "--questions", "3", "--loss-rows", "2"]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv, "--skip-known"],
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr
+    error = [line for line in done.stderr.splitlines() if "error: " in line]  # after bars
+    assert len(error) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "Could not write" in error[0] and "Nothing of it was kept" in error[0]
+    assert not list(small_app_ws.folder.rglob("*.partial"))
