@@ -184,9 +184,16 @@ def _alpha_problem(memo: dict) -> str | None:
 def bound_gate(ws: Workspace, kept: dict, features: Sequence[int]) -> Gate:
     """A set's kept gate (as saved or imported) for `features` on `ws`; a UserError when its
     calibration names other features, another SAE or another retain cache: its alpha is a
-    percentile of another distribution. (Records saved before these were kept name the
-    retain cache only, which names the SAE.)"""
+    percentile of another distribution, or names neither its SAE nor its retain cache (an
+    older or hand-made record: nothing says what alpha is a percentile of). Records saved
+    before features were kept name the retain cache only, which names the SAE."""
     calibration = kept["calibration"]
+    if "sae" not in calibration and "cache" not in calibration:
+        raise UserError(
+            f"The set's kept gate (alpha {kept['alpha']:.4g}) does not say which SAE and retain "
+            "cache it was calibrated on: calibrate a new one (--gate P, or another percentile "
+            "on the page) or run without the gate."
+        )
     retain = SparseActivationStore.for_workspace(ws, "retain_corpus")  # as `calibrate` reads it
     wanted = _calibrated_for(ws, features, retain.spec.key())
     said = {"features": "other features", "sae": "another SAE", "cache": "another retain cache"}

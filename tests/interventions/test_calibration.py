@@ -121,6 +121,13 @@ def test_calibration_reads_rho_from_the_cache(small, pair):
             bound_gate(small, changed, features)
         with pytest.raises(UserError, match=said):
             kept_gate(small, changed, features, 95.0, gate.rule)  # the page's path
+    unbound = {k: v for k, v in gate.calibration.items() if k not in ("sae", "cache")}
+    with pytest.raises(UserError, match="does not say which SAE and retain cache"):
+        bound_gate(small, kept | {"calibration": unbound}, features)  # e.g. imported --force
+    old = {k: v for k, v in gate.calibration.items() if k not in ("sae", "features")}
+    assert bound_gate(small, kept | {"calibration": old}, features) == Gate.from_record(
+        kept | {"calibration": old}
+    )  # saved before features were kept: its cache names the SAE
 
 
 @pytest.mark.parametrize(
@@ -196,7 +203,8 @@ def test_calibration_without_a_cache_or_a_model_says_so(unreachable_hub, tmp_pat
 
 
 def test_a_kept_gate_is_used_only_for_its_own_rule_and_percentile(offline_ws):
-    kept = {"alpha": 0.25, "rule": "per feature", "calibration": {"percentile": 95}}
+    calibration = {"percentile": 95, "sae": offline_ws.sae_fingerprint()}
+    kept = {"alpha": 0.25, "rule": "per feature", "calibration": calibration}
     gate = kept_gate(offline_ws, kept, [1, 2], 95.0, "per feature")
     assert gate == Gate(0.25, "per feature") and gate.calibration == kept["calibration"]
     assert kept_gate(offline_ws, kept, [1, 2], 90.0, "per feature") is None  # recalibrate

@@ -31,6 +31,7 @@ def test_a_set_kept_with_a_window_calibrated_gate_starts_with_that_calibration(
     small_app_env, small_app_ws, monkeypatch
 ):
     calibration = {"percentile": 95.0, "on": "prompt-windows", "rows": 32, "median_length": 40.0}
+    calibration["sae"] = small_app_ws.sae_fingerprint()
     kept = {"alpha": 0.1234, "rule": "per feature", "calibration": calibration}
     LabelStore.for_workspace(small_app_ws).save_set(
         "windowed", [3, 7, 11], selection={"gate": kept}, overwrite=True
