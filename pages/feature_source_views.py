@@ -3,6 +3,8 @@ a saved set, the search page's current set or ids typed in. Not a page."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
@@ -49,17 +51,28 @@ def _attribution_table(
 
 def _from_attribution(ws: Workspace, table: pd.DataFrame) -> FeatureChoice:
     """The top features by gradient attribution, computed on a press of Attribute."""
-    pick = st.columns(2)
+    pick = st.columns(3)
     count = int(pick[0].number_input("Questions to attribute", 1, 5000, 20, 10))
     n = int(pick[1].number_input("n", 1, len(table), 10, key="attribution_n"))
-    choosing = EvalSettings.for_device(ws.device, known_filter=False, split="selection")
+    choosing = EvalSettings.for_device(ws.device, split="selection")  # the CLI's defaults
+    known = pick[2].toggle(
+        "Known-question filter",
+        value=choosing.known_filter,
+        key="attribution_known",
+        help="Attribute on the questions the clean model knows (24 orderings each; it runs "
+        "once on the first press of Attribute, then is kept)",
+    )
+    choosing = replace(choosing, known_filter=known)
     attributor = Attributor(
         evaluator_for(ws, choosing), AttributionConfig(question_limit=count, n=n)
     )
     found = attributor.cached()
     if found is None and st.button("Attribute", help="One forward and backward pass per question"):
         bar = ProgressBar("Attributing (the model loads first)…")
-        found = attributor.attribute(lambda done, total: bar.count(done, total, "questions"))
+        found = attributor.attribute(
+            lambda done, total: bar.count(done, total, "questions"),
+            lambda stage, fraction: bar.stage(fraction, stage),
+        )
         bar.empty()
     if found is None:
         st.info(

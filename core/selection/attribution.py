@@ -198,11 +198,23 @@ class Attributor:
         )
 
     def cached(self) -> Attribution | None:
+        """The kept attribution; None, without running anything, when there is none or the
+        known-question filter it needs has not run yet."""
+        settings = self.evaluator.settings
+        if settings.known_filter and not self.evaluator.has_known(self.role):
+            return None
         fields = dict.fromkeys(ARRAYS, np.ndarray) | {"record": dict}
         kept = read_memo(self.path, fields, self._shape_problem, load=_load_memo)
         return None if kept is None else self._attribution(kept)
 
-    def attribute(self, progress: Callable[[int, int], None] | None = None) -> Attribution:
+    def attribute(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        known_progress: Callable[[str, float], None] | None = None,
+    ) -> Attribution:
+        """The attribution (kept on disk); the known-question filter runs first when the
+        settings ask for it and it has not run (`known_progress` gets its stage)."""
+        self.evaluator.known_indices(self.role, known_progress)
         if (found := self.cached()) is not None:
             return found
         ws, scorer = self.evaluator.ws, self.evaluator.scorer

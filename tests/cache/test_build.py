@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.base.paths import REPO_ROOT
 from core.cache import shards
 from core.cache.build import build, finalize
 from core.cache.merge import merge_from
@@ -23,7 +24,6 @@ from core.cache.spec import CacheError
 from core.cache.store import SparseActivationStore
 from core.errors import DataSourceError
 from core.features.stats import corpus_stats
-from core.base.paths import REPO_ROOT
 from core.workspace.workspace import Workspace
 from tests.helpers import folder_bytes, small_workspace_config
 
@@ -148,6 +148,25 @@ def test_two_builds_at_once_make_the_cache_one_build_makes(small_ws):
     assert folders[0] == folders[1]
     together = folder_bytes(folders[0])
     shutil.rmtree(folders[0])
+    assert folder_bytes(built(small_ws, rows=8, shard_rows=2).folder) == together
+
+
+def test_two_processes_building_one_cache_at_once_make_what_one_build_makes(small_ws, tmp_path):
+    """Two `cache build` commands at once (as `make run` beside `make test`): both succeed,
+    the second waits on the build's file lock and finds the rows built."""
+    argv = [sys.executable, "-m", "core", "cache", "build", "--workspace"]
+    argv += [str(small_workspace_config(tmp_path)), "--corpus", "forget", "--rows", "8"]
+    argv += ["--shard-rows", "2"]
+    runs = [
+        subprocess.Popen(argv, cwd=REPO_ROOT, env=os.environ.copy(), stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        assert run.returncode == 0 and b"Traceback" not in err, err.decode()
+    cache = SparseActivationStore.for_workspace(small_ws, "forget_corpus")
+    together = folder_bytes(cache.folder)
+    shutil.rmtree(cache.folder)
     assert folder_bytes(built(small_ws, rows=8, shard_rows=2).folder) == together
 
 

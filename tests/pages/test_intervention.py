@@ -76,7 +76,10 @@ def test_out_of_range_ids_are_reported(app):
 
 def test_gradient_attribution_picks_the_features(app):
     app.radio[0].set_value("attribution").run()
-    assert any("Press Attribute" in i.value for i in app.info)
+    assert any("Press Attribute" in i.value for i in app.info)  # the filter did not run
+    known = app.toggle(key="attribution_known")
+    assert known.value is EvalSettings.for_device("cpu").known_filter is True  # as the CLI
+    known.set_value(False)
     _number(app, "Questions to attribute").set_value(2).run()
     next(b for b in app.button if b.label == "Attribute").click().run()
     assert not app.exception, app.exception
@@ -172,7 +175,8 @@ def test_a_gated_run_shows_how_often_the_gate_edits(app):
 def test_a_set_saved_with_a_gate_starts_gated_with_its_kept_alpha(
     small_app_env, small_app_ws, monkeypatch
 ):
-    kept = {"alpha": 0.1234, "rule": "any selected", "calibration": {"percentile": 90.0}}
+    calibration = {"percentile": 90.0, "sae": small_app_ws.sae_fingerprint()}
+    kept = {"alpha": 0.1234, "rule": "any selected", "calibration": calibration}
     store = LabelStore.for_workspace(small_app_ws)
     store.save_set("gated bio", [3, 7, 11], selection={"gate": kept}, overwrite=True)
     at = open_app_page(small_app_env, monkeypatch, PAGE, timeout=600)
