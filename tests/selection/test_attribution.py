@@ -63,6 +63,21 @@ def test_batched_attribution_equals_one_question_at_a_time(offline_ws, evaluator
         np.testing.assert_allclose(row, alone, rtol=1e-3, atol=1e-4)
 
 
+def test_the_known_filter_runs_on_attribute_never_on_a_look_for_a_kept_one(
+    offline_ws, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
+    ev = Evaluator(offline_ws, EvalSettings(question_limit=3, split="selection"))  # filter on
+    attributor = Attributor(ev, AttributionConfig(question_limit=2))
+    assert attributor.cached() is None and not ev.has_known("forget_questions")  # nothing ran
+    stages: list[str] = []
+    found = attributor.attribute(known_progress=lambda stage, _: stages.append(stage))
+    assert ev.has_known("forget_questions") and stages[-1] == "known forget_questions"
+    assert "has not run" not in found.provenance["questions_used"]
+    again = Attributor(ev, AttributionConfig(question_limit=2)).cached()
+    assert again is not None and np.array_equal(again.mean, found.mean)
+
+
 def test_attribution_is_cached_and_ranks_positive_features(evaluator, tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNING_LENS_CACHE_DIR", str(tmp_path))
     attributor = Attributor(evaluator)
@@ -109,6 +124,13 @@ def test_cli_ranks_saves_a_set_and_writes_provenance(offline_ws, tmp_path, monke
     assert list(saved.features) == ranking["features"]
     assert saved.chosen_on == ranking["question_ids"]  # what `eval --set` checks against
     assert main(["attribute", "--split", "report", "--questions", "4"]) == 2  # never on report
+    # the README's chain: a report on a larger sample never scores the questions that chose
+    report = ["eval", "--set", "attr", "--report", "--questions", "8", "--loss-rows", "1"]
+    found = tmp_path / "report.json"
+    assert main([*report, "--skip-known", "--out", str(found)]) == 0
+    assert "optimistic" not in json.loads(found.read_text())
+    overlap = ["eval", "--set", "attr", "--split", "all", "--questions", "4", "--skip-known"]
+    assert main(overlap) == 2  # it holds the questions that chose the set
 
 
 @pytest.mark.parametrize("kind", ["truncated", "not an archive", "missing array"])
