@@ -60,6 +60,10 @@ def test_evaluation_memos_are_keyed_by_the_weights_and_the_libraries(offline_ws,
         another_build(patched, offline_ws)
         assert evaluator.baseline_path() != before
     assert evaluator.baseline_path() == before
+    newer = library_versions() | {"torch": "99.0"}  # another torch: another memo
+    with monkeypatch.context() as patched:
+        patched.setattr("core.evaluation.evaluator.library_versions", lambda: newer)
+        assert evaluator.baseline_path() != before
 
 
 def test_activation_caches_are_keyed_by_the_weights(tmp_path, monkeypatch):
