@@ -8,6 +8,7 @@ import streamlit as st
 from pages.common import workspace_with_statistics
 from pages.feature_source_views import feature_source_view, gate_kept_with
 from pages.generation_views import generation_view
+from pages.job_views import workspace_runs
 from pages.relearn_views import relearn_view
 from pages.result_views import known_questions_view, questions_view, results_view, save_view
 from pages.run_views import background_run, evaluator_for, intervention_form, intervention_of
@@ -16,6 +17,7 @@ from pages.sweep_views import sweep_view
 
 st.title("Live intervention")
 ws, table, _, store = workspace_with_statistics()
+workspace_runs(ws.name)  # every run going on here, whatever settings the form now shows
 
 chosen, feature_set = feature_source_view(ws, table, store)
 features = list(chosen.features)

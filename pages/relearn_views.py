@@ -146,6 +146,6 @@ def relearn_view(ws: Workspace, iv: Intervention) -> None:
         key = f"{ws.name}/relearn-{result_path(ws, iv, settings).name}"
         start = st.button("Relearn", disabled=result is not None)
         work = (lambda report: relearn(ws, iv, settings, report)) if start else None
-        watched_job(key, work)
+        watched_job(key, work, f"Relearning: {len(iv.features)} features, {settings.steps} steps")
         if result is not None:
             relearn_results(result)

@@ -14,7 +14,7 @@ from core.evaluation.known import VARIANTS
 from core.evaluation.mcq import SCORINGS
 from core.evaluation.settings import MAX_SHOTS, SHOTS_RULE, EvalSettings
 from core.interventions.calibration import CALIBRATIONS, describe
-from core.interventions.edits import METHODS, make_intervention
+from core.interventions.edits import METHODS, Intervention, make_intervention
 from core.interventions.gate import GATE_RULES
 from core.labels.store import Label, LabelStore
 from core.loading.data import files_stamp
@@ -279,6 +279,21 @@ def background_run(
     key = f"{ws.name}/{evaluator.result_path(iv).name}"
     start = run and result is None
     watched_job(
-        key, (lambda report: evaluator.evaluate(iv, report, chosen_on, True)) if start else None
+        key,
+        (lambda report: evaluator.evaluate(iv, report, chosen_on, True)) if start else None,
+        run_title(iv, evaluator.settings),
     )
     return result
+
+
+def run_title(iv: Intervention, settings: EvalSettings) -> str:
+    """A run as the workspace's list of runs names it: its features, edit and questions."""
+    shown = ", ".join(map(str, iv.features[:5])) + (", …" if len(iv.features) > 5 else "")
+    values = sorted({v * iv.multiplier for v in iv.values})
+    c = f"{values[0]:g}" if len(values) == 1 else f"{values[0]:g}–{values[-1]:g}"
+    gate = "" if iv.gate is None else f", gated (alpha {iv.gate.alpha:.3g})"
+    questions = settings.question_limit or "all"
+    return (
+        f"{settings.split.capitalize()} run: {len(iv.features)} features ({shown}), "
+        f"{iv.method} {c}{gate}; {questions} questions a set, {settings.loss_rows} loss rows"
+    )

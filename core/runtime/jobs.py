@@ -29,6 +29,7 @@ class Job:
     """One background run: its progress, and its result or error once finished."""
 
     key: str
+    title: str = ""  # what it runs, as a list of runs names it
     stage: str = "starting"
     fraction: float = 0.0
     result: Any = None
@@ -66,14 +67,20 @@ class Jobs:
         with self._lock:
             return self._jobs.get(key)
 
-    def start(self, key: str, work: Callable[[Report], Any]) -> Job:
+    def running(self, prefix: str = "") -> list[Job]:
+        """The runs going on whose key starts with `prefix` (a workspace's: "name/"), in
+        the order they started."""
+        with self._lock:
+            return [j for k, j in self._jobs.items() if k.startswith(prefix) and j.running]
+
+    def start(self, key: str, work: Callable[[Report], Any], title: str = "") -> Job:
         """Run `work(report)` in a thread unless `key` runs already; its UserError becomes
         the job's error, any other exception is logged and named."""
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and job.running:
                 return job
-            job = self._jobs[key] = Job(key)
+            job = self._jobs[key] = Job(key, title or key)
 
         def run() -> None:
             try:

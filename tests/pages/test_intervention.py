@@ -145,6 +145,26 @@ def test_a_run_shows_its_time_left_can_be_cancelled_and_keeps_nothing(app):
     assert not app.exception
 
 
+def test_a_run_the_form_no_longer_shows_is_listed_and_can_be_cancelled_from_the_list(app):
+    _number(app, "Questions per set (0 = all)").set_value(40)
+    _known_filter(app).set_value(False)
+    _number(app, "c (or m for scale)").set_value(3.25)
+    next(b for b in app.button if b.label == "Run").click().run()
+    _number(app, "n").set_value(3).run()  # other features: the form now shows another run
+    listed = "**Runs going on in this workspace (1)**"
+    assert any(m.value == listed for m in app.markdown), [m.value for m in app.markdown]
+    title = [t for t in _progress_texts(app) if t.startswith("Selection run: ")]
+    assert title and "clamp 3.25; 40 questions a set" in title[0], _progress_texts(app)
+    assert not any(b.label == "Cancel the run" for b in app.button)  # not this form's run
+    next(b for b in app.button if b.label == "Cancel").click().run()
+    deadline = time.monotonic() + 300
+    while any(m.value.startswith("**Runs going on") for m in app.markdown):
+        assert time.monotonic() < deadline, "the listed run was not cancelled"
+        time.sleep(1)
+        app.run()
+    assert not app.exception and not app.table
+
+
 def test_a_shared_link_restores_the_source_and_c(small_app_env, monkeypatch):
     for key, value in small_app_env.items():
         monkeypatch.setenv(key, value)

@@ -70,3 +70,14 @@ def test_each_stage_keeps_its_own_start_for_the_time_left():
     assert job.stage == "retain" and job.stage_started >= created + 0.05
     gate.set()
     assert job.finished.wait(10)
+
+
+def test_the_runs_of_a_workspace_are_listed_by_their_titles_while_they_run():
+    jobs, gate = Jobs(), threading.Event()
+    jobs.start("ws-a/run-1.json", lambda report: gate.wait(10), "Evaluation: 3 features")
+    jobs.start("ws-a/relearn-2.json", lambda report: gate.wait(10))
+    jobs.start("ws-b/run-1.json", lambda report: gate.wait(10))
+    listed = jobs.running("ws-a/")
+    assert [j.title for j in listed] == ["Evaluation: 3 features", "ws-a/relearn-2.json"]
+    gate.set()
+    assert all(j.finished.wait(10) for j in listed) and jobs.running("ws-a/") == []
