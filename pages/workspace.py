@@ -7,7 +7,13 @@ import streamlit as st
 
 from core import UserError
 from core.cache.store import caches_for
-from core.sae.health import cached_health, health_estimate, sae_health, with_se
+from core.sae.health import (
+    cached_health,
+    health_estimate,
+    health_measured_at,
+    sae_health,
+    with_se,
+)
 from pages.common import ProgressBar, cache_build_panel, current_workspace, plain
 
 st.title("Workspace")
@@ -50,15 +56,20 @@ st.caption(
     "was not trained on them, so FVE is also shown without them. ± is one standard error "
     "over the held-out rows (a jackknife for FVE)."
 )
-health = cached_health(ws)
-if health is None:
-    st.caption(f"How long: {health_estimate(ws)}.")
-if health is None and st.button("Measure SAE health (loads the model)"):
+health, measured_at = cached_health(ws), health_measured_at(ws)
+st.caption(f"How long: {health_estimate(ws)}.")
+label = "Measure SAE health (loads the model)"
+if health is not None:
+    label = f"Recompute (measured {measured_at})"
+if st.button(label):
     bar = ProgressBar("Loading the model…")
     try:
         health = sae_health(
-            ws, progress=lambda done, total: bar.count(done, total, "held-out rows")
+            ws,
+            progress=lambda done, total: bar.count(done, total, "held-out rows"),
+            recompute=health is not None,
         )
+        measured_at = health_measured_at(ws)
     except UserError as exc:
         st.error(plain(exc))
     bar.empty()

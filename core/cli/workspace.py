@@ -60,7 +60,7 @@ def _train_sae(args: argparse.Namespace) -> None:
 
 
 def _health(args: argparse.Namespace) -> None:
-    from core.sae.health import sae_health, with_se
+    from core.sae.health import health_measured_at, sae_health, with_se
 
     if args.rows < 1:
         raise UserError(f"--rows must be ≥ 1, not {args.rows}.")
@@ -69,7 +69,7 @@ def _health(args: argparse.Namespace) -> None:
         f"SAE health of {ws.name} ({ws.provenance()['sae']} at {ws.hook}), BOS excluded; "
         "± one standard error over rows"
     )
-    for item in sae_health(ws, args.rows):
+    for item in sae_health(ws, args.rows, recompute=args.recompute):
         print(
             f"{item.corpus:>14}: {item.rows} rows, {item.tokens:,} held-out tokens | "
             f"L0 {with_se(item.l0, item.l0_se, item.rows, 2)} | "
@@ -79,6 +79,7 @@ def _health(args: argparse.Namespace) -> None:
             f"{item.d_sae} | CE clean {item.ce_clean:.4f} spliced {item.ce_spliced:.4f} added "
             f"{with_se(item.ce_added, item.ce_added_se, item.rows, sign='+')}"
         )
+    print(f"measured {health_measured_at(ws, args.rows)}")
 
 
 def add_commands(sub: Subcommands) -> None:
@@ -99,3 +100,4 @@ def add_commands(sub: Subcommands) -> None:
     train.add_argument("--fresh", action="store_true", help="discard checkpoints, keep activations")
     health = command(sub, "health", _health, "SAE health on held-out text (cached).")
     health.add_argument("--rows", type=int, default=64, help="held-out rows per corpus")
+    health.add_argument("--recompute", action="store_true", help="measure again, not the kept")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -194,10 +196,26 @@ def _health_key(ws: Workspace, n_rows: int) -> str:
     return record_key(record)
 
 
+def _health_path(ws: Workspace, n_rows: int) -> Path:
+    return ws.folder / f"health-{_health_key(ws, n_rows)}.json"
+
+
 def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
-    path = ws.folder / f"health-{_health_key(ws, n_rows)}.json"
-    memo = read_memo(path, {"results": list}, _results_problem)
+    memo = read_memo(_health_path(ws, n_rows), {"results": list}, _results_problem)
     return None if memo is None else [SAEHealth(**item) for item in memo["results"]]
+
+
+def health_measured_at(ws: Workspace, n_rows: int = 64) -> str | None:
+    """When the kept health was measured (UTC, to the minute); None when none is kept.
+    Memos from before the date was kept give their file's time."""
+    path = _health_path(ws, n_rows)
+    memo = read_memo(path, {"results": list}, _results_problem)
+    if memo is None:
+        return None
+    when = memo.get("measured_at")
+    if not isinstance(when, str):
+        when = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
+    return when[:16].replace("T", " ") + " UTC"
 
 
 def _results_problem(memo: dict) -> str | None:
@@ -222,11 +240,15 @@ def health_estimate(ws: Workspace, n_rows: int = 64) -> str:
 
 
 def sae_health(
-    ws: Workspace, n_rows: int = 64, progress: Callable[[int, int], None] | None = None
+    ws: Workspace,
+    n_rows: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+    recompute: bool = False,
 ) -> list[SAEHealth]:
-    """Health on `n_rows` held-out rows of the retain and the forget corpus; cached.
+    """Health on `n_rows` held-out rows of the retain and the forget corpus; cached unless
+    `recompute` (the kept result is replaced only once the new one is whole).
     `progress` gets (rows done, rows to do)."""
-    if (found := cached_health(ws, n_rows)) is not None:
+    if not recompute and (found := cached_health(ws, n_rows)) is not None:
         return found
     results = []
     tokens, seconds = 0, 0.0
@@ -244,7 +266,10 @@ def sae_health(
         results.append(measure_health(ws, rows, role, ws.describe_source(role), report=report))
         tokens, seconds = tokens + rows.size, seconds + time.perf_counter() - started
     record_throughput(ws, HEALTH_RUN, tokens, seconds, hook_passes=0, full_passes=2)
-    path = ws.folder / f"health-{_health_key(ws, n_rows)}.json"
-    record = {"provenance": ws.provenance(), "results": [asdict(r) for r in results]}
-    write_json(path, record, indent=2)
+    record = {
+        "provenance": ws.provenance(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "results": [asdict(r) for r in results],
+    }
+    write_json(_health_path(ws, n_rows), record, indent=2)
     return results

@@ -28,3 +28,15 @@ def test_without_a_timed_run_the_page_says_so(small_app_env, monkeypatch, tmp_pa
     at = open_app_page(env, monkeypatch, PAGE)
     said = [c for c in captions(at) if c.startswith("How long:")]
     assert said and all(NOT_MEASURED in c for c in said)  # the cache build's and health's
+
+
+def test_a_kept_health_offers_a_recompute_with_its_date(small_app_env, small_app_ws, monkeypatch):
+    from core.sae.health import health_measured_at, sae_health
+
+    sae_health(small_app_ws)  # kept (as the page measures it)
+    at = open_app_page(small_app_env, monkeypatch, PAGE)
+    when = health_measured_at(small_app_ws)
+    assert [b.label for b in at.button if "health" in b.label or "Recompute" in b.label] == [
+        f"Recompute (measured {when})"
+    ]
+    assert at.dataframe, "the kept health is shown"

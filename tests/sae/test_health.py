@@ -120,3 +120,20 @@ def test_a_health_run_keeps_its_throughput_for_the_next_estimate(healthy):
     assert timed.tokens == sum(item.rows for item in results) * ws.config.budgets.context_length
     assert timed.seconds > 0 and timed.params_per_token == 2 * timed.full_params
     assert "at the rate of the last SAE health here" in health_estimate(ws)
+
+
+@pytest.mark.model
+def test_a_recompute_measures_again_and_dates_the_result(healthy, capsys):
+    from core.cli import main
+    from core.sae.health import health_measured_at
+
+    ws, fresh, config = healthy
+    (path,) = ws.folder.glob("health-*.json")
+    kept = health_measured_at(ws, n_rows=1)
+    assert kept is not None and kept.endswith(" UTC")
+    path.write_text(path.read_text().replace('"measured_at": "', '"measured_at": "1999'))
+    assert health_measured_at(ws, n_rows=1).startswith("1999")  # what the memo says
+    assert main(["health", "--workspace", str(config), "--rows", "1", "--recompute"]) == 0
+    assert health_measured_at(ws, n_rows=1)[:4] != "1999"  # measured again, dated now
+    assert f"measured {health_measured_at(ws, n_rows=1)}" in capsys.readouterr().out
+    assert sae_health(ws, n_rows=1) == fresh  # the same numbers
