@@ -196,19 +196,20 @@ def _health_key(ws: Workspace, n_rows: int) -> str:
     return record_key(record)
 
 
-def _health_path(ws: Workspace, n_rows: int) -> Path:
+def health_path(ws: Workspace, n_rows: int) -> Path:
+    """Where the health of `n_rows` rows a corpus is kept."""
     return ws.folder / f"health-{_health_key(ws, n_rows)}.json"
 
 
 def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
-    memo = read_memo(_health_path(ws, n_rows), {"results": list}, _results_problem)
+    memo = read_memo(health_path(ws, n_rows), {"results": list}, _results_problem)
     return None if memo is None else [SAEHealth(**item) for item in memo["results"]]
 
 
 def health_measured_at(ws: Workspace, n_rows: int = 64) -> str | None:
     """When the kept health was measured (UTC, to the minute); None when none is kept.
     Memos from before the date was kept give their file's time."""
-    path = _health_path(ws, n_rows)
+    path = health_path(ws, n_rows)
     memo = read_memo(path, {"results": list}, _results_problem)
     if memo is None:
         return None
@@ -271,5 +272,5 @@ def sae_health(
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "results": [asdict(r) for r in results],
     }
-    write_json(_health_path(ws, n_rows), record, indent=2)
+    write_json(health_path(ws, n_rows), record, indent=2)
     return results

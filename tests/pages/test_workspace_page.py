@@ -31,9 +31,12 @@ def test_without_a_timed_run_the_page_says_so(small_app_env, monkeypatch, tmp_pa
 
 
 def test_a_kept_health_offers_a_recompute_with_its_date(small_app_env, small_app_ws, monkeypatch):
-    from core.sae.health import health_measured_at, sae_health
+    import shutil
 
-    sae_health(small_app_ws)  # kept (as the page measures it)
+    from core.sae.health import health_measured_at, health_path, sae_health
+
+    sae_health(small_app_ws, n_rows=1)  # one row: seconds, not the page's 64 rows' minutes
+    shutil.copy(health_path(small_app_ws, 1), health_path(small_app_ws, 64))  # kept for 64
     at = open_app_page(small_app_env, monkeypatch, PAGE)
     when = health_measured_at(small_app_ws)
     assert [b.label for b in at.button if "health" in b.label or "Recompute" in b.label] == [
