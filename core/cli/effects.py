@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.cli.common import Subcommands, check_out, command, open_workspace, write_file
+from core.errors import UserError
 
 if TYPE_CHECKING:
     from core.workspace.workspace import Workspace
@@ -46,9 +48,14 @@ def _effects(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else None
     if out is not None:
         check_out(out)
+    if args.show < 0:
+        raise UserError(f"--show must be 0 or more, not {args.show}.")
     ws = open_workspace(args)
-    c = args.c if args.c is not None else feature_scale(ws)
+    c = 1.0 if args.c is None else args.c  # the default's stand-in while the flags are checked
     settings = EffectSettings(args.rows, args.context, c, args.top_k, not args.edit_bos)
+    settings.check(ws.sae_width())  # before the default is read from the caches' statistics
+    if args.c is None:
+        settings = replace(settings, c=feature_scale(ws))
     effects = feature_effects(
         ws, settings, lambda done, total: print(f"[{done}/{total}] rows", file=sys.stderr)
     )

@@ -16,7 +16,7 @@ from core.cli.common import (
     progress_printer,
     write_out,
 )
-from core.interventions.edits import METHODS
+from core.interventions.edits import METHODS, Intervention
 from core.interventions.gate import GATE_RULES
 
 
@@ -58,6 +58,7 @@ def _relearn(args: argparse.Namespace) -> None:
         check_out(Path(args.out))
     ws = open_workspace(args)
     chosen = chosen_features(args, ws)
+    Intervention(chosen.features).check(ws.sae_width())  # the ids, before c or a gate is found
     gate = None
     kept = LabelStore.for_workspace(ws).get_set(args.set).gate if args.set else None
     if args.gate is not None:

@@ -215,8 +215,29 @@ def _load(path: Path) -> dict:
 def _read(path: Path) -> FeatureEffects | None:
     """Kept effects; None when there are none, or when they are damaged (moved aside and
     measured again, as every memo)."""
-    kept = read_memo(path, {"provenance": dict}, load=_load)
+    kept = read_memo(path, {"provenance": dict}, check=_problem, load=_load)
     if kept is None:
         return None
     provenance = kept.pop("provenance")
     return FeatureEffects(kept, provenance)
+
+
+def _problem(kept: dict) -> str | None:
+    """What keeps kept effects from being shown, or None: rows counts or the BOS rule
+    missing from their provenance, or arrays whose shapes do not fit together."""
+    rows, bos = kept["provenance"].get("rows"), kept["provenance"].get("bos")
+    if not isinstance(bos, str) or not isinstance(rows, dict):
+        return "no rows or BOS rule in the provenance"
+    candidates = kept["candidates"]
+    for name in SETS:
+        estimated, measured = kept[f"estimated_{name}"], kept[f"measured_{name}"]
+        if estimated.ndim != 2 or rows.get(name) != len(estimated):
+            return f"estimated_{name} of shape {estimated.shape}, not {rows.get(name)} rows"
+        if measured.shape != (len(estimated), len(candidates)):
+            return f"measured_{name} of shape {measured.shape}, not one column per candidate"
+    width = kept["estimated_forget"].shape[1]
+    if kept["estimated_retain"].shape[1] != width or candidates.ndim != 1:
+        return "arrays of different widths"
+    if candidates.dtype.kind not in "iu" or not ((candidates >= 0) & (candidates < width)).all():
+        return f"candidates that are not features 0 to {width - 1}"
+    return None

@@ -13,7 +13,9 @@ document with them. Each arm's tuned weights are kept beside the result, keyed w
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +52,7 @@ ARMS = {
     "reference": ("forget", False, "forget text, no edit (what fine-tuning alone does)"),
 }
 ROWS_STREAM = 6  # the training rows' random stream
+MAX_SEED = 2**31 - 1  # the page's largest; numpy refuses a negative seed, torch a huge one
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ class RelearnSettings:
                 f"(rows {self.rows}, rows per step {self.batch_rows})."
             )
         if not 8 <= self.context_length <= (n_ctx or self.context_length):
-            raise UserError(f"Training rows need 8 to {n_ctx} tokens, not {self.context_length}.")
+            limit = f"8 to {n_ctx}" if n_ctx else "at least 8"
+            raise UserError(f"Training rows need {limit} tokens, not {self.context_length}.")
         if not (math.isfinite(self.rate) and 0 < self.rate < 1):
             raise UserError(f"The learning rate must be above 0 and below 1, not {self.rate}.")
         if self.rank < 1 or self.checkpoints < 1 or self.eval_rows < 2 or self.mcq < 0:
@@ -106,6 +110,8 @@ class RelearnSettings:
                 "The LoRA rank and checkpoints must be at least 1, held-out rows at least 2 "
                 "(a standard error needs two), and questions 0 or more."
             )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be 0 to {MAX_SEED}, not {self.seed}.")
 
     def measured_steps(self) -> list[int]:
         """Step 0 and `checkpoints` evenly spaced steps up to the last."""
@@ -162,10 +168,80 @@ def result_path(ws: Workspace, iv: Intervention, settings: RelearnSettings) -> P
     return ws.folder / "relearn" / f"run-{record_key(_key(ws, iv, settings))}.json"
 
 
+RESULT_FIELDS = {
+    "settings": dict,
+    "intervention": dict,
+    "steps": list,
+    "arms": dict,
+    "provenance": dict,
+    "clean": dict,
+}
+
+SHOWN = (  # what the CLI and the page show of a result beside its tables
+    ("settings", "lr"),
+    ("settings", "steps"),
+    ("settings", "batch_rows"),
+    ("settings", "seed"),
+    ("provenance", "fine_tuning"),
+    ("provenance", "training_text", "forget"),
+    ("provenance", "held_out_text", "forget"),
+)
+
+
 def cached(ws: Workspace, iv: Intervention, settings: RelearnSettings) -> dict | None:
-    """A kept result of these settings, or None."""
+    """A kept result of these settings, or None. A result that is damaged, or whose tuned
+    weights are no longer beside it, is moved aside (one line says so) and run again."""
+    path = result_path(ws, iv, settings)
     return read_memo(
-        result_path(ws, iv, settings), {"arms": dict, "steps": list}, version=RELEARN_VERSION
+        path, RESULT_FIELDS, check=lambda memo: _problem(memo, path), version=RELEARN_VERSION
+    )
+
+
+def _problem(memo: dict, path: Path) -> str | None:
+    """What keeps a kept result from being shown, or None: an arm, a measured step or a
+    field the tables (core.relearning.summary) read missing, or an arm's tuned weights gone."""
+    if sorted(memo["arms"]) != sorted(ARMS):
+        return f"arms {sorted(memo['arms'])}, not {sorted(ARMS)}"
+    clean, steps = memo["clean"].get("losses"), memo["steps"]
+    if not isinstance(clean, dict) or not all(_numbers(clean.get(n)) for n in ROLES):
+        return "no clean losses"
+    if not steps or not all(isinstance(step, int) for step in steps):
+        return "no measured steps"
+    scored = "scores_before" in next(iter(memo["arms"].values()))
+    for arm, curve in memo["arms"].items():
+        losses = curve.get("losses") if isinstance(curve, dict) else None
+        if not isinstance(losses, dict) or not isinstance(curve.get("edit"), bool):
+            return f"the {arm} arm is not whole"
+        for name in ROLES:
+            per_step = losses.get(name)
+            if not isinstance(per_step, list) or len(per_step) != len(steps):
+                return f"the {arm} arm's {name} losses are not one list per measured step"
+            if not all(_numbers(rows, len(clean[name])) for rows in per_step):
+                return f"the {arm} arm's {name} losses are not one number per held-out row"
+        for key in ("scores_before", "scores_after") if scored else ():
+            if not isinstance(curve.get(key), dict) or not all(
+                _numbers(curve[key].get(role)) for role in (FORGET, SIDE)
+            ):
+                return f"the {arm} arm's {key} are not whole"
+        weights = curve.get("weights")
+        if not isinstance(weights, str) or "/" in weights:
+            return f"the {arm} arm names no tuned weights"
+        if not (path.parent / weights).is_file():
+            return f"the {arm} arm's tuned weights {weights} are missing"
+    for keys in SHOWN:
+        try:
+            functools.reduce(operator.getitem, keys, memo)
+        except (KeyError, TypeError):
+            return f"no {'.'.join(keys)}"
+    return None
+
+
+def _numbers(values: object, n: int | None = None) -> bool:
+    """A list of numbers (of `n` of them, when given)."""
+    return (
+        isinstance(values, list)
+        and (n is None or len(values) == n)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     )
 
 

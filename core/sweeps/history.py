@@ -88,6 +88,8 @@ class History:
 
     def get(self, key: str) -> Run:
         """The run of this key (a unique beginning of it is enough)."""
+        if not key.strip():
+            raise UserError("Give a run's key (or its start): see `python -m core runs`.")
         found = [run for run in self.runs if run.key.startswith(key) or run.key == f"run-{key}"]
         if len(found) != 1:
             said = "no run" if not found else f"{len(found)} runs"
@@ -129,7 +131,7 @@ def run_history(ws: Workspace, store: LabelStore | None = None) -> History:
             run = (
                 _evaluation(path, memo, sets, ledger) if kind == EVALUATION else _sweep(path, memo)
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             notices.append(f"skipped {path.name}: a field is missing or malformed ({exc!r})")
             continue
         runs.append(run)
@@ -192,6 +194,7 @@ def _evaluation(path: Path, memo: dict, sets: dict, ledger: LookLedger) -> Run:
     iv, settings = memo["intervention"], memo["provenance"].get("settings", {})
     features = tuple(int(f) for f in iv["features"])
     counts = memo["provenance"].get("questions", {})
+    _correct(memo)  # the questions a comparison pairs on, each whole
     return Run(
         key=path.stem,
         kind=EVALUATION,
@@ -219,10 +222,13 @@ def _sweep(path: Path, memo: dict) -> Run:
     }
     if memo["questions"] == "report":
         headline["held-out score"] = format_score(memo["held_out_score"], points, True)
+    created_at = memo.get("created_at", "")
+    if not isinstance(created_at, str):  # the history is sorted by it
+        raise TypeError(f"created_at {created_at!r} is not a date")
     return Run(
         key=path.stem,
         kind=SWEEP,
-        created_at=memo.get("created_at", ""),
+        created_at=created_at,
         features=(),
         set_name=None,
         method=config.get("method", "clamp"),

@@ -1,6 +1,7 @@
 """The run history on real runs of the small workspace: two evaluations of one saved set and
 a sweep listed with their settings, numbers and looks; compared paired on their questions;
-restored as the intervention page's URL; a damaged memo skipped with one line; the CLI twin."""
+restored as the intervention page's URL; a damaged memo skipped with one line; the CLI twin;
+an unknown run key, or a memo with a malformed field, one line (issue 25 §4)."""
 
 import json
 
@@ -13,7 +14,7 @@ from core.interventions.edits import Intervention
 from core.labels.store import LabelStore
 from core.sweeps.grid import SweepConfig
 from core.sweeps.history import paired_rows, restore_params, run_history, side_by_side
-from core.sweeps.run import sweep
+from core.sweeps.run import sweep, sweep_folder
 
 pytestmark = pytest.mark.model
 
@@ -109,3 +110,78 @@ def test_a_damaged_memo_is_skipped_with_one_line_and_the_cli_lists_the_rest(kept
         assert main(["runs", "--compare", "run-", runs[4.0][0]]) == 2  # ambiguous
     finally:
         damaged.unlink()
+
+
+def _one_line_refusal(argv: list[str], capsys) -> str:
+    """The refusal's line; any other line on stderr is a skipped memo's notice."""
+    assert main(argv) == 2
+    *notices, said = capsys.readouterr().err.splitlines()
+    assert said.startswith("error: ") and all(n.startswith("skipped ") for n in notices), said
+    return said
+
+
+def test_an_unknown_or_empty_run_key_is_one_line(kept, capsys):
+    ws, store, runs, _ = kept
+    known = runs[1.0][0]
+    sweep_key = next(run.key for run in run_history(ws, store).runs if run.kind == "sweep")
+    for argv in (["--compare", "no-such-run", known], ["--compare", known, "no-such-run"]):
+        assert "no run of this workspace is 'no-such-run'" in _one_line_refusal(
+            ["runs", *argv], capsys
+        )
+    assert "no run of this workspace is 'x'" in _one_line_refusal(["runs", "--url", "x"], capsys)
+    assert "Give a run's key" in _one_line_refusal(["runs", "--url", " "], capsys)
+    assert "Give a run's key" in _one_line_refusal(["runs", "--compare", "", known], capsys)
+    assert "is a sweep" in _one_line_refusal(["runs", "--url", sweep_key], capsys)
+
+
+def _skewed(memo: dict, kind: str) -> dict:
+    """A memo of the right schema with one field the history reads malformed."""
+    memo = json.loads(json.dumps(memo))
+    if kind == "gate calibration a list":
+        memo["intervention"]["gate"] = {"alpha": 1.0, "rule": "per feature", "calibration": [95]}
+    elif kind == "settings a list":
+        memo["provenance"]["settings"] = ["split", "selection"]
+    elif kind == "a question without its answer":
+        del memo["questions"][0]["answer"]
+    elif kind == "a question scored on no letter":
+        memo["questions"][0]["after"] = []
+    elif kind == "a sweep dated by a number":
+        memo["created_at"] = 5
+    return memo
+
+
+SKEWS = [
+    "gate calibration a list",
+    "settings a list",
+    "a question without its answer",
+    "a question scored on no letter",
+    "a sweep dated by a number",
+]
+
+
+def test_a_memo_with_a_malformed_field_is_skipped_with_one_line_never_a_traceback(kept, capsys):
+    """Each memo keeps the schema (so only the history's own reading can refuse it): the
+    listing names each in one line and lists the rest; compare and restore refuse them."""
+    ws, _, runs, _ = kept
+    evaluation = json.loads((ws.folder / "evals" / f"{runs[1.0][0]}.json").read_text())
+    swept = next(sweep_folder(ws).glob("sweep-*.json"))
+    written = []
+    try:
+        for number, kind in enumerate(SKEWS):
+            sweep = kind.startswith("a sweep")
+            memo = json.loads(swept.read_text()) if sweep else evaluation
+            folder, prefix = (swept.parent, "sweep") if sweep else (ws.folder / "evals", "run")
+            path = folder / f"{prefix}-ffff00000000000{number}.json"
+            path.write_text(json.dumps(_skewed(memo, kind)))
+            written.append(path)
+        assert main(["runs"]) == 0
+        out, err = capsys.readouterr()
+        for path in written:
+            assert sum(path.name in line for line in err.splitlines()) == 1, err
+        assert "Traceback" not in out + err and runs[1.0][0] in out
+        for path in written:
+            _one_line_refusal(["runs", "--compare", path.stem, runs[1.0][0]], capsys)
+            _one_line_refusal(["runs", "--url", path.stem], capsys)
+    finally:
+        for path in written:
+            path.unlink()
