@@ -132,8 +132,13 @@ def test_calibration_reads_rho_from_the_cache(small, pair):
 
 @pytest.mark.parametrize(
     ("features", "percentile", "message"),
-    [([], 95, "needs features"), ([1], 100, "strictly between"), ([1], 0, "strictly between")],
-    ids=["no-features", "100", "0"],
+    [
+        ([], 95, "needs features"),
+        ([1], 100, "strictly between"),
+        ([1], 0, "strictly between"),
+        ([1, 99999], 95, r"out of range 0\.\.4095: \[99999\]"),  # eval --features 99999 --gate
+    ],
+    ids=["no-features", "100", "0", "out-of-range"],
 )
 def test_bad_gates_are_refused(small, features, percentile, message):
     with pytest.raises(UserError, match=message):
