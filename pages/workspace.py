@@ -94,3 +94,4 @@ if health is not None:
         ]
     )
     st.dataframe(table, hide_index=True)
+    st.caption(f"Measured {measured_at}.")

@@ -42,4 +42,4 @@ def test_a_kept_health_offers_a_recompute_with_its_date(small_app_env, small_app
     assert [b.label for b in at.button if "health" in b.label or "Recompute" in b.label] == [
         f"Recompute (measured {when})"
     ]
-    assert at.dataframe, "the kept health is shown"
+    assert at.dataframe and f"Measured {when}." in captions(at), "the kept health, dated"
