@@ -51,7 +51,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         if exc.errno not in DISK_FULL:  # None: a short write (numpy's), a disk filling up
             raise
         raise UserError(
-            f"Could not write {path}: {exc.strerror or 'the disk took only part of it'}. "
+            f"Could not write {path}: {exc.strerror or f'a short write ({exc})'}. "
             "Nothing of it was kept; free some space and run again."
         ) from exc
     finally:
