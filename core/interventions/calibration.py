@@ -120,8 +120,6 @@ def calibrate(
     everything that determines it."""
     if not features:
         raise UserError("A gate needs features: choose some first.")
-    if bad := [f for f in features if not 0 <= int(f) < ws.sae_width()]:
-        raise UserError(f"Feature ids out of range 0..{ws.sae_width() - 1}: {bad[:10]}.")
     if not 0 < percentile < 100:
         raise UserError(
             f"The gate's percentile must be strictly between 0 and 100, not {percentile}."
@@ -132,8 +130,11 @@ def calibrate(
         )
     try:
         cache = SparseActivationStore.for_workspace(ws, "retain_corpus")  # its key names the SAE
+        width = ws.sae_width()
     except UserError as exc:
         raise _unavailable(exc) from exc
+    if bad := [f for f in features if not 0 <= int(f) < width]:
+        raise UserError(f"Feature ids out of range 0..{width - 1}: {bad[:10]}.")
     bound = _calibrated_for(ws, features, cache.spec.key())
     wanted = {
         "cache": bound["cache"],
