@@ -20,6 +20,7 @@ from core.labels.store import Label, LabelStore
 from core.loading.data import files_stamp
 from core.selection import sources
 from core.selection.sources import FeatureChoice
+from core.sweeps.history import c_text
 from pages.common import flag, from_url, one_of, plain, to_url, within
 from pages.job_views import watched_job
 
@@ -289,8 +290,7 @@ def background_run(
 def run_title(iv: Intervention, settings: EvalSettings) -> str:
     """A run as the workspace's list of runs names it: its features, edit and questions."""
     shown = ", ".join(map(str, iv.features[:5])) + (", …" if len(iv.features) > 5 else "")
-    values = sorted({v * iv.multiplier for v in iv.values})
-    c = f"{values[0]:g}" if len(values) == 1 else f"{values[0]:g}–{values[-1]:g}"
+    c = c_text(iv.values, iv.multiplier)
     gate = "" if iv.gate is None else f", gated (alpha {iv.gate.alpha:.3g})"
     questions = settings.question_limit or "all"
     return (

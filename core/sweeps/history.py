@@ -13,6 +13,7 @@ reads them from its URL.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,8 @@ def _read(path: Path, fields: dict, version: int) -> tuple[dict, str | None]:
     return memo, None
 
 
-def _c_of(values: list[float], multiplier: float) -> str:
+def c_text(values: Sequence[float], multiplier: float) -> str:
+    """The c a run clamped to: one value, or the range of its features' values."""
     effective = sorted(v * multiplier for v in values)
     if not effective:
         return ""
@@ -202,7 +204,7 @@ def _evaluation(path: Path, memo: dict, sets: dict, ledger: LookLedger) -> Run:
         features=features,
         set_name=sets.get(tuple(sorted(features))),
         method=iv["method"],
-        c=_c_of(iv["values"], iv.get("multiplier", 1.0)),
+        c=c_text(iv["values"], iv.get("multiplier", 1.0)),
         gate=_gate_of(iv.get("gate")),
         split=settings.get("split", "?"),
         n={SET_NAMES[role]: int(counts.get(role, 0)) for role in (FORGET, SIDE)},
