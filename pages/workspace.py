@@ -8,9 +8,8 @@ import streamlit as st
 from core import UserError
 from core.cache.store import caches_for
 from core.sae.health import (
-    cached_health,
     health_estimate,
-    health_measured_at,
+    kept_health,
     sae_health,
     with_se,
 )
@@ -56,7 +55,7 @@ st.caption(
     "was not trained on them, so FVE is also shown without them. ± is one standard error "
     "over the held-out rows (a jackknife for FVE)."
 )
-health, measured_at = cached_health(ws), health_measured_at(ws)
+health, measured_at = kept_health(ws) or (None, None)
 st.caption(f"How long: {health_estimate(ws)}.")
 label = "Measure SAE health (loads the model)"
 if health is not None:
@@ -64,12 +63,12 @@ if health is not None:
 if st.button(label):
     bar = ProgressBar("Loading the model…")
     try:
-        health = sae_health(
+        sae_health(
             ws,
             progress=lambda done, total: bar.count(done, total, "held-out rows"),
             recompute=health is not None,
         )
-        measured_at = health_measured_at(ws)
+        health, measured_at = kept_health(ws) or (None, None)
     except UserError as exc:
         st.error(plain(exc))
     bar.empty()

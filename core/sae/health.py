@@ -201,14 +201,9 @@ def health_path(ws: Workspace, n_rows: int) -> Path:
     return ws.folder / f"health-{_health_key(ws, n_rows)}.json"
 
 
-def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
-    memo = read_memo(health_path(ws, n_rows), {"results": list}, _results_problem)
-    return None if memo is None else [SAEHealth(**item) for item in memo["results"]]
-
-
-def health_measured_at(ws: Workspace, n_rows: int = 64) -> str | None:
-    """When the kept health was measured (UTC, to the minute); None when none is kept.
-    Memos from before the date was kept give their file's time."""
+def kept_health(ws: Workspace, n_rows: int = 64) -> tuple[list[SAEHealth], str] | None:
+    """The kept health and when it was measured (UTC, to the minute), from one read; None
+    when none is kept. Memos from before the date was kept give their file's time."""
     path = health_path(ws, n_rows)
     memo = read_memo(path, {"results": list}, _results_problem)
     if memo is None:
@@ -216,7 +211,19 @@ def health_measured_at(ws: Workspace, n_rows: int = 64) -> str | None:
     when = memo.get("measured_at")
     if not isinstance(when, str):
         when = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
-    return when[:16].replace("T", " ") + " UTC"
+    results = [SAEHealth(**item) for item in memo["results"]]
+    return results, when[:16].replace("T", " ") + " UTC"
+
+
+def cached_health(ws: Workspace, n_rows: int = 64) -> list[SAEHealth] | None:
+    kept = kept_health(ws, n_rows)
+    return None if kept is None else kept[0]
+
+
+def health_measured_at(ws: Workspace, n_rows: int = 64) -> str | None:
+    """When the kept health was measured; None when none is kept."""
+    kept = kept_health(ws, n_rows)
+    return None if kept is None else kept[1]
 
 
 def _results_problem(memo: dict) -> str | None:
