@@ -72,10 +72,22 @@ FILLS_UP = textwrap.dedent(
     import resource, signal, sys
     from core.cli import main
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, resource.RLIM_INFINITY))
-    sys.exit(main(sys.argv[1:]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
+    sys.exit(main(sys.argv[2:]))
     """
 )
+
+
+def filling_up(limit: int, argv: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """`python -m core ARGV` in a process whose files cannot grow past `limit` bytes."""
+    return subprocess.run(
+        [sys.executable, "-c", FILLS_UP, str(limit), *argv],
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(labels_ws, tmp_path):
@@ -85,14 +97,7 @@ def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(labels_ws, t
     out = tmp_path / "out" / "labels.csv"
     out.parent.mkdir()
     out.write_text("the previous export\n")
-    done = subprocess.run(
-        [sys.executable, "-c", FILLS_UP, "export", "--format", "labels", "--out", str(out)],
-        cwd=REPO_ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = filling_up(64_000, ["export", "--format", "labels", "--out", str(out)], 300)
     assert done.returncode == 2, done.stderr
     error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and "File too large" in error[0] and "Traceback" not in done.stderr
@@ -101,16 +106,8 @@ def test_a_disk_filling_up_mid_export_keeps_the_previous_file_whole(labels_ws, t
 
 
 def test_a_disk_filling_up_while_eval_keeps_its_memos_is_one_line(small_app_ws, tmp_path):
-    script = FILLS_UP.replace("64_000", "1_000")  # every memo is larger
     argv = ["eval", "--features", "13", "--c", "7.25", "--questions", "3", "--loss-rows", "2"]
-    done = subprocess.run(
-        [sys.executable, "-c", script, *argv, "--skip-known"],
-        cwd=REPO_ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = filling_up(1_000, [*argv, "--skip-known"], 600)  # every memo is larger than 1 kB
     assert done.returncode == 2, done.stderr
     error = [line for line in done.stderr.splitlines() if "error: " in line]  # after bars
     assert len(error) == 1 and "Traceback" not in done.stderr, done.stderr
